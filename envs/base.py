@@ -1,0 +1,70 @@
+"""The task contract shared by every task-distribution environment.
+
+A task-distribution env is an ordinary :class:`gymnasium.Env` with three additions:
+
+* ``sample_task(rng)`` draws a task from the distribution with a caller-owned
+  :class:`numpy.random.Generator` (never the global NumPy RNG);
+* ``task`` is the current task; it persists across ``reset()`` and is only changed by
+  assigning it (``env.task = t`` or ``env.set_task(t)``) or by ``reset(options={"task": t})``;
+* optionally ``oracle_action()`` returns the action of a scripted policy that achieves the best
+  return for the current task, used by evaluation to report a ratio to the best achievable.
+
+In a Gymnasium vector env the task of each sub-env is set with
+``vec_env.set_attr("task", [t0, t1, ...])``, which reaches the unwrapped env through wrappers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+import gymnasium as gym
+import numpy as np
+
+TaskT = TypeVar("TaskT")
+
+
+class TaskEnv(gym.Env, Generic[TaskT]):
+    """Base class for task-distribution envs (see the module docstring for the contract).
+
+    Subclasses implement :meth:`sample_task`, :meth:`validate_task` and, where they can,
+    :meth:`oracle_action`. The task starts as ``sample_task`` with a generator seeded 0 so that a
+    freshly made env is usable (``check_env`` resets it without setting a task).
+    """
+
+    def __init__(self) -> None:
+        self._task: TaskT = self.sample_task(np.random.default_rng(0))
+
+    # -- task contract -------------------------------------------------------------------------
+    def sample_task(self, rng: np.random.Generator) -> TaskT:
+        """Draws a task from the distribution using ``rng`` only."""
+        raise NotImplementedError
+
+    def sample_test_task(self, rng: np.random.Generator) -> TaskT:
+        """Draws a task for evaluation on unseen tasks; envs with a held-out split override this."""
+        return self.sample_task(rng)
+
+    def validate_task(self, task: Any) -> TaskT:
+        """Returns ``task`` in canonical form, or raises ``ValueError`` naming what is accepted."""
+        return task
+
+    @property
+    def task(self) -> TaskT:
+        """The current task; unchanged by ``reset()`` unless ``options={"task": ...}`` is given."""
+        return self._task
+
+    @task.setter
+    def task(self, value: Any) -> None:
+        self._task = self.validate_task(value)
+
+    def set_task(self, task: Any) -> None:
+        """Sets the task used from the next ``reset()`` on."""
+        self.task = task
+
+    def oracle_action(self) -> Any:
+        """Action of a scripted policy with the best achievable return for the current task."""
+        raise NotImplementedError(f"{type(self).__name__} has no oracle policy.")
+
+    def _apply_reset_options(self, options: dict[str, Any] | None) -> None:
+        """Applies ``options["task"]`` if present; call first thing in ``reset``."""
+        if options and "task" in options:
+            self.task = options["task"]

@@ -1,0 +1,140 @@
+"""2D moving bandits (MLSH paper, section 6.1)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from envs.base import TaskEnv
+
+# Action index -> (dx, dy) in units of ``step_size``: stay, +x, -x, +y, -y.
+_MOVES_PY = ((0.0, 0.0), (1.0, 0.0), (-1.0, 0.0), (0.0, 1.0), (0.0, -1.0))
+
+
+class MovementBandits(TaskEnv[int]):
+    """An agent on a plane must find which of two goal points pays; the payer is the task.
+
+    ## Description
+    The agent starts at the centre of a ``size`` x ``size`` plane. Every episode two goal points are
+    drawn uniformly on the plane (at least ``min_goal_distance`` apart, so that at most one goal
+    region pays at any point). The task is the index (0 or 1) of the *correct* goal; it is never
+    observed and persists across resets, so an agent must discover it by trying. This is the
+    "2D moving bandits" task of Frans et al. (2018), section 6.1.
+
+    ## Action Space
+    ``Discrete(5)``: 0 stay, 1 move +x, 2 move -x, 3 move +y, 4 move -y, each by ``step_size``.
+    Positions are clipped to the plane.
+
+    ## Observation Space
+    ``Box(0, 1, (6,), float32)``: agent (x, y), goal 0 (x, y), goal 1 (x, y), all divided by ``size``.
+
+    ## Rewards
+    1 on every step that ends within ``goal_radius`` of the correct goal, else 0
+    (``info["reward_goal"]``). The best achievable return depends on the goals' draw; the
+    scripted :meth:`oracle_action` achieves it.
+
+    ## Starting State
+    Agent at (``size``/2, ``size``/2); goals uniform on the plane, redrawn at every reset.
+
+    ## Episode End
+    No termination. Truncation after ``max_episode_steps`` (50, by the registered ``TimeLimit``).
+
+    ## Arguments
+    ``size`` (400), ``step_size`` (20), ``goal_radius`` (50), ``min_goal_distance`` (100),
+    ``render_mode`` (None; no rendering yet).
+
+    ## Version History
+    * v0: first version, settings of the paper.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        size: float = 400.0,
+        step_size: float = 20.0,
+        goal_radius: float = 50.0,
+        min_goal_distance: float = 100.0,
+        render_mode: str | None = None,
+    ) -> None:
+        if min_goal_distance >= size:
+            raise ValueError(f"min_goal_distance ({min_goal_distance}) must be below size ({size}).")
+        self.size = float(size)
+        self.step_size = float(step_size)
+        self.goal_radius = float(goal_radius)
+        self.min_goal_distance = float(min_goal_distance)
+        self.render_mode = render_mode
+        self.action_space = spaces.Discrete(5)
+        self.observation_space = spaces.Box(0.0, 1.0, shape=(6,), dtype=np.float32)
+        self._agent = np.full(2, self.size / 2)
+        self._goals = np.zeros((2, 2))
+        super().__init__()
+
+    # -- task contract -------------------------------------------------------------------------
+    def sample_task(self, rng: np.random.Generator) -> int:
+        return int(rng.integers(2))
+
+    def validate_task(self, task: Any) -> int:
+        if isinstance(task, (bool, np.bool_)) or int(task) not in (0, 1) or int(task) != task:
+            raise ValueError(f"MovementBandits task must be 0 or 1 (the correct goal), got {task!r}.")
+        return int(task)
+
+    # -- gymnasium API -------------------------------------------------------------------------
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        self._apply_reset_options(options)
+        self._agent = np.full(2, self.size / 2)
+        while True:
+            goals = self.np_random.uniform(0.0, self.size, size=(2, 2))
+            if np.linalg.norm(goals[0] - goals[1]) >= self.min_goal_distance:
+                break
+        self._goals = goals
+        return self._obs(), {"reward_goal": 0.0, "distance_to_goal": self._distance_to_goal()}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        index = int(action)
+        if index != action or not 0 <= index < 5:
+            raise ValueError(f"MovementBandits action must be an int in [0, 5), got {action!r}.")
+        dx, dy = _MOVES_PY[index]
+        x = min(max(self._agent[0] + dx * self.step_size, 0.0), self.size)
+        y = min(max(self._agent[1] + dy * self.step_size, 0.0), self.size)
+        self._agent = np.array([x, y])
+        distance = self._distance_to_goal()
+        reward = 1.0 if distance < self.goal_radius else 0.0
+        return self._obs(), reward, False, False, {"reward_goal": reward, "distance_to_goal": distance}
+
+    # -- oracle --------------------------------------------------------------------------------
+    def oracle_action(self) -> int:
+        """Moves by the fewest steps onto the nearest reachable point inside the correct goal's
+        radius, then stays: reward is collected on every step from the first one inside, so
+        entering soonest and never leaving is optimal."""
+        goal = self._goals[self._task]
+        if self._distance_to_goal() < self.goal_radius:
+            return 0
+        # Reachable positions lie on the lattice centre + step_size * integers, clipped to the plane.
+        offsets = np.arange(-np.ceil(self.size / self.step_size), np.ceil(self.size / self.step_size) + 1)
+        grid = np.stack(np.meshgrid(offsets, offsets, indexing="ij"), -1).reshape(-1, 2)
+        points = np.clip(self._agent + grid * self.step_size, 0.0, self.size)
+        inside = np.linalg.norm(points - goal, axis=1) < self.goal_radius
+        cost = np.abs(grid[inside]).sum(axis=1)
+        target = grid[inside][int(np.argmin(cost))]
+        if target[0] != 0:
+            return 1 if target[0] > 0 else 2
+        return 3 if target[1] > 0 else 4
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _distance_to_goal(self) -> float:
+        goal = self._goals[self._task]
+        return math.hypot(self._agent[0] - goal[0], self._agent[1] - goal[1])
+
+    def _obs(self) -> np.ndarray:
+        obs = np.empty(6, dtype=np.float32)
+        obs[:2] = self._agent
+        obs[2:] = self._goals.ravel()
+        obs /= self.size
+        return obs

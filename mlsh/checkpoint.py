@@ -1,0 +1,74 @@
+"""Saving and loading runs: atomic writes, clear errors, nothing overwritten on failure."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mlsh.errors import CheckpointError
+
+CHECKPOINT_NAME = "checkpoint.pt"
+FORMAT_VERSION = 1
+
+
+def checkpoint_path(run_dir: str | Path) -> Path:
+    """``run_dir/checkpoint.pt`` (a path to the file itself is accepted too)."""
+    path = Path(run_dir)
+    return path if path.suffix == ".pt" else path / CHECKPOINT_NAME
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Writes ``payload`` atomically: a crash mid-write leaves the previous checkpoint intact.
+
+    The file is written next to its destination, flushed to disk, then renamed over it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save({"format_version": FORMAT_VERSION, **payload}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path, required: tuple[str, ...] = ("config", "learner")) -> dict[str, Any]:
+    """Reads a checkpoint written by :func:`save_checkpoint`.
+
+    Checkpoints are pickles (they hold NumPy RNG and env states): load only your own runs.
+
+    Raises:
+        CheckpointError: missing, unreadable or incomplete file, with a sentence naming the fix.
+    """
+    path = checkpoint_path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"No checkpoint at {path}; pass the run directory of a finished or interrupted run "
+            f"(the one holding {CHECKPOINT_NAME})."
+        )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise CheckpointError(
+            f"Checkpoint {path} is corrupt or truncated ({type(exc).__name__}); restore it from a backup or "
+            f"start a new run (the file was left as it is)."
+        ) from exc
+    if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
+        version = payload.get("format_version") if isinstance(payload, dict) else None
+        raise CheckpointError(
+            f"{path} is not an mlsh checkpoint of format {FORMAT_VERSION} (found {version!r}); "
+            f"use a checkpoint written by this version of mlsh."
+        )
+    missing = [key for key in required if key not in payload]
+    if missing:
+        raise CheckpointError(f"Checkpoint {path} lacks {', '.join(missing)}; it is incomplete, start a new run.")
+    return payload

@@ -1,0 +1,92 @@
+"""Shared command-line plumbing: config location, override checks, one-sentence errors."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+from mlsh.errors import ConfigError, MLSHError
+
+log = logging.getLogger("mlsh")
+
+
+def config_dir() -> Path:
+    """``configs/`` of the source tree (editable installs), else the copy installed as ``mlsh/configs``."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "configs", here / "configs"):
+        if (candidate / "train.yaml").is_file():
+            return candidate
+    raise FileNotFoundError("mlsh's configs/ directory is missing from the installation; reinstall mlsh.")
+
+
+def available_env_configs() -> list[str]:
+    """Names selectable with ``env=<Name>`` (``configs/env/<Name>.yaml``)."""
+    return sorted(path.stem for path in (config_dir() / "env").glob("*.yaml"))
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Prints ``error: message`` on stderr and exits (no traceback for user mistakes)."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def split_overrides(argv: list[str]) -> list[str]:
+    """The ``key=value`` overrides in ``argv``, refusing anything else with a sentence."""
+    overrides = []
+    for arg in argv:
+        if arg.startswith("-"):
+            continue  # Hydra's own flags (--cfg job, --multirun, ...)
+        if "=" not in arg or arg.startswith("="):
+            raise ConfigError(f"Malformed override '{arg}': write key=value, e.g. seed=3 or mlsh.macro_len=10.")
+        overrides.append(arg)
+    return overrides
+
+
+def override_value(overrides: list[str], key: str) -> str | None:
+    """Value of the last ``key=value`` (also ``+key=`` / ``++key=``) in ``overrides``."""
+    value = None
+    for item in overrides:
+        name, _, rest = item.partition("=")
+        if name.lstrip("+") == key:
+            value = rest
+    return value
+
+
+def compose_config(config_name: str, overrides: list[str]) -> dict[str, Any]:
+    """Composes the Hydra config like ``@hydra.main`` would, mapping Hydra's errors to one sentence."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    env_choice = override_value(overrides, "env")
+    if env_choice is not None and env_choice not in available_env_configs():
+        raise ConfigError(
+            f"Unknown env '{env_choice}'; available: {', '.join(available_env_configs())} "
+            f"(or keep one and set env.id=<your Gymnasium id>)."
+        )
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=config_name):
+            cfg = compose(config_name=config_name, overrides=overrides)
+            return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    except (HydraException, OmegaConfBaseException, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "Could not override" in first or "not in struct" in str(exc):
+            key = first.split("'")[1] if "'" in first else first
+            raise ConfigError(
+                f"Unknown setting '{key}'; list the settings with `python -m mlsh.{config_name} --cfg job` "
+                f"and check the spelling."
+            ) from exc
+        raise ConfigError(f"Invalid override ({first}); write key=value, e.g. seed=3.") from exc
+
+
+def run_cli(main: Callable[[], Any]) -> None:
+    """Runs ``main`` with one-sentence errors for user mistakes and an exit code for scripts."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        main()
+    except MLSHError as exc:
+        fail(str(exc))

@@ -1,0 +1,244 @@
+"""Typed settings of a run, validated before any work starts.
+
+The library takes these dataclasses; the Hydra entry point (``mlsh/train.py``) only turns its
+composed config into them with :func:`config_from_dict`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlsh.errors import ConfigError
+
+
+@dataclass
+class EnvConfig:
+    """Which task distribution to train on.
+
+    ``id`` is a Gymnasium id; ``"my_pkg.my_module:MyEnv-v0"`` imports ``my_pkg.my_module`` first
+    so that a user's own env registers itself.
+    """
+
+    id: str = "mlsh/MovementBandits-v0"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    max_episode_steps: int | None = None
+
+
+@dataclass
+class MLSHConfig:
+    """The hierarchy and the meta-learning schedule (paper notation in brackets)."""
+
+    num_subpolicies: int = 2  # K
+    macro_len: int = 10  # N: primitive steps per master decision
+    warmup_iters: int = 9  # W: master-only iterations after a master reset
+    joint_iters: int = 1  # U: iterations updating master and sub-policies
+    num_slots: int = 10  # M: task slots, each with its own task and master
+    stagger: bool = True  # offset the slots' schedules so sub-policies get gradients every iteration
+    master_epsilon: float = 0.0  # original code: prob. of replacing the master's choice at random
+
+
+@dataclass
+class PPOConfig:
+    """PPO settings of one level of the hierarchy (CleanRL names)."""
+
+    lr: float = 3e-4
+    update_epochs: int = 10
+    num_minibatches: int = 4
+    clip_coef: float = 0.2
+    clip_vloss: bool = True
+    vf_clip_coef: float | None = None  # value clip range in return units; None: clip_coef (CleanRL)
+    vf_coef: float = 0.5
+    ent_coef: float = 0.0
+    max_grad_norm: float = 0.5
+    norm_adv: bool = True
+    target_kl: float | None = None
+    gamma: float = 0.99
+    gae_lambda: float = 0.98
+    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
+
+
+@dataclass
+class TrainConfig:
+    """Budget and bookkeeping."""
+
+    total_timesteps: int = 2_000_000
+    envs_per_slot: int = 10
+    rollout_len: int = 200  # steps per env per iteration; D = envs_per_slot * rollout_len per slot
+    checkpoint_every: int = 25  # iterations
+    progress: bool = True
+    torch_threads: int | None = None
+
+
+@dataclass
+class Config:
+    env: EnvConfig = field(default_factory=EnvConfig)
+    mlsh: MLSHConfig = field(default_factory=MLSHConfig)
+    master: PPOConfig = field(default_factory=lambda: PPOConfig(lr=0.01))
+    sub: PPOConfig = field(default_factory=lambda: PPOConfig(lr=3e-4))
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+    device: str = "auto"
+
+    @property
+    def steps_per_iteration(self) -> int:
+        """Env steps collected per iteration, all slots together."""
+        return self.mlsh.num_slots * self.train.envs_per_slot * self.train.rollout_len
+
+    @property
+    def num_iterations(self) -> int:
+        return max(1, self.train.total_timesteps // self.steps_per_iteration)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _build(default: Any, data: dict[str, Any] | None, prefix: str) -> Any:
+    """Returns ``default`` (a dataclass instance) with the entries of ``data`` replaced, recursively."""
+    data = dict(data or {})
+    names = {f.name for f in dataclasses.fields(default)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        section = prefix.rstrip(".") or "the top level"
+        raise ConfigError(
+            f"Unknown setting '{prefix}{unknown[0]}': the settings under {section} are "
+            f"{', '.join(sorted(names))}; check the spelling."
+        )
+    kwargs = {}
+    for name, value in data.items():
+        current = getattr(default, name)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(
+                    f"'{prefix}{name}' is a group of settings, not a value; set '{prefix}{name}.<key>=...'."
+                )
+            value = _build(current, value, f"{prefix}{name}.")
+        else:
+            _check_type(f"{prefix}{name}", value, current)
+        kwargs[name] = value
+    return dataclasses.replace(default, **kwargs)
+
+
+def _check_type(key: str, value: Any, default: Any) -> None:
+    """Refuses a value whose type cannot stand for the default's (ints pass for floats)."""
+    if default is None or value is None and key in _OPTIONAL:
+        return
+    expected: tuple[type, ...]
+    if isinstance(default, bool):
+        expected, name = (bool,), "true or false"
+    elif isinstance(default, int):
+        expected, name = (int,), "an integer"
+    elif isinstance(default, float):
+        expected, name = (int, float), "a number"
+    elif isinstance(default, str):
+        expected, name = (str,), "a string"
+    elif isinstance(default, list):
+        expected, name = (list, tuple), "a list like [64,64]"
+    elif isinstance(default, dict):
+        expected, name = (dict,), "a mapping like {a: 1}"
+    else:
+        return
+    if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
+        raise ConfigError(f"{key} must be {name}, got {value!r}; fix the override {key}=...")
+
+
+_OPTIONAL = {
+    "env.max_episode_steps",
+    "train.torch_threads",
+    "master.target_kl",
+    "sub.target_kl",
+    "master.vf_clip_coef",
+    "sub.vf_clip_coef",
+}
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Builds and validates a :class:`Config` from a plain (resolved) dict.
+
+    Raises:
+        ConfigError: unknown key or impossible value, with a sentence naming the fix.
+    """
+    data = dict(data)
+    for ignored in ("resume", "hydra"):
+        data.pop(ignored, None)
+    cfg = _build(Config(), data, "")
+    validate(cfg)
+    return cfg
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate(cfg: Config) -> None:
+    """Refuses impossible settings before any work, with one sentence naming the fix."""
+    m, t = cfg.mlsh, cfg.train
+    for key, value, low in [
+        ("mlsh.num_subpolicies", m.num_subpolicies, 1),
+        ("mlsh.macro_len", m.macro_len, 1),
+        ("mlsh.warmup_iters", m.warmup_iters, 0),
+        ("mlsh.joint_iters", m.joint_iters, 0),
+        ("mlsh.num_slots", m.num_slots, 1),
+        ("train.envs_per_slot", t.envs_per_slot, 1),
+        ("train.rollout_len", t.rollout_len, 1),
+        ("train.total_timesteps", t.total_timesteps, 1),
+        ("train.checkpoint_every", t.checkpoint_every, 1),
+    ]:
+        _require(_is_int(value), f"{key} must be an integer, got {value!r}; set e.g. {key}={max(low, 1)}.")
+        _require(value >= low, f"{key} must be at least {low}, got {value}; set {key}={max(low, 1)} or more.")
+    _require(
+        m.warmup_iters + m.joint_iters >= 1,
+        "mlsh.warmup_iters + mlsh.joint_iters must be at least 1, so that each task lasts one iteration or more.",
+    )
+    _require(
+        t.rollout_len % m.macro_len == 0,
+        f"train.rollout_len ({t.rollout_len}) must be a multiple of mlsh.macro_len ({m.macro_len}); "
+        f"set train.rollout_len={max(1, round(t.rollout_len / m.macro_len)) * m.macro_len}.",
+    )
+    _require(
+        0.0 <= m.master_epsilon <= 1.0,
+        f"mlsh.master_epsilon must lie in [0, 1], got {m.master_epsilon}.",
+    )
+    _require(
+        t.total_timesteps >= cfg.steps_per_iteration,
+        f"train.total_timesteps ({t.total_timesteps}) is below one iteration "
+        f"({cfg.steps_per_iteration} = mlsh.num_slots x train.envs_per_slot x train.rollout_len); "
+        f"raise train.total_timesteps or lower those.",
+    )
+    for level in ("master", "sub"):
+        p: PPOConfig = getattr(cfg, level)
+        _require(p.lr > 0, f"{level}.lr must be positive, got {p.lr}.")
+        _require(
+            _is_int(p.update_epochs) and p.update_epochs >= 1,
+            f"{level}.update_epochs must be an integer >= 1, got {p.update_epochs}.",
+        )
+        _require(
+            _is_int(p.num_minibatches) and p.num_minibatches >= 1,
+            f"{level}.num_minibatches must be an integer >= 1, got {p.num_minibatches}.",
+        )
+        _require(p.clip_coef > 0, f"{level}.clip_coef must be positive, got {p.clip_coef}.")
+        _require(
+            p.vf_clip_coef is None or (isinstance(p.vf_clip_coef, (int, float)) and p.vf_clip_coef > 0),
+            f"{level}.vf_clip_coef must be positive or null, got {p.vf_clip_coef}.",
+        )
+        _require(
+            p.target_kl is None or (isinstance(p.target_kl, (int, float)) and p.target_kl > 0),
+            f"{level}.target_kl must be positive or null, got {p.target_kl}.",
+        )
+        _require(0 <= p.gamma <= 1, f"{level}.gamma must lie in [0, 1], got {p.gamma}.")
+        _require(0 <= p.gae_lambda <= 1, f"{level}.gae_lambda must lie in [0, 1], got {p.gae_lambda}.")
+        _require(p.max_grad_norm > 0, f"{level}.max_grad_norm must be positive, got {p.max_grad_norm}.")
+        _require(
+            len(p.hidden_sizes) >= 1 and all(_is_int(h) and h >= 1 for h in p.hidden_sizes),
+            f"{level}.hidden_sizes must be a non-empty list of positive integers, got {p.hidden_sizes}.",
+        )
+    _require(
+        cfg.device == "auto" or cfg.device == "cpu" or cfg.device.startswith("cuda"),
+        f"device must be auto, cpu or cuda[:N], got {cfg.device!r}.",
+    )

@@ -1,0 +1,287 @@
+"""The MLSH meta-learning loop over M task slots (paper, Algorithm 1).
+
+Each slot has its own task and master. At the start of a slot's cycle the slot samples a task and
+its master is re-initialised together with its optimizer state; the slot then runs
+``warmup_iters`` iterations updating only its master, followed by ``joint_iters`` iterations in
+which its data also updates the shared sub-policies (after the master, on the same data).
+With ``stagger`` the slots' cycles are offset so that some slot is in its joint phase at every
+iteration (the original staggered its MPI groups the same way).
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import numpy as np
+import torch
+
+from mlsh.config import Config
+from mlsh.envs import make_env, make_vec_env
+from mlsh.gae import compute_gae, compute_macro_gae
+from mlsh.networks import MemberAdam
+from mlsh.policy import HierarchicalPolicy
+from mlsh.rollout import EpisodeStats, RolloutBatch, RolloutCollector
+from mlsh.update import LevelData, ppo_update
+
+# Spawn keys of the task-sampling streams: evaluation never sees training's tasks' stream.
+TRAIN_TASK_STREAM = 0
+EVAL_TASK_STREAM = 1
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def task_rng(seed: int, stream: int) -> np.random.Generator:
+    """The task-sampling generator of a run; different streams never share draws."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream,)))
+
+
+class MetaLearner:
+    """Owns the vector env, the policy, both optimizers and the slot schedule.
+
+    Args:
+        cfg: validated settings.
+        fixed_tasks: one task per slot, kept forever (evaluation); ``None`` samples tasks.
+        train_subpolicies: update the sub-policies in joint iterations (off to evaluate frozen ones).
+        update_obs_rms: keep updating the observation normaliser (off with frozen sub-policies).
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        fixed_tasks: list[Any] | None = None,
+        train_subpolicies: bool = True,
+        update_obs_rms: bool = True,
+    ) -> None:
+        self.cfg = cfg
+        m = cfg.mlsh
+        self.device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        self.task_env = make_env(cfg.env)
+        self.vec_env = make_vec_env(cfg.env, m.num_slots * cfg.train.envs_per_slot)
+        self.policy = HierarchicalPolicy(
+            self.vec_env.single_observation_space,
+            self.vec_env.single_action_space,
+            num_subpolicies=m.num_subpolicies,
+            num_slots=m.num_slots,
+            master_hidden=cfg.master.hidden_sizes,
+            sub_hidden=cfg.sub.hidden_sizes,
+            master_epsilon=m.master_epsilon,
+        ).to(self.device)
+        self.master_optimizer = MemberAdam(self.policy.masters.parameters(), lr=cfg.master.lr)
+        self.sub_optimizer = MemberAdam(self.policy.subpolicies.parameters(), lr=cfg.sub.lr)
+        self.collector = RolloutCollector(self.vec_env, self.policy, cfg.train.envs_per_slot, m.macro_len, self.device)
+        if fixed_tasks is not None and len(fixed_tasks) != m.num_slots:
+            raise ValueError(f"fixed_tasks has {len(fixed_tasks)} tasks for {m.num_slots} slots.")
+        self.fixed_tasks = fixed_tasks
+        self.train_subpolicies = train_subpolicies
+        self.update_obs_rms = update_obs_rms
+        self.task_rng = task_rng(cfg.seed, TRAIN_TASK_STREAM)
+        self.cycle_len = m.warmup_iters + m.joint_iters
+        self.offsets = [(slot * self.cycle_len) // m.num_slots if m.stagger else 0 for slot in range(m.num_slots)]
+        self.tasks: list[Any] = [None] * m.num_slots
+        self.iteration = 0
+        self.timesteps = 0
+        self.last_episodes = EpisodeStats(np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+
+    # -- schedule ------------------------------------------------------------------------------
+    def cycle_position(self, slot: int, iteration: int | None = None) -> int:
+        """Iterations since ``slot``'s last master reset (0 = reset at the start of this iteration)."""
+        it = self.iteration if iteration is None else iteration
+        return (it + self.offsets[slot]) % self.cycle_len
+
+    def in_joint_phase(self, slot: int) -> bool:
+        return self.cycle_position(slot) >= self.cfg.mlsh.warmup_iters
+
+    def reset_master(self, slot: int) -> None:
+        """Re-initialises ``slot``'s master and drops its Adam state (moments and step count)."""
+        self.policy.masters.reset_member(slot)
+        self.master_optimizer.reset_member(slot)
+
+    def _new_task(self, slot: int) -> Any:
+        if self.fixed_tasks is not None:
+            return self.fixed_tasks[slot]
+        return self.task_env.unwrapped.sample_task(self.task_rng)
+
+    def _begin_iteration(self) -> list[int]:
+        """Starts new tasks where a cycle begins; returns the slots that were reset."""
+        num_slots = self.cfg.mlsh.num_slots
+        if self.iteration == 0:
+            slots = list(range(num_slots))
+            self.tasks = [self._new_task(slot) for slot in slots]
+            for slot in slots:
+                self.reset_master(slot)
+            self.collector.reset(self.cfg.seed, self.tasks)
+            return slots
+        slots = [slot for slot in range(num_slots) if self.cycle_position(slot) == 0]
+        new_tasks = []
+        for slot in slots:
+            self.tasks[slot] = self._new_task(slot)
+            new_tasks.append(self.tasks[slot])
+            self.reset_master(slot)
+        self.collector.reset_slots(slots, new_tasks)
+        return slots
+
+    # -- one iteration -------------------------------------------------------------------------
+    def train_iteration(self) -> dict[str, float]:
+        """Collects one rollout in every slot and updates masters, then (joint slots) sub-policies."""
+        cfg = self.cfg
+        self._begin_iteration()
+        joint = [self.in_joint_phase(slot) for slot in range(cfg.mlsh.num_slots)]
+        positions = [self.cycle_position(slot) for slot in range(cfg.mlsh.num_slots)]
+        batch, stats = self.collector.collect(cfg.train.rollout_len, update_obs_rms=self.update_obs_rms)
+        self.last_episodes = stats
+        metrics = self._rollout_metrics(batch, stats, positions)
+        metrics.update(self.update(batch, joint))
+        self.iteration += 1
+        self.timesteps += cfg.train.rollout_len * self.vec_env.num_envs
+        return metrics
+
+    def update(self, batch: RolloutBatch, joint: list[bool]) -> dict[str, float]:
+        """PPO on every slot's master; PPO on the sub-policies with the joint slots' data."""
+        cfg, policy = self.cfg, self.policy
+        per_slot = cfg.train.envs_per_slot
+        num_steps, num_envs = batch.rewards.shape
+        slot_of_env = torch.arange(num_envs, device=self.device) // per_slot
+        slots = slot_of_env.expand(num_steps, num_envs)
+        metrics: dict[str, float] = {}
+
+        adv, ret = compute_macro_gae(
+            batch.rewards,
+            batch.decisions,
+            batch.master_values,
+            batch.terminated,
+            batch.truncated,
+            batch.master_bootstrap,
+            batch.next_master_values,
+            cfg.master.gamma,
+            cfg.master.gae_lambda,
+        )
+        d = batch.decisions
+        master_data = LevelData(
+            obs=batch.obs[d],
+            actions=batch.sub_idx[d],
+            old_logprob=batch.master_logprob[d],
+            old_values=batch.master_values[d],
+            advantages=adv[d],
+            returns=ret[d],
+            group_ids=slots[d],
+        )
+
+        def evaluate_master(obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            dist = policy.masters.distribution(obs)
+            return dist.log_prob(actions), dist.entropy(), policy.masters.value(obs)
+
+        for key, value in ppo_update(
+            master_data,
+            cfg.mlsh.num_slots,
+            evaluate_master,
+            self.master_optimizer,
+            cfg.master,
+            "master",
+        ).items():
+            metrics[f"master/{key}"] = value
+
+        joint_envs = torch.tensor(joint, device=self.device)[slot_of_env].expand(num_steps, num_envs)
+        if self.train_subpolicies and bool(joint_envs.any()):
+            adv, ret = compute_gae(
+                batch.rewards,
+                batch.sub_values,
+                batch.terminated,
+                batch.truncated,
+                batch.sub_bootstrap,
+                batch.next_sub_values,
+                cfg.sub.gamma,
+                cfg.sub.gae_lambda,
+            )
+            j = joint_envs
+            sub_data = LevelData(
+                obs=batch.obs[j],
+                actions=batch.actions[j],
+                old_logprob=batch.sub_logprob[j],
+                old_values=batch.sub_values[j],
+                advantages=adv[j],
+                returns=ret[j],
+                group_ids=batch.sub_idx[j],
+            )
+
+            def evaluate_sub(obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+                dist = policy.subpolicies.distribution(obs)
+                logprob, entropy = policy.subpolicies.log_prob_entropy(dist, actions)
+                return logprob, entropy, policy.subpolicies.value(obs)
+
+            for key, value in ppo_update(
+                sub_data,
+                cfg.mlsh.num_subpolicies,
+                evaluate_sub,
+                self.sub_optimizer,
+                cfg.sub,
+                "sub",
+            ).items():
+                metrics[f"sub/{key}"] = value
+        return metrics
+
+    def _rollout_metrics(self, batch: RolloutBatch, stats: EpisodeStats, positions: list[int]) -> dict[str, float]:
+        warmup = self.cfg.mlsh.warmup_iters
+        metrics: dict[str, float] = {}
+        if len(stats.returns):
+            metrics["rollout/ep_rew_mean"] = float(stats.returns.mean())
+            metrics["rollout/ep_len_mean"] = float(stats.lengths.mean())
+            pos = np.asarray(positions)[stats.slots]
+            for name, sel in (("warmup", pos < warmup), ("joint", pos >= warmup), ("after_warmup", pos == warmup)):
+                if sel.any():
+                    metrics[f"meta/ep_rew_{name}"] = float(stats.returns[sel].mean())
+        chosen = batch.sub_idx[batch.decisions]
+        if chosen.numel():
+            usage = torch.bincount(chosen, minlength=self.cfg.mlsh.num_subpolicies).float() / chosen.numel()
+            for k, share in enumerate(usage.tolist()):
+                metrics[f"meta/sub_usage_{k}"] = share
+        metrics["meta/slots_joint"] = float(sum(p >= warmup for p in positions))
+        return metrics
+
+    # -- state ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where the run stopped."""
+        try:
+            env_states: list[bytes] | None = [pickle.dumps(env) for env in self.vec_env.envs]
+        except Exception:  # an env that cannot be pickled: resume restarts its episodes
+            env_states = None
+        return {
+            "iteration": self.iteration,
+            "timesteps": self.timesteps,
+            "policy": self.policy.state_dict(),
+            "master_optimizer": self.master_optimizer.state_dict(),
+            "sub_optimizer": self.sub_optimizer.state_dict(),
+            "tasks": list(self.tasks),
+            "task_rng": self.task_rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "collector": self.collector.state_dict(),
+            "env_states": env_states,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.iteration = state["iteration"]
+        self.timesteps = state["timesteps"]
+        self.policy.load_state_dict(state["policy"])
+        self.master_optimizer.load_state_dict(state["master_optimizer"])
+        self.sub_optimizer.load_state_dict(state["sub_optimizer"])
+        self.tasks = list(state["tasks"])
+        self.task_rng.bit_generator.state = state["task_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        if state.get("env_states") is not None and self.iteration > 0:
+            self.vec_env.envs = [pickle.loads(blob) for blob in state["env_states"]]
+            self.collector.load_state_dict(state["collector"])
+        elif self.iteration > 0:
+            self.collector.reset(None, self.tasks)
+
+    def close(self) -> None:
+        self.vec_env.close()
+        self.task_env.close()

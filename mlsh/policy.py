@@ -1,0 +1,237 @@
+"""The hierarchical policy: K weight-shared sub-policies, M per-slot masters, one observation normaliser."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions import Categorical, Normal
+
+from mlsh.errors import ConfigError
+from mlsh.networks import BatchedMLP
+
+
+class RunningMeanStd(nn.Module):
+    """Running mean and variance of observations (parallel-merge update); saved with the model.
+
+    Args:
+        shape: observation shape.
+        clip: normalised observations are clipped to ``[-clip, clip]``.
+    """
+
+    def __init__(self, shape: Sequence[int], clip: float = 10.0, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(*shape, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(*shape, dtype=torch.float64))
+        self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))
+        self.clip = clip
+        self.eps = eps
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        """Merges the statistics of a batch ``x`` of shape ``[N, *shape]``."""
+        x = x.to(torch.float64).reshape(-1, *self.mean.shape)
+        batch_mean, batch_var, batch_count = x.mean(0), x.var(0, unbiased=False), x.shape[0]
+        delta = batch_mean - self.mean
+        total = self.count + batch_count
+        self.mean += delta * batch_count / total
+        self.var.copy_(
+            (self.var * self.count + batch_var * batch_count + delta**2 * self.count * batch_count / total) / total
+        )
+        self.count.copy_(total)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        normalised = (x - self.mean.to(x.dtype)) / torch.sqrt(self.var.to(x.dtype) + self.eps)
+        return normalised.clamp(-self.clip, self.clip)
+
+
+class SubPolicies(nn.Module):
+    """K sub-policies (actor and separate critic per member), Gaussian or categorical by action space.
+
+    Args:
+        num_subpolicies: K.
+        obs_dim: flat observation width.
+        action_space: ``Discrete`` or 1-d ``Box``.
+        hidden_sizes: MLP hidden widths.
+    """
+
+    def __init__(
+        self, num_subpolicies: int, obs_dim: int, action_space: gym.Space, hidden_sizes: Sequence[int]
+    ) -> None:
+        super().__init__()
+        self.num_subpolicies = num_subpolicies
+        if isinstance(action_space, gym.spaces.Discrete):
+            self.discrete = True
+            out = int(action_space.n)
+            self.log_std = None
+        elif isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
+            self.discrete = False
+            out = int(action_space.shape[0])
+            self.log_std = nn.Parameter(torch.zeros(num_subpolicies, out))  # state-independent, per member
+        else:
+            raise ConfigError(
+                f"Action space {action_space} is not supported; MLSH sub-policies need a Discrete or a 1-d Box "
+                f"action space (wrap the env, e.g. with gymnasium.wrappers.FlattenObservation for observations)."
+            )
+        self.action_dim = out
+        self.actor = BatchedMLP(num_subpolicies, obs_dim, hidden_sizes, out, out_gain=0.01)
+        self.critic = BatchedMLP(num_subpolicies, obs_dim, hidden_sizes, 1, out_gain=1.0)
+
+    def distribution(self, obs: torch.Tensor) -> Categorical | Normal:
+        """Action distributions of every member on its own inputs.
+
+        Args:
+            obs: ``[K, N, obs_dim]`` normalised observations.
+
+        Returns:
+            A distribution with batch shape ``[K, N]`` (Normal: ``[K, N, act_dim]``).
+        """
+        out = self.actor(obs)
+        if self.discrete:
+            return Categorical(logits=out)
+        log_std = self.log_std.unsqueeze(1).expand_as(out)
+        return Normal(out, log_std.exp())
+
+    def log_prob_entropy(self, dist: Categorical | Normal, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probability of ``actions`` and entropy, both with shape ``dist``'s ``[K, N]``."""
+        if self.discrete:
+            return dist.log_prob(actions.long()), dist.entropy()
+        return dist.log_prob(actions).sum(-1), dist.entropy().sum(-1)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """``[K, N, obs_dim] -> [K, N]``."""
+        return self.critic(obs).squeeze(-1)
+
+
+class Masters(nn.Module):
+    """M per-slot master policies: a categorical choice over K sub-policies, and a critic.
+
+    With ``epsilon > 0`` the choice is drawn from the mixture ``(1 - epsilon) * pi + epsilon / K``
+    (the original code's random sub-policy choice) and log-probabilities are those of that mixture,
+    so that PPO's ratio is computed for the distribution actually sampled.
+    """
+
+    def __init__(
+        self, num_slots: int, obs_dim: int, num_subpolicies: int, hidden_sizes: Sequence[int], epsilon: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.num_slots = num_slots
+        self.num_subpolicies = num_subpolicies
+        self.epsilon = epsilon
+        self.actor = BatchedMLP(num_slots, obs_dim, hidden_sizes, num_subpolicies, out_gain=0.01)
+        self.critic = BatchedMLP(num_slots, obs_dim, hidden_sizes, 1, out_gain=1.0)
+
+    def distribution(self, obs: torch.Tensor) -> Categorical:
+        """``[M, N, obs_dim]`` -> Categorical with batch shape ``[M, N]`` over K (the sampled mixture)."""
+        logits = self.actor(obs)
+        if self.epsilon > 0.0:
+            probs = (1.0 - self.epsilon) * logits.softmax(-1) + self.epsilon / self.num_subpolicies
+            return Categorical(probs=probs)
+        return Categorical(logits=logits)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """``[M, N, obs_dim] -> [M, N]``."""
+        return self.critic(obs).squeeze(-1)
+
+    def reset_member(self, member: int) -> None:
+        """Re-initialises slot ``member``'s actor and critic; other slots are untouched."""
+        self.actor.reset_member(member)
+        self.critic.reset_member(member)
+
+
+class HierarchicalPolicy(nn.Module):
+    """Observation normaliser + :class:`SubPolicies` + :class:`Masters`.
+
+    Args:
+        observation_space: a ``Box`` (flattened if multi-dimensional).
+        action_space: ``Discrete`` or 1-d ``Box``.
+        num_subpolicies: K.
+        num_slots: M.
+        master_hidden: hidden widths of the masters.
+        sub_hidden: hidden widths of the sub-policies.
+        master_epsilon: see :class:`Masters`.
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        num_subpolicies: int,
+        num_slots: int,
+        master_hidden: Sequence[int] = (64, 64),
+        sub_hidden: Sequence[int] = (64, 64),
+        master_epsilon: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if not isinstance(observation_space, gym.spaces.Box):
+            raise ConfigError(
+                f"Observation space {observation_space} is not supported; MLSH needs a Box observation space "
+                f"(wrap the env with gymnasium.wrappers.FlattenObservation)."
+            )
+        self.obs_dim = int(np.prod(observation_space.shape))
+        self.action_space = action_space
+        self.obs_rms = RunningMeanStd((self.obs_dim,))
+        self.subpolicies = SubPolicies(num_subpolicies, self.obs_dim, action_space, sub_hidden)
+        self.masters = Masters(num_slots, self.obs_dim, num_subpolicies, master_hidden, master_epsilon)
+
+    @property
+    def num_subpolicies(self) -> int:
+        return self.subpolicies.num_subpolicies
+
+    @property
+    def num_slots(self) -> int:
+        return self.masters.num_slots
+
+    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        """Flattens and normalises raw observations ``[..., *obs_shape] -> [..., obs_dim]``."""
+        return self.obs_rms(obs.reshape(*obs.shape[: obs.dim() - len(self.obs_rms.mean.shape)], -1)).float()
+
+    @torch.no_grad()
+    def choose_subpolicies(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Samples each env's sub-policy from its slot's master.
+
+        Args:
+            obs: ``[M, E, obs_dim]`` normalised observations, E envs per slot.
+
+        Returns:
+            ``(sub_idx, logprob, value)``, each ``[M, E]``.
+        """
+        dist = self.masters.distribution(obs)
+        sub_idx = dist.sample()
+        return sub_idx, dist.log_prob(sub_idx), self.masters.value(obs)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, sub_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Samples an action from each env's active sub-policy.
+
+        All K sub-policies run on all B envs (K is small) and the active one is gathered.
+
+        Args:
+            obs: ``[B, obs_dim]`` normalised observations.
+            sub_idx: ``[B]`` active sub-policy per env.
+
+        Returns:
+            ``(action [B, ...], logprob [B], value [B])``.
+        """
+        expanded = obs.unsqueeze(0).expand(self.num_subpolicies, -1, -1)
+        dist = self.subpolicies.distribution(expanded)
+        actions = dist.sample()  # [K, B, ...]
+        logprob, _ = self.subpolicies.log_prob_entropy(dist, actions)  # [K, B]
+        values = self.subpolicies.value(expanded)  # [K, B]
+        index = sub_idx.view(1, -1)
+        action = actions.gather(0, index.view(1, -1, *([1] * (actions.dim() - 2))).expand(1, *actions.shape[1:]))
+        return action[0], logprob.gather(0, index)[0], values.gather(0, index)[0]
+
+    @torch.no_grad()
+    def sub_value(self, obs: torch.Tensor, sub_idx: torch.Tensor) -> torch.Tensor:
+        """Value of each env's sub-policy: ``obs [B, obs_dim]``, ``sub_idx [B]`` -> ``[B]``."""
+        values = self.subpolicies.value(obs.unsqueeze(0).expand(self.num_subpolicies, -1, -1))
+        return values.gather(0, sub_idx.view(1, -1))[0]
+
+    @torch.no_grad()
+    def master_value(self, obs: torch.Tensor) -> torch.Tensor:
+        """``[M, E, obs_dim] -> [M, E]``."""
+        return self.masters.value(obs)

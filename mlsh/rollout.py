@@ -1,0 +1,254 @@
+"""Collecting hierarchical rollouts from a Gymnasium vector env (knows nothing of the losses).
+
+Env ``b`` of the vector env belongs to task slot ``b // envs_per_slot``. The vector env must use
+``AutoresetMode.SAME_STEP``: the observation returned with an episode end is already the next
+episode's first one, and the true final observation is in ``info["final_obs"]`` (needed to
+bootstrap truncated episodes).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode
+
+from mlsh.policy import HierarchicalPolicy
+
+
+class RolloutBatch(NamedTuple):
+    """One iteration's data; every field is time-major ``[L, B, ...]`` unless noted."""
+
+    obs: torch.Tensor  # [L, B, obs_dim] normalised with the statistics in force when collected
+    actions: torch.Tensor  # [L, B] (discrete) or [L, B, act_dim]
+    sub_idx: torch.Tensor  # [L, B] long, active sub-policy
+    sub_logprob: torch.Tensor  # [L, B]
+    sub_values: torch.Tensor  # [L, B] value of the active sub-policy
+    rewards: torch.Tensor  # [L, B]
+    terminated: torch.Tensor  # [L, B] bool
+    truncated: torch.Tensor  # [L, B] bool
+    sub_bootstrap: torch.Tensor  # [L, B] sub-policy value of the final obs where truncated
+    decisions: torch.Tensor  # [L, B] bool, the master chose before this step
+    master_logprob: torch.Tensor  # [L, B] where decisions
+    master_values: torch.Tensor  # [L, B] where decisions
+    master_bootstrap: torch.Tensor  # [L, B] master value of the final obs where truncated
+    next_sub_values: torch.Tensor  # [B]
+    next_master_values: torch.Tensor  # [B]
+
+
+class EpisodeStats(NamedTuple):
+    """Episodes completed during a rollout."""
+
+    returns: np.ndarray  # [n] float
+    lengths: np.ndarray  # [n] int
+    slots: np.ndarray  # [n] int, slot of each episode
+
+
+class RolloutCollector:
+    """Steps a vector env with a :class:`HierarchicalPolicy`, keeping the macro clock across rollouts.
+
+    The master decides for env b at every episode start and then every ``macro_len`` steps;
+    an episode end is honoured at once (the next step is a new decision), unlike the original code,
+    which let a sub-policy run on across episode boundaries.
+
+    Args:
+        vec_env: vector env with ``num_slots * envs_per_slot`` sub-envs and SAME_STEP autoreset.
+        policy: the policy (its ``num_slots`` must equal ``num_slots``).
+        envs_per_slot: E.
+        macro_len: N.
+        device: where the policy lives.
+    """
+
+    def __init__(
+        self,
+        vec_env: gym.vector.VectorEnv,
+        policy: HierarchicalPolicy,
+        envs_per_slot: int,
+        macro_len: int,
+        device: torch.device,
+    ) -> None:
+        mode = vec_env.metadata.get("autoreset_mode")
+        if mode != AutoresetMode.SAME_STEP:
+            raise ValueError(f"The vector env must use AutoresetMode.SAME_STEP, got {mode}.")
+        if vec_env.num_envs != policy.num_slots * envs_per_slot:
+            raise ValueError(
+                f"The vector env has {vec_env.num_envs} envs but {policy.num_slots} slots x {envs_per_slot} "
+                f"envs per slot were asked for."
+            )
+        self.vec_env = vec_env
+        self.policy = policy
+        self.num_slots = policy.num_slots
+        self.envs_per_slot = envs_per_slot
+        self.num_envs = vec_env.num_envs
+        self.macro_len = macro_len
+        self.device = device
+        self.obs: np.ndarray | None = None
+        self.clock = np.zeros(self.num_envs, dtype=np.int64)  # steps since the master's last decision
+        self.sub_idx = np.zeros(self.num_envs, dtype=np.int64)
+        self.episode_return = np.zeros(self.num_envs)
+        self.episode_length = np.zeros(self.num_envs, dtype=np.int64)
+
+    # -- env control ---------------------------------------------------------------------------
+    def reset(self, seed: int | None, tasks: list[Any]) -> None:
+        """Sets one task per slot and resets every env (``seed`` seeds env b with ``seed + b``)."""
+        self.vec_env.set_attr("task", [tasks[b // self.envs_per_slot] for b in range(self.num_envs)])
+        self.obs, _ = self.vec_env.reset(seed=seed)
+        self.clock[:] = 0
+        self.episode_return[:] = 0.0
+        self.episode_length[:] = 0
+
+    def reset_slots(self, slots: list[int], tasks: list[Any]) -> None:
+        """Gives ``slots`` new tasks and starts new episodes in their envs (others carry on)."""
+        if not slots:
+            return
+        current = list(self.vec_env.get_attr("task"))
+        mask = np.zeros(self.num_envs, dtype=bool)
+        for slot, task in zip(slots, tasks, strict=True):
+            envs = slice(slot * self.envs_per_slot, (slot + 1) * self.envs_per_slot)
+            mask[envs] = True
+            current[envs] = [task] * self.envs_per_slot
+        self.vec_env.set_attr("task", current)
+        obs, _ = self.vec_env.reset(options={"reset_mask": mask})
+        assert self.obs is not None
+        self.obs = np.where(mask.reshape(-1, *([1] * (self.obs.ndim - 1))), obs, self.obs)
+        self.clock[mask] = 0
+        self.episode_return[mask] = 0.0
+        self.episode_length[mask] = 0
+
+    def _tensor(self, x: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(x), dtype=torch.float32, device=self.device)
+
+    def _normalized(self, obs: np.ndarray) -> torch.Tensor:
+        return self.policy.normalize(self._tensor(obs))
+
+    # -- collection ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def collect(self, rollout_len: int, update_obs_rms: bool = True) -> tuple[RolloutBatch, EpisodeStats]:
+        """Runs ``rollout_len`` steps in every env.
+
+        Args:
+            rollout_len: L.
+            update_obs_rms: merge the raw observations seen into the normaliser after collecting
+                (off when evaluating frozen sub-policies).
+        """
+        if self.obs is None:
+            raise RuntimeError("Call reset() before collect().")
+        policy, device = self.policy, self.device
+        num_envs, num_slots, per_slot = self.num_envs, self.num_slots, self.envs_per_slot
+        obs_dim = policy.obs_dim
+        discrete = policy.subpolicies.discrete
+        act_shape = () if discrete else (policy.subpolicies.action_dim,)
+
+        def zeros(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+            return torch.zeros(rollout_len, num_envs, *shape, dtype=dtype, device=device)
+
+        obs_buf = zeros(obs_dim)
+        raw_obs = []
+        actions_buf = zeros(*act_shape, dtype=torch.long if discrete else torch.float32)
+        sub_idx_buf = zeros(dtype=torch.long)
+        sub_logprob, sub_values, rewards = zeros(), zeros(), zeros()
+        terminated_buf, truncated_buf = zeros(dtype=torch.bool), zeros(dtype=torch.bool)
+        sub_bootstrap, master_bootstrap = zeros(), zeros()
+        decisions_buf = zeros(dtype=torch.bool)
+        master_logprob, master_values = zeros(), zeros()
+        ep_returns: list[float] = []
+        ep_lengths: list[int] = []
+        ep_slots: list[int] = []
+
+        sub_idx = torch.as_tensor(self.sub_idx, device=device)
+        low = high = None
+        if not discrete:
+            space = self.vec_env.single_action_space
+            low, high = space.low, space.high
+
+        for t in range(rollout_len):
+            raw_obs.append(self.obs)
+            obs = self._normalized(self.obs)
+            decide = self.clock == 0
+            if decide.any():
+                choice, logprob, value = policy.choose_subpolicies(obs.view(num_slots, per_slot, obs_dim))
+                decide_t = torch.as_tensor(decide, device=device)
+                sub_idx = torch.where(decide_t, choice.view(-1), sub_idx)
+                decisions_buf[t] = decide_t
+                master_logprob[t] = torch.where(decide_t, logprob.view(-1), 0.0)
+                master_values[t] = torch.where(decide_t, value.view(-1), 0.0)
+            action, logprob, value = policy.act(obs, sub_idx)
+            obs_buf[t], actions_buf[t], sub_idx_buf[t] = obs, action, sub_idx
+            sub_logprob[t], sub_values[t] = logprob, value
+
+            env_action = action.cpu().numpy()
+            if not discrete:
+                env_action = np.clip(env_action, low, high)
+            next_obs, reward, terminated, truncated, info = self.vec_env.step(env_action)
+            rewards[t] = self._tensor(reward)
+            terminated_buf[t] = torch.as_tensor(terminated, device=device)
+            truncated_buf[t] = torch.as_tensor(truncated, device=device)
+            if truncated.any():
+                # Bootstrap a cut episode from its true final observation at both levels.
+                final = np.stack([info["final_obs"][b] if truncated[b] else next_obs[b] for b in range(num_envs)])
+                final_obs = self._normalized(final)
+                sub_bootstrap[t] = torch.where(
+                    terminated_buf[t] | ~truncated_buf[t], 0.0, policy.sub_value(final_obs, sub_idx)
+                )
+                boot = policy.master_value(final_obs.view(num_slots, per_slot, obs_dim)).view(-1)
+                master_bootstrap[t] = torch.where(truncated_buf[t], boot, 0.0)
+
+            self.episode_return += reward
+            self.episode_length += 1
+            ended = terminated | truncated
+            for b in np.flatnonzero(ended):
+                ep_returns.append(float(self.episode_return[b]))
+                ep_lengths.append(int(self.episode_length[b]))
+                ep_slots.append(b // per_slot)
+            self.episode_return[ended] = 0.0
+            self.episode_length[ended] = 0
+            self.clock = (self.clock + 1) % self.macro_len
+            self.clock[ended] = 0
+            self.obs = next_obs
+
+        next_obs_t = self._normalized(self.obs)
+        next_sub_values = policy.sub_value(next_obs_t, sub_idx)
+        next_master_values = policy.master_value(next_obs_t.view(num_slots, per_slot, obs_dim)).view(-1)
+        self.sub_idx = sub_idx.cpu().numpy()
+        if update_obs_rms:
+            policy.obs_rms.update(self._tensor(np.stack(raw_obs)).reshape(-1, obs_dim))
+        batch = RolloutBatch(
+            obs=obs_buf,
+            actions=actions_buf,
+            sub_idx=sub_idx_buf,
+            sub_logprob=sub_logprob,
+            sub_values=sub_values,
+            rewards=rewards,
+            terminated=terminated_buf,
+            truncated=truncated_buf,
+            sub_bootstrap=sub_bootstrap,
+            decisions=decisions_buf,
+            master_logprob=master_logprob,
+            master_values=master_values,
+            master_bootstrap=master_bootstrap,
+            next_sub_values=next_sub_values,
+            next_master_values=next_master_values,
+        )
+        stats = EpisodeStats(
+            np.array(ep_returns), np.array(ep_lengths, dtype=np.int64), np.array(ep_slots, dtype=np.int64)
+        )
+        return batch, stats
+
+    # -- checkpointing -------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "obs": None if self.obs is None else np.copy(self.obs),
+            "clock": self.clock.copy(),
+            "sub_idx": self.sub_idx.copy(),
+            "episode_return": self.episode_return.copy(),
+            "episode_length": self.episode_length.copy(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.obs = state["obs"]
+        self.clock = state["clock"].copy()
+        self.sub_idx = state["sub_idx"].copy()
+        self.episode_return = state["episode_return"].copy()
+        self.episode_length = state["episode_length"].copy()

@@ -1,0 +1,70 @@
+"""``python -m mlsh.train [key=value ...]``: train MLSH (thin Hydra entry point over :mod:`mlsh.trainer`).
+
+Examples::
+
+    python -m mlsh.train                                   # MovementBandits, paper settings
+    python -m mlsh.train env=MovementBandits seed=3 mlsh.warmup_iters=9
+    python -m mlsh.train resume=runs/MovementBandits/<run>  # continue an interrupted run
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from mlsh.cli import compose_config, config_dir, fail, override_value, run_cli, split_overrides
+from mlsh.config import config_from_dict
+from mlsh.errors import MLSHError
+from mlsh.trainer import load_run_config, train
+
+
+def _task(dcfg: DictConfig) -> None:
+    data = OmegaConf.to_container(dcfg, resolve=True)
+    assert isinstance(data, dict)
+    resume = data.pop("resume", None)
+    try:
+        if resume:
+            run_dir = Path(resume)
+            cfg = load_run_config(run_dir)
+            extend = override_value(sys.argv[1:], "train.total_timesteps")
+            if extend is not None:
+                cfg.train.total_timesteps = int(extend)
+        else:
+            run_dir = Path(HydraConfig.get().runtime.output_dir)
+            cfg = config_from_dict(data)
+        print(f"mlsh: run dir {run_dir}", file=sys.stderr)
+        summary = train(cfg, run_dir, resume=bool(resume))
+    except MLSHError as exc:
+        fail(str(exc))
+    state = "finished" if summary["finished"] else "stopped (resume with resume=<run dir>)"
+    print(f"mlsh: {state} at iteration {summary['iteration']}/{summary['total_iterations']}; run dir {run_dir}")
+
+
+def main() -> None:
+    """Checks the command line before Hydra starts, then runs the Hydra job."""
+    overrides = split_overrides(sys.argv[1:])
+    resume = override_value(overrides, "resume")
+    if resume:
+        run_dir = Path(resume)
+        if not run_dir.is_dir():
+            fail(f"resume={resume} is not a directory; pass the run dir printed when the run started.")
+        load_run_config(run_dir)  # refuses a corrupt or foreign run before anything is written
+        # Keep Hydra's files out of the resumed run so nothing of the original run is overwritten.
+        sys.argv += [f"hydra.run.dir={run_dir}", "hydra.output_subdir=null"]
+    elif "--help" not in sys.argv and "-h" not in sys.argv and "--cfg" not in sys.argv and "-c" not in sys.argv:
+        data = compose_config("train", overrides)
+        data.pop("hydra", None)
+        config_from_dict(data)  # impossible settings are refused before any work
+    hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(_task)()
+
+
+def cli() -> None:
+    run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,166 @@
+"""Running a training job: fresh or resumed, with checkpoints, TensorBoard and clean Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import signal
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from mlsh.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from mlsh.config import Config, config_from_dict
+from mlsh.envs import env_signature
+from mlsh.errors import CheckpointError, TrainingDivergedError
+from mlsh.logger import RunLogger
+from mlsh.meta import MetaLearner
+
+log = logging.getLogger("mlsh")
+
+CONFIG_NAME = "config.yaml"
+SUMMARY_NAME = "summary.json"
+
+
+class _StopFlag:
+    """First Ctrl-C asks the loop to stop at the end of the iteration (and save); a second aborts."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _StopFlag:
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not in the main thread: no handler
+            self._previous = None
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        log.warning("Interrupted: finishing this iteration, saving, then exiting (Ctrl-C again to abort).")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def checkpoint_payload(learner: MetaLearner) -> dict[str, Any]:
+    return {
+        "config": learner.cfg.to_dict(),
+        "env_id": learner.cfg.env.id,
+        "env_signature": env_signature(learner.task_env),
+        "learner": learner.state_dict(),
+    }
+
+
+def check_matches_env(payload: dict[str, Any], learner: MetaLearner, path: Path) -> None:
+    """Raises :class:`CheckpointError` if the checkpoint was made for another env or shape."""
+    expected = env_signature(learner.task_env)
+    found = payload.get("env_signature")
+    if payload.get("env_id") != learner.cfg.env.id or found != expected:
+        raise CheckpointError(
+            f"Checkpoint {path} was trained on '{payload.get('env_id')}' ({found}) but the run uses "
+            f"'{learner.cfg.env.id}' ({expected}); pick the env the checkpoint was trained on."
+        )
+
+
+def load_run_config(run_dir: Path) -> Config:
+    """The config a run was started with (``run_dir/config.yaml``, else the checkpoint's)."""
+    config_file = run_dir / CONFIG_NAME
+    if config_file.is_file():
+        with open(config_file) as handle:
+            return config_from_dict(yaml.safe_load(handle))
+    return config_from_dict(load_checkpoint(run_dir)["config"])
+
+
+def train(cfg: Config, run_dir: Path, resume: bool = False, max_iterations: int | None = None) -> dict[str, Any]:
+    """Trains (or continues training) into ``run_dir``.
+
+    Args:
+        cfg: validated settings (for a resumed run, those it was started with).
+        run_dir: where config, checkpoint, TensorBoard events and summary go.
+        resume: continue from ``run_dir/checkpoint.pt`` exactly where it stopped.
+        max_iterations: stop after this many iterations in this call (tests); the run stays resumable.
+
+    Returns:
+        A summary dict (also written to ``run_dir/summary.json``).
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = checkpoint_path(run_dir)
+    if cfg.train.torch_threads:
+        torch.set_num_threads(cfg.train.torch_threads)
+    payload = load_checkpoint(ckpt) if resume else None
+    if not resume and ckpt.exists():
+        raise CheckpointError(
+            f"{run_dir} already holds a checkpoint; continue it with resume={run_dir} or choose another run dir."
+        )
+    learner = MetaLearner(cfg)
+    if payload is not None:
+        check_matches_env(payload, learner, ckpt)
+        try:
+            learner.load_state_dict(payload["learner"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise CheckpointError(
+                f"Checkpoint {ckpt} does not match the run's settings ({exc}); resume with the settings it was "
+                f"saved with (run_dir/{CONFIG_NAME})."
+            ) from exc
+    else:
+        with open(run_dir / CONFIG_NAME, "w") as handle:
+            yaml.safe_dump(cfg.to_dict(), handle, sort_keys=False)
+
+    total = cfg.num_iterations
+    logger = RunLogger(run_dir, total, learner.iteration, progress=cfg.train.progress)
+    steps_per_iter = cfg.steps_per_iteration
+    stopped_early = False
+    last_metrics: dict[str, float] = {}
+    done_this_call = 0
+    try:
+        with _StopFlag() as stop:
+            while learner.iteration < total:
+                if max_iterations is not None and done_this_call >= max_iterations:
+                    stopped_early = True
+                    break
+                metrics = learner.train_iteration()
+                _check_finite(learner, metrics)
+                done_this_call += 1
+                last_metrics = metrics
+                logger.log_iteration(learner.iteration, learner.timesteps, steps_per_iter, metrics)
+                if learner.iteration % cfg.train.checkpoint_every == 0 or learner.iteration == total:
+                    save_checkpoint(ckpt, checkpoint_payload(learner))
+                if stop.requested:
+                    stopped_early = True
+                    break
+    finally:
+        logger.close()
+    if stopped_early or learner.iteration == total:
+        save_checkpoint(ckpt, checkpoint_payload(learner))
+    summary = {
+        "run_dir": str(run_dir),
+        "iteration": learner.iteration,
+        "total_iterations": total,
+        "timesteps": learner.timesteps,
+        "finished": learner.iteration >= total,
+        "last_metrics": last_metrics,
+    }
+    with open(run_dir / SUMMARY_NAME, "w") as handle:
+        json.dump(summary, handle, indent=2)
+    learner.close()
+    return summary
+
+
+def _check_finite(learner: MetaLearner, metrics: dict[str, float]) -> None:
+    bad = [key for key, value in metrics.items() if not math.isfinite(value) and "explained_variance" not in key]
+    params_ok = all(torch.isfinite(p).all() for p in learner.policy.parameters())
+    if bad or not params_ok:
+        what = f"metric {bad[0]}" if bad else "a parameter"
+        raise TrainingDivergedError(
+            f"Training diverged at iteration {learner.iteration} ({what} is not finite); the last checkpoint is kept, "
+            f"lower master.lr / sub.lr or max_grad_norm and resume or restart."
+        )
