@@ -22,9 +22,9 @@ def config_dir() -> Path:
     raise FileNotFoundError("mlsh's configs/ directory is missing from the installation; reinstall mlsh.")
 
 
-def available_env_configs() -> list[str]:
-    """Names selectable with ``env=<Name>`` (``configs/env/<Name>.yaml``)."""
-    return sorted(path.stem for path in (config_dir() / "env").glob("*.yaml"))
+def available_choices(group: str) -> list[str]:
+    """Names selectable with ``<group>=<Name>`` (``configs/<group>/<Name>.yaml``)."""
+    return sorted(path.stem for path in (config_dir() / group).glob("*.yaml"))
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -62,12 +62,11 @@ def compose_config(config_name: str, overrides: list[str]) -> dict[str, Any]:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    env_choice = override_value(overrides, "env")
-    if env_choice is not None and env_choice not in available_env_configs():
-        raise ConfigError(
-            f"Unknown env '{env_choice}'; available: {', '.join(available_env_configs())} "
-            f"(or keep one and set env.id=<your Gymnasium id>)."
-        )
+    hints = {"env": " (or keep one and set env.id=<your Gymnasium id>)", "algo": ""}
+    for group, hint in hints.items():
+        choice = override_value(overrides, group)
+        if choice is not None and choice not in available_choices(group):
+            raise ConfigError(f"Unknown {group} '{choice}'; available: {', '.join(available_choices(group))}{hint}.")
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=config_name):
             cfg = compose(config_name=config_name, overrides=overrides)

@@ -277,8 +277,11 @@ class MetaLearner:
         if state.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         if state.get("env_states") is not None and self.iteration > 0:
-            self.vec_env.envs = [pickle.loads(blob) for blob in state["env_states"]]
             self.collector.load_state_dict(state["collector"])
+            # SyncVectorEnv offers no API to restore sub-env states: swap in the unpickled envs and
+            # the per-env observation list that its masked reset concatenates with.
+            self.vec_env.envs = [pickle.loads(blob) for blob in state["env_states"]]
+            self.vec_env._env_obs = list(self.collector.obs)
         elif self.iteration > 0:
             self.collector.reset(None, self.tasks)
 

@@ -185,15 +185,15 @@ class RolloutCollector:
             rewards[t] = self._tensor(reward)
             terminated_buf[t] = torch.as_tensor(terminated, device=device)
             truncated_buf[t] = torch.as_tensor(truncated, device=device)
-            if truncated.any():
+            cut = truncated & ~terminated  # a terminal state has no value to bootstrap from
+            if cut.any():
                 # Bootstrap a cut episode from its true final observation at both levels.
-                final = np.stack([info["final_obs"][b] if truncated[b] else next_obs[b] for b in range(num_envs)])
+                final = np.stack([info["final_obs"][b] if cut[b] else next_obs[b] for b in range(num_envs)])
                 final_obs = self._normalized(final)
-                sub_bootstrap[t] = torch.where(
-                    terminated_buf[t] | ~truncated_buf[t], 0.0, policy.sub_value(final_obs, sub_idx)
-                )
+                cut_t = torch.as_tensor(cut, device=device)
+                sub_bootstrap[t] = torch.where(cut_t, policy.sub_value(final_obs, sub_idx), 0.0)
                 boot = policy.master_value(final_obs.view(num_slots, per_slot, obs_dim)).view(-1)
-                master_bootstrap[t] = torch.where(truncated_buf[t], boot, 0.0)
+                master_bootstrap[t] = torch.where(cut_t, boot, 0.0)
 
             self.episode_return += reward
             self.episode_length += 1

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mlsh.cli import compose_config, config_dir, fail, override_value, run_cli, split_overrides
 from mlsh.config import config_from_dict
+from mlsh.envs import make_env
 from mlsh.errors import MLSHError
 from mlsh.trainer import load_run_config, train
 
@@ -58,7 +59,7 @@ def main() -> None:
     elif "--help" not in sys.argv and "-h" not in sys.argv and "--cfg" not in sys.argv and "-c" not in sys.argv:
         data = compose_config("train", overrides)
         data.pop("hydra", None)
-        config_from_dict(data)  # impossible settings are refused before any work
+        make_env(config_from_dict(data).env).close()  # impossible settings are refused before any work
     hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(_task)()
 
 

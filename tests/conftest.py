@@ -1,0 +1,84 @@
+"""Shared fixtures: a tiny task env with random episode ends, and small configs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+from envs.base import TaskEnv
+from mlsh.config import Config, EnvConfig, MLSHConfig, PPOConfig, TrainConfig
+
+RANDOM_END_ID = "mlsh_test/RandomEnd-v0"
+
+
+class RandomEndEnv(TaskEnv[int]):
+    """Reward 1 when the action equals the task; terminates with probability 0.15 per step.
+
+    Observation: (steps since reset / 10, task-independent noise). Time limit 9 (registered).
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, end_prob: float = 0.15) -> None:
+        self.end_prob = end_prob
+        self.observation_space = spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
+        self.action_space = spaces.Discrete(2)
+        self._t = 0
+        super().__init__()
+
+    def sample_task(self, rng: np.random.Generator) -> int:
+        return int(rng.integers(2))
+
+    def validate_task(self, task: Any) -> int:
+        if int(task) not in (0, 1):
+            raise ValueError("task must be 0 or 1")
+        return int(task)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):  # type: ignore[override]
+        super().reset(seed=seed)
+        self._apply_reset_options(options)
+        self._t = 0
+        return self._obs(), {}
+
+    def step(self, action: Any):  # type: ignore[override]
+        self._t += 1
+        reward = float(int(action) == self._task)
+        terminated = bool(self.np_random.random() < self.end_prob)
+        return self._obs(), reward, terminated, False, {"task": self._task}
+
+    def oracle_action(self) -> int:
+        return self._task
+
+    def _obs(self) -> np.ndarray:
+        return np.array([self._t / 10.0, self.np_random.normal()], dtype=np.float32)
+
+
+if RANDOM_END_ID not in gym.registry:
+    gym.register(RANDOM_END_ID, entry_point=RandomEndEnv, max_episode_steps=9)
+
+
+def small_config(env_id: str = "mlsh/MovementBandits-v0", **mlsh: Any) -> Config:
+    """A config small enough for unit tests (2 slots x 2 envs x 20 steps)."""
+    m = MLSHConfig(num_subpolicies=2, macro_len=5, warmup_iters=2, joint_iters=1, num_slots=2, stagger=False)
+    for key, value in mlsh.items():
+        setattr(m, key, value)
+    return Config(
+        env=EnvConfig(id=env_id),
+        mlsh=m,
+        master=PPOConfig(lr=0.01, update_epochs=2, num_minibatches=1, hidden_sizes=[16]),
+        sub=PPOConfig(lr=3e-4, update_epochs=2, num_minibatches=2, hidden_sizes=[16]),
+        train=TrainConfig(total_timesteps=800, envs_per_slot=2, rollout_len=20, checkpoint_every=1, progress=False),
+        seed=0,
+        device="cpu",
+    )
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything() -> None:
+    torch.manual_seed(0)
+    np.random.seed(0)

@@ -1,0 +1,128 @@
+"""Checkpoints: atomic writes, round trip, exact resume, corrupt / mismatched files, NaN guard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from mlsh import trainer as trainer_module
+from mlsh.checkpoint import load_checkpoint, save_checkpoint
+from mlsh.errors import CheckpointError, TrainingDivergedError
+from mlsh.evaluation import evaluate_run
+from mlsh.trainer import train
+from tests.conftest import RANDOM_END_ID, small_config
+
+
+def _tiny(total_iterations: int = 4, env_id: str = "mlsh/MovementBandits-v0"):
+    cfg = small_config(env_id)
+    cfg.train.total_timesteps = total_iterations * cfg.steps_per_iteration
+    return cfg
+
+
+def _tensors(tree: object) -> list[torch.Tensor]:
+    if isinstance(tree, torch.Tensor):
+        return [tree]
+    if isinstance(tree, dict):
+        return [t for key in sorted(tree, key=str) for t in _tensors(tree[key])]
+    if isinstance(tree, (list, tuple)):
+        return [t for item in tree for t in _tensors(item)]
+    return []
+
+
+def test_save_is_atomic_and_a_failed_save_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"config": {}, "learner": {"x": torch.ones(3)}})
+    before = path.read_bytes()
+
+    def broken_save(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        save_checkpoint(path, {"config": {}, "learner": {"x": torch.zeros(3)}})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"], "no temporary file left behind"
+
+
+def test_round_trip_restores_every_tensor(tmp_path: Path) -> None:
+    train(_tiny(2), tmp_path)
+    payload = load_checkpoint(tmp_path)
+    assert payload["learner"]["iteration"] == 2
+    assert payload["env_id"] == "mlsh/MovementBandits-v0"
+    learner = trainer_module.MetaLearner(_tiny(2))
+    learner.load_state_dict(payload["learner"])
+    for a, b in zip(_tensors(learner.state_dict()["policy"]), _tensors(payload["learner"]["policy"]), strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(("env_id", "stagger"), [("mlsh/MovementBandits-v0", False), (RANDOM_END_ID, True)])
+def test_resume_continues_exactly_where_the_run_stopped(tmp_path: Path, env_id: str, stagger: bool) -> None:
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    cfg = _tiny(4, env_id)
+    cfg.mlsh.stagger = stagger  # staggered: after the resume one slot restarts while the other carries on
+    train(cfg, straight)
+    first = train(cfg, split, max_iterations=2)
+    assert not first["finished"] and first["iteration"] == 2
+    second = train(cfg, split, resume=True)
+    assert second["finished"] and second["iteration"] == 4
+    a, b = load_checkpoint(straight)["learner"], load_checkpoint(split)["learner"]
+    for key in ("policy", "master_optimizer", "sub_optimizer", "torch_rng"):
+        ta, tb = _tensors(a[key]), _tensors(b[key])
+        assert len(ta) == len(tb) > 0
+        assert all(torch.equal(x, y) for x, y in zip(ta, tb, strict=True)), key
+    assert a["tasks"] == b["tasks"]
+    assert (a["collector"]["obs"] == b["collector"]["obs"]).all()
+
+
+def test_a_new_run_refuses_to_overwrite_an_existing_checkpoint(tmp_path: Path) -> None:
+    train(_tiny(1), tmp_path)
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+    with pytest.raises(CheckpointError, match="resume="):
+        train(_tiny(1), tmp_path)
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before
+
+
+def test_corrupt_checkpoint_gives_a_clear_error_and_is_left_alone(tmp_path: Path) -> None:
+    train(_tiny(1), tmp_path)
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(path.read_bytes()[:100])
+    before = path.read_bytes()
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        train(_tiny(2), tmp_path, resume=True)
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        evaluate_run(tmp_path, num_tasks=2)
+    assert path.read_bytes() == before
+
+
+def test_missing_checkpoint_names_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="pass the run directory"):
+        evaluate_run(tmp_path / "nowhere", num_tasks=2)
+
+
+def test_checkpoint_of_another_env_is_refused(tmp_path: Path) -> None:
+    train(_tiny(1, RANDOM_END_ID), tmp_path)
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+    with pytest.raises(CheckpointError, match="was trained on 'mlsh_test/RandomEnd-v0'.*pick the env"):
+        train(_tiny(2, "mlsh/MovementBandits-v0"), tmp_path, resume=True)
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before
+
+
+def test_nan_in_training_stops_with_a_sentence_and_keeps_the_last_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    train(_tiny(4), tmp_path, max_iterations=1)
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+    original = trainer_module.MetaLearner.train_iteration
+
+    def poisoned(self: trainer_module.MetaLearner) -> dict[str, float]:
+        metrics = original(self)
+        with torch.no_grad():
+            next(self.policy.subpolicies.parameters()).fill_(float("nan"))
+        return metrics
+
+    monkeypatch.setattr(trainer_module.MetaLearner, "train_iteration", poisoned)
+    with pytest.raises(TrainingDivergedError, match="last checkpoint is kept"):
+        train(_tiny(4), tmp_path, resume=True)
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before

@@ -1,0 +1,115 @@
+"""The meta-loop: master resets, the warmup / joint schedule, determinism, epsilon-random choice."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mlsh.meta import MetaLearner
+from tests.conftest import small_config
+
+
+def _params(module: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_master_reset_keeps_subpolicies_and_other_slots_and_restarts_optimizer_state() -> None:
+    learner = MetaLearner(small_config())
+    learner.train_iteration()
+    learner.train_iteration()
+    subs = _params(learner.policy.subpolicies)
+    masters = _params(learner.policy.masters)
+    state_before = {
+        id(p): {k: v.clone() for k, v in learner.master_optimizer.state[p].items()}
+        for p in learner.policy.masters.parameters()
+    }
+    learner.reset_master(1)
+    assert _same(subs, _params(learner.policy.subpolicies)), "sub-policies must be bit-identical"
+    for before, after in zip(masters, _params(learner.policy.masters), strict=True):
+        assert torch.equal(before[0], after[0]), "slot 0's master must be untouched"
+        assert not torch.equal(before[1], after[1]) or before[1].abs().sum() == 0
+    for p in learner.policy.masters.parameters():
+        state = learner.master_optimizer.state[p]
+        old = state_before[id(p)]
+        assert (
+            state["step"][1] == 0 and state["exp_avg"][1].abs().sum() == 0 and state["exp_avg_sq"][1].abs().sum() == 0
+        )
+        assert state["step"][0] == old["step"][0] == 2 * learner.cfg.master.update_epochs
+        assert torch.equal(state["exp_avg"][0], old["exp_avg"][0])
+
+
+def test_fresh_master_is_uniform_over_subpolicies() -> None:
+    learner = MetaLearner(small_config(num_subpolicies=4))
+    learner.train_iteration()
+    learner.reset_master(0)
+    obs = torch.randn(2, 5, learner.policy.obs_dim)
+    probs = learner.policy.masters.distribution(obs).probs[0]
+    assert torch.allclose(probs, torch.full_like(probs, 0.25), atol=0.02)
+
+
+@pytest.mark.parametrize("stagger", [False, True])
+def test_schedule_warmup_then_joint_with_resets_and_new_tasks(stagger: bool) -> None:
+    cfg = small_config(num_slots=3, warmup_iters=2, joint_iters=1, stagger=stagger)
+    learner = MetaLearner(cfg)
+    phases = []
+    for it in range(6):
+        phases.append([learner.cycle_position(s, it) for s in range(3)])
+    if stagger:
+        assert phases[0] == [0, 1, 2]
+        for row in phases:  # exactly one slot is in its joint phase at every iteration
+            assert sum(p >= 2 for p in row) == 1
+    else:
+        assert phases[:3] == [[0, 0, 0], [1, 1, 1], [2, 2, 2]]
+
+
+def test_subpolicies_change_only_in_joint_iterations() -> None:
+    learner = MetaLearner(small_config(warmup_iters=2, joint_iters=1))
+    reset_calls = []
+    original = learner.reset_master
+    learner.reset_master = lambda slot: (reset_calls.append((learner.iteration, slot)), original(slot))[1]
+    for it in range(6):
+        subs = _params(learner.policy.subpolicies)
+        learner.train_iteration()
+        changed = not _same(subs, _params(learner.policy.subpolicies))
+        assert changed == (it % 3 == 2), f"iteration {it}"
+    assert reset_calls == [(0, 0), (0, 1), (3, 0), (3, 1)]
+
+
+def test_same_seed_gives_identical_training_and_other_seed_does_not() -> None:
+    def run(seed: int) -> list[torch.Tensor]:
+        cfg = small_config()
+        cfg.seed = seed
+        learner = MetaLearner(cfg)
+        for _ in range(3):
+            learner.train_iteration()
+        return _params(learner.policy)
+
+    assert _same(run(0), run(0))
+    assert not _same(run(0), run(1))
+
+
+def test_epsilon_master_samples_and_scores_the_mixture() -> None:
+    learner = MetaLearner(small_config(master_epsilon=0.1, num_subpolicies=2))
+    masters = learner.policy.masters
+    obs = torch.randn(2, 7, learner.policy.obs_dim)
+    with torch.no_grad():
+        masters.actor.layers[-1].bias[:, 0] = 10.0  # master all but certain of sub-policy 0
+    dist = masters.distribution(obs)
+    expected = 0.9 * torch.softmax(masters.actor(obs), -1) + 0.05
+    assert torch.allclose(dist.probs, expected, atol=1e-6)
+    assert dist.log_prob(torch.ones(2, 7, dtype=torch.long)).exp().min() > 0.049
+    draws = torch.distributions.Categorical(probs=dist.probs[0, 0]).sample((20000,))
+    assert math.isclose(draws.float().mean().item(), 0.05, abs_tol=0.01)
+
+
+def test_warmup_iterations_can_be_zero() -> None:
+    learner = MetaLearner(small_config(warmup_iters=0, joint_iters=2))
+    subs = _params(learner.policy.subpolicies)
+    learner.train_iteration()
+    assert not _same(subs, _params(learner.policy.subpolicies))

@@ -1,0 +1,91 @@
+"""Rollout collection: macro clock, episode ends, bootstrapping, tasks per slot."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mlsh.meta import MetaLearner
+from tests.conftest import RANDOM_END_ID, small_config
+
+
+def _learner(macro_len: int = 3, **kwargs: object) -> MetaLearner:
+    cfg = small_config(RANDOM_END_ID, macro_len=macro_len, **kwargs)
+    cfg.train.rollout_len = 30
+    return MetaLearner(cfg)
+
+
+def test_rollout_batch_shapes() -> None:
+    learner = _learner()
+    learner.collector.reset(0, [0, 1])
+    batch, stats = learner.collector.collect(30)
+    num_envs = 4
+    assert batch.obs.shape == (30, num_envs, 2)
+    for field in ("actions", "sub_idx", "sub_logprob", "sub_values", "rewards", "terminated", "decisions"):
+        assert getattr(batch, field).shape == (30, num_envs), field
+    assert batch.next_sub_values.shape == (num_envs,)
+    assert batch.next_master_values.shape == (num_envs,)
+    assert len(stats.returns) == len(stats.slots) > 0
+
+
+def test_macro_clock_one_decision_per_macro_len_and_at_every_episode_start() -> None:
+    macro_len = 3
+    learner = _learner(macro_len)
+    learner.collector.reset(0, [0, 1])
+    batches = [learner.collector.collect(30)[0] for _ in range(2)]  # the clock carries across rollouts
+    decisions = torch.cat([b.decisions for b in batches]).numpy()
+    ended = torch.cat([b.terminated | b.truncated for b in batches]).numpy()
+    sub_idx = torch.cat([b.sub_idx for b in batches]).numpy()
+    assert ended.any(), "the test env must end episodes inside the rollout"
+    for env in range(decisions.shape[1]):
+        since_start = 0
+        for t in range(decisions.shape[0]):
+            expected = since_start % macro_len == 0
+            assert decisions[t, env] == expected, (env, t, since_start)
+            if not decisions[t, env]:
+                assert sub_idx[t, env] == sub_idx[t - 1, env], "sub-policy changed without a decision"
+            since_start = 0 if ended[t, env] else since_start + 1
+    assert decisions[0].all()
+
+
+def test_truncation_bootstraps_and_termination_does_not() -> None:
+    learner = _learner()
+    learner.collector.reset(0, [0, 1])
+    batch, _ = learner.collector.collect(30)
+    truncated_only = batch.truncated & ~batch.terminated
+    assert truncated_only.any() and batch.terminated.any()
+    assert torch.all(batch.sub_bootstrap[~truncated_only] == 0)
+    assert torch.all(batch.master_bootstrap[~truncated_only] == 0)
+    assert torch.all(batch.sub_bootstrap[truncated_only] != 0)
+
+
+def test_tasks_persist_across_autoresets_and_slots_reset_alone() -> None:
+    learner = _learner()
+    collector = learner.collector
+    collector.reset(0, [1, 0])
+    _, stats = collector.collect(60)
+    assert len(stats.returns) > 8
+    assert list(collector.vec_env.get_attr("task")) == [1, 1, 0, 0]
+    # Reward is 1 iff action == task, so episode rewards identify the task in force.
+    batch, _ = collector.collect(30)
+    for env, task in enumerate([1, 1, 0, 0]):
+        actions, rewards = batch.actions[:, env].numpy(), batch.rewards[:, env].numpy()
+        np.testing.assert_array_equal(rewards, (actions == task).astype(np.float32))
+    clock_before = collector.clock.copy()
+    obs_before = collector.obs.copy()
+    collector.reset_slots([0], [0])
+    assert list(collector.vec_env.get_attr("task")) == [0, 0, 0, 0]
+    assert (collector.clock[:2] == 0).all()
+    np.testing.assert_array_equal(collector.clock[2:], clock_before[2:])
+    np.testing.assert_array_equal(collector.obs[2:], obs_before[2:])
+    assert np.all(collector.obs[:2, 0] == 0.0)  # fresh episodes in slot 0
+
+
+def test_obs_normaliser_updates_only_when_asked() -> None:
+    learner = _learner()
+    learner.collector.reset(0, [0, 1])
+    mean_before = learner.policy.obs_rms.mean.clone()
+    learner.collector.collect(30, update_obs_rms=False)
+    assert torch.equal(mean_before, learner.policy.obs_rms.mean)
+    learner.collector.collect(30, update_obs_rms=True)
+    assert not torch.equal(mean_before, learner.policy.obs_rms.mean)
