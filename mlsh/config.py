@@ -48,7 +48,7 @@ class PPOConfig:
     num_minibatches: int = 4
     clip_coef: float = 0.2
     clip_vloss: bool = True
-    vf_clip_coef: float | None = None  # value clip range in return units; None: clip_coef (CleanRL)
+    vf_clip_coef: float | None = 10.0  # value clip range in return units; None: clip_coef (CleanRL)
     vf_coef: float = 0.5
     ent_coef: float = 0.0
     max_grad_norm: float = 0.5
@@ -63,20 +63,20 @@ class PPOConfig:
 class TrainConfig:
     """Budget and bookkeeping."""
 
-    total_timesteps: int = 2_000_000
+    total_timesteps: int = 3_000_000
     envs_per_slot: int = 10
     rollout_len: int = 200  # steps per env per iteration; D = envs_per_slot * rollout_len per slot
     checkpoint_every: int = 25  # iterations
     progress: bool = True
-    torch_threads: int | None = None
+    torch_threads: int | None = 1  # small MLPs run fastest single-threaded
 
 
 @dataclass
 class Config:
     env: EnvConfig = field(default_factory=EnvConfig)
     mlsh: MLSHConfig = field(default_factory=MLSHConfig)
-    master: PPOConfig = field(default_factory=lambda: PPOConfig(lr=0.01))
-    sub: PPOConfig = field(default_factory=lambda: PPOConfig(lr=3e-4))
+    master: PPOConfig = field(default_factory=lambda: PPOConfig(lr=0.01, num_minibatches=1))
+    sub: PPOConfig = field(default_factory=lambda: PPOConfig(lr=3e-4, num_minibatches=8))
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
     device: str = "auto"

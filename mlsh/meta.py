@@ -87,6 +87,7 @@ class MetaLearner:
         self.tasks: list[Any] = [None] * m.num_slots
         self.iteration = 0
         self.timesteps = 0
+        self.gradient_steps = 0
         self.last_episodes = EpisodeStats(np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
 
     # -- schedule ------------------------------------------------------------------------------
@@ -138,6 +139,14 @@ class MetaLearner:
         self.last_episodes = stats
         metrics = self._rollout_metrics(batch, stats, positions)
         metrics.update(self.update(batch, joint))
+        self.gradient_steps += int(metrics.get("master/gradient_steps", 0) + metrics.get("sub/gradient_steps", 0))
+        metrics["train/n_updates"] = float(self.gradient_steps)
+        metrics["train/learning_rate"] = self.cfg.sub.lr
+        metrics["train/master_learning_rate"] = self.cfg.master.lr
+        sub_slots = sum(joint) if self.train_subpolicies else 0
+        metrics["train/subpolicy_samples"] = float(
+            sub_slots * self.cfg.train.envs_per_slot * self.cfg.train.rollout_len
+        )
         self.iteration += 1
         self.timesteps += cfg.train.rollout_len * self.vec_env.num_envs
         return metrics
@@ -254,6 +263,7 @@ class MetaLearner:
         return {
             "iteration": self.iteration,
             "timesteps": self.timesteps,
+            "gradient_steps": self.gradient_steps,
             "policy": self.policy.state_dict(),
             "master_optimizer": self.master_optimizer.state_dict(),
             "sub_optimizer": self.sub_optimizer.state_dict(),
@@ -268,6 +278,7 @@ class MetaLearner:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.iteration = state["iteration"]
         self.timesteps = state["timesteps"]
+        self.gradient_steps = state.get("gradient_steps", 0)
         self.policy.load_state_dict(state["policy"])
         self.master_optimizer.load_state_dict(state["master_optimizer"])
         self.sub_optimizer.load_state_dict(state["sub_optimizer"])

@@ -102,5 +102,6 @@ def ppo_update(
             float(1.0 - (data.returns - data.old_values).var() / var_returns) if var_returns > 0 else 0.0
         )
     result["epochs"] = float(epochs_run)
+    result["gradient_steps"] = float(count)
     result["members_with_data"] = float(has_data.sum())
     return result

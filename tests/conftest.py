@@ -58,6 +58,36 @@ class RandomEndEnv(TaskEnv[int]):
         return np.array([self._t / 10.0, self.np_random.normal()], dtype=np.float32)
 
 
+CONTINUOUS_ID = "mlsh_test/ContinuousTarget-v0"
+
+
+class ContinuousTargetEnv(TaskEnv[int]):
+    """Box actions: reward -|action - target|^2 where the target (+-0.5, 0.5) is the task."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self) -> None:
+        self.observation_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        super().__init__()
+
+    def sample_task(self, rng: np.random.Generator) -> int:
+        return int(rng.integers(2))
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):  # type: ignore[override]
+        super().reset(seed=seed)
+        self._apply_reset_options(options)
+        return self.np_random.uniform(-1, 1, 2).astype(np.float32), {}
+
+    def step(self, action: Any):  # type: ignore[override]
+        target = np.array([0.5 if self._task else -0.5, 0.5])
+        reward = -float(np.sum((np.asarray(action) - target) ** 2))
+        return self.np_random.uniform(-1, 1, 2).astype(np.float32), reward, False, False, {}
+
+
+if CONTINUOUS_ID not in gym.registry:
+    gym.register(CONTINUOUS_ID, entry_point=ContinuousTargetEnv, max_episode_steps=10)
+
 if RANDOM_END_ID not in gym.registry:
     gym.register(RANDOM_END_ID, entry_point=RandomEndEnv, max_episode_steps=9)
 

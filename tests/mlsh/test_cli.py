@@ -78,7 +78,14 @@ def test_train_evaluate_resume_end_to_end(tmp_path: Path) -> None:
     accumulator = EventAccumulator(str(run_dir / "tb"))
     accumulator.Reload()
     tags = set(accumulator.Tags()["scalars"])
-    for tag in ("rollout/ep_rew_mean", "time/fps", "master/policy_loss", "sub/policy_loss", "meta/sub_usage_0"):
+    for tag in (
+        "rollout/ep_rew_mean",
+        "time/fps",
+        "master/policy_loss",
+        "sub/policy_loss",
+        "meta/sub_usage_0",
+        "train/n_updates",
+    ):
         assert tag in tags, tag
 
     resumed = _run("mlsh.train", f"resume={run_dir}", "train.total_timesteps=600", cwd=tmp_path)

@@ -1,0 +1,98 @@
+"""Seeds table: train + evaluate MLSH, its ablations and flat PPO over several seeds, in parallel.
+
+    python scripts/seeds_table.py --seeds 0 1 2 3 4 --jobs 2 --out runs/seeds_table
+
+Each variant is trained with ``python -m mlsh.train`` (the env's default budget unless
+``--timesteps`` is given) and evaluated with ``python -m mlsh.evaluate`` on 20 unseen tasks with the
+same adaptation budget for every variant (``--adapt-iters``, default 9 = MovementBandits' W).
+Writes ``table.md`` and ``results.json`` into ``--out`` and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+VARIANTS: dict[str, list[str]] = {
+    "MLSH (paper settings)": [],
+    "ablation: no warmup (mlsh.warmup_iters=0)": ["mlsh.warmup_iters=0"],
+    "ablation: master every step (mlsh.macro_len=1)": ["mlsh.macro_len=1"],
+    "baseline: flat PPO, same budget (algo=flat_ppo)": ["algo=flat_ppo"],
+}
+
+
+def run_one(variant: str, overrides: list[str], seed: int, args: argparse.Namespace) -> dict:
+    slug = {name: f"v{i}" for i, name in enumerate(VARIANTS)}[variant]
+    run_dir = Path(args.out) / slug / f"seed{seed}"
+    result_file = run_dir / "eval" / "table_eval.json"
+    if not result_file.exists():
+        extra = [f"train.total_timesteps={args.timesteps}"] if args.timesteps else []
+        common = [f"env={args.env}", f"seed={seed}", "train.progress=false", *extra, *overrides]
+        if (run_dir / "checkpoint.pt").exists():
+            command = [sys.executable, "-m", "mlsh.train", f"resume={run_dir}"]
+        else:
+            command = [sys.executable, "-m", "mlsh.train", *common, f"hydra.run.dir={run_dir}"]
+        start = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True, text=True)
+        train_seconds = time.perf_counter() - start
+        subprocess.run(
+            [
+                sys.executable, "-m", "mlsh.evaluate", f"checkpoint={run_dir}", f"num_tasks={args.num_tasks}",
+                f"seed={seed}", f"adapt_iters={args.adapt_iters}", f"output={result_file}",
+            ],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        result = json.loads(result_file.read_text())
+        result["train_seconds"] = train_seconds
+        result_file.write_text(json.dumps(result, indent=2))
+    result = json.loads(result_file.read_text())
+    print(f"{variant:<50} seed {seed}: ratio {result['ratio']:.3f}", flush=True)
+    return {"variant": variant, "seed": seed, **result}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="MovementBandits")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--timesteps", type=int, default=None)
+    parser.add_argument("--num-tasks", type=int, default=20)
+    parser.add_argument("--adapt-iters", type=int, default=9)
+    parser.add_argument("--variants", nargs="*", default=None, help="subset of variant indices, e.g. 0 3")
+    parser.add_argument("--out", default="runs/seeds_table")
+    args = parser.parse_args()
+    names = list(VARIANTS)
+    chosen = [names[int(i)] for i in args.variants] if args.variants else names
+    jobs = [(name, VARIANTS[name], seed) for name in chosen for seed in args.seeds]
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        results = list(pool.map(lambda job: run_one(*job, args), jobs))
+    lines = [
+        f"| variant ({args.env}, {len(args.seeds)} seeds) | return / oracle, mean ± std | per seed | return | oracle |",
+        "|---|---|---|---|---|",
+    ]
+    for name in chosen:
+        rows = [r for r in results if r["variant"] == name]
+        ratios = [r["ratio"] for r in rows]
+        spread = statistics.stdev(ratios) if len(ratios) > 1 else 0.0
+        lines.append(
+            f"| {name} | {statistics.mean(ratios):.2f} ± {spread:.2f} | "
+            f"{' '.join(f'{x:.2f}' for x in ratios)} | "
+            f"{statistics.mean(r['return_after_adaptation'] for r in rows):.1f} | "
+            f"{statistics.mean(r['oracle_return'] for r in rows):.1f} |"
+        )
+    table = "\n".join(lines)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "table.md").write_text(table + "\n")
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

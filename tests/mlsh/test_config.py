@@ -1,0 +1,56 @@
+"""Settings: the CLI's defaults are the library's, and impossible values are refused with the fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlsh.cli import compose_config
+from mlsh.config import Config, config_from_dict
+from mlsh.errors import ConfigError
+
+
+def test_composed_default_config_equals_library_defaults() -> None:
+    data = compose_config("train", [])
+    data.pop("hydra", None)
+    assert config_from_dict(data) == Config()
+
+
+def test_paper_settings_for_movement_bandits() -> None:
+    cfg = Config()
+    assert (cfg.mlsh.num_subpolicies, cfg.mlsh.macro_len, cfg.mlsh.warmup_iters, cfg.mlsh.joint_iters) == (2, 10, 9, 1)
+    assert cfg.train.envs_per_slot * cfg.train.rollout_len == 2000  # D per task group
+    assert (cfg.master.lr, cfg.sub.lr) == (0.01, 3e-4)
+    assert (cfg.master.gamma, cfg.master.gae_lambda, cfg.master.clip_coef, cfg.master.update_epochs) == (
+        0.99,
+        0.98,
+        0.2,
+        10,
+    )
+
+
+def test_flat_ppo_algo_is_one_subpolicy_without_warmup() -> None:
+    data = compose_config("train", ["algo=flat_ppo", "seed=4"])
+    data.pop("hydra", None)
+    cfg = config_from_dict(data)
+    assert (cfg.mlsh.num_subpolicies, cfg.mlsh.warmup_iters, cfg.mlsh.joint_iters, cfg.seed) == (1, 0, 1, 4)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"mlsh": {"num_subpolicies": 0}}, "mlsh.num_subpolicies must be at least 1"),
+        ({"mlsh": {"warmup_iters": 0, "joint_iters": 0}}, "must be at least 1, so that each task lasts"),
+        ({"mlsh": {"master_epsilon": 1.5}}, "mlsh.master_epsilon must lie in [0, 1]"),
+        ({"sub": {"gamma": 1.5}}, "sub.gamma must lie in [0, 1]"),
+        ({"sub": {"hidden_sizes": []}}, "sub.hidden_sizes must be a non-empty list"),
+        ({"sub": {"target_kl": -1}}, "sub.target_kl must be positive or null"),
+        ({"device": "tpu"}, "device must be auto, cpu or cuda"),
+        ({"mlsh": 3}, "'mlsh' is a group of settings"),
+        ({"train": {"rollout_len": 15}}, "set train.rollout_len=20"),
+        ({"bogus": 1}, "Unknown setting 'bogus'"),
+    ],
+)
+def test_impossible_settings_are_refused_with_the_fix(data: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(data)
+    assert message in str(info.value)

@@ -1,0 +1,76 @@
+"""The hierarchical policy: action distributions by action space, gathering the active sub-policy."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from torch.distributions import Normal
+
+from mlsh.errors import ConfigError
+from mlsh.meta import MetaLearner
+from mlsh.policy import HierarchicalPolicy, RunningMeanStd
+from tests.conftest import CONTINUOUS_ID, small_config
+
+
+def _policy(action_space: gym.Space, num_subpolicies: int = 3) -> HierarchicalPolicy:
+    obs_space = gym.spaces.Box(-1, 1, shape=(4,), dtype=np.float32)
+    return HierarchicalPolicy(obs_space, action_space, num_subpolicies, num_slots=2, master_hidden=[8], sub_hidden=[8])
+
+
+def test_gaussian_subpolicy_logprob_is_that_of_the_active_member() -> None:
+    policy = _policy(gym.spaces.Box(-1, 1, shape=(2,), dtype=np.float32))
+    with torch.no_grad():
+        policy.subpolicies.log_std.copy_(torch.tensor([[-1.0, -1.0], [0.0, 0.0], [0.5, 0.5]]))
+    obs = torch.randn(5, 4)
+    sub_idx = torch.tensor([0, 1, 2, 1, 0])
+    action, logprob, value = policy.act(obs, sub_idx)
+    assert action.shape == (5, 2) and logprob.shape == (5,) and value.shape == (5,)
+    for b in range(5):
+        k = int(sub_idx[b])
+        mean = policy.subpolicies.actor(obs[b].expand(3, 1, 4))[k, 0]
+        expected = Normal(mean, policy.subpolicies.log_std[k].exp()).log_prob(action[b]).sum()
+        assert torch.allclose(logprob[b], expected, atol=1e-5)
+        assert torch.allclose(value[b], policy.subpolicies.value(obs[b].expand(3, 1, 4))[k, 0], atol=1e-6)
+
+
+def test_categorical_subpolicy_gathers_the_active_member() -> None:
+    policy = _policy(gym.spaces.Discrete(4))
+    obs = torch.randn(6, 4)
+    sub_idx = torch.tensor([2, 2, 0, 1, 0, 2])
+    action, logprob, _ = policy.act(obs, sub_idx)
+    assert action.dtype == torch.long and action.shape == (6,)
+    logits = policy.subpolicies.actor(obs.unsqueeze(0).expand(3, -1, -1))
+    for b in range(6):
+        expected = torch.log_softmax(logits[sub_idx[b], b], -1)[action[b]]
+        assert torch.allclose(logprob[b], expected, atol=1e-6)
+
+
+def test_unsupported_spaces_are_refused_with_a_fix() -> None:
+    with pytest.raises(ConfigError, match="Discrete or a 1-d Box"):
+        _policy(gym.spaces.MultiBinary(3))
+    with pytest.raises(ConfigError, match="FlattenObservation"):
+        HierarchicalPolicy(gym.spaces.Discrete(3), gym.spaces.Discrete(2), 2, 2)
+
+
+def test_continuous_env_trains_gaussian_subpolicies() -> None:
+    learner = MetaLearner(small_config(CONTINUOUS_ID, warmup_iters=0, joint_iters=1))
+    log_std = learner.policy.subpolicies.log_std.detach().clone()
+    metrics = learner.train_iteration()
+    assert np.isfinite(metrics["sub/policy_loss"])
+    assert not torch.equal(log_std, learner.policy.subpolicies.log_std)
+
+
+def test_running_mean_std_matches_numpy() -> None:
+    rms = RunningMeanStd((3,))
+    data = np.random.default_rng(0).normal(2.0, 3.0, size=(1000, 3))
+    for chunk in np.split(data, 10):
+        rms.update(torch.as_tensor(chunk))
+    np.testing.assert_allclose(rms.mean.numpy(), data.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(rms.var.numpy(), data.var(0), rtol=1e-3)
+    normalised = rms(torch.as_tensor(data, dtype=torch.float32))
+    assert abs(float(normalised.mean())) < 1e-3 and abs(float(normalised.std()) - 1.0) < 1e-2
+    assert {"obs_rms.mean", "obs_rms.var", "obs_rms.count"} <= set(
+        HierarchicalPolicy(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(2), 2, 2).state_dict()
+    )
