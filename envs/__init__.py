@@ -5,12 +5,16 @@ from __future__ import annotations
 from gymnasium.envs.registration import register, registry
 
 from envs.base import TaskEnv
+from envs.four_rooms import FourRooms
+from envs.key_door import KeyDoor
 from envs.movement_bandits import MovementBandits
 
-__all__ = ["TaskEnv", "MovementBandits", "registered_ids"]
+__all__ = ["TaskEnv", "FourRooms", "KeyDoor", "MovementBandits", "registered_ids"]
 
 _ENVS = {
     "mlsh/MovementBandits-v0": ("envs.movement_bandits:MovementBandits", 50),
+    "mlsh/FourRooms-v0": ("envs.four_rooms:FourRooms", 100),
+    "mlsh/KeyDoor-v0": ("envs.key_door:KeyDoor", 100),
 }
 
 for _env_id, (_entry_point, _max_steps) in _ENVS.items():

@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from envs import rendering
 from envs.base import TaskEnv
 
 # Action index -> (dx, dy) in units of ``step_size``: stay, +x, -x, +y, -y.
@@ -44,13 +46,16 @@ class MovementBandits(TaskEnv[int]):
 
     ## Arguments
     ``size`` (400), ``step_size`` (20), ``goal_radius`` (50), ``min_goal_distance`` (100),
-    ``render_mode`` (None; no rendering yet).
+    ``render_mode`` (None or "rgb_array": a 200x200x3 image, y up, correct goal green, other goal blue,
+    each ringed at ``goal_radius``, agent red).
 
     ## Version History
     * v0: first version, settings of the paper.
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    render_scale = 0.5
 
     def __init__(
         self,
@@ -62,6 +67,8 @@ class MovementBandits(TaskEnv[int]):
     ) -> None:
         if min_goal_distance >= size:
             raise ValueError(f"min_goal_distance ({min_goal_distance}) must be below size ({size}).")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"MovementBandits render_mode must be None or 'rgb_array', got {render_mode!r}.")
         self.size = float(size)
         self.step_size = float(step_size)
         self.goal_radius = float(goal_radius)
@@ -107,6 +114,23 @@ class MovementBandits(TaskEnv[int]):
         distance = self._distance_to_goal()
         reward = 1.0 if distance < self.goal_radius else 0.0
         return self._obs(), reward, False, False, {"reward_goal": reward, "distance_to_goal": distance}
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode is None:
+            gym.logger.warn(
+                "MovementBandits.render() called without a render_mode; make the env with render_mode='rgb_array'."
+            )
+            return None
+        scale = self.render_scale
+        pixels = round(self.size * scale)
+        image = rendering.canvas(pixels, pixels)
+        for index, goal in enumerate(self._goals):
+            centre = rendering.plane_to_pixel(goal, self.size, scale)
+            color = rendering.GREEN if index == self._task else rendering.BLUE
+            rendering.draw_ring(image, centre, self.goal_radius * scale, color)
+            rendering.fill_disc(image, centre, 6.0, color)
+        rendering.fill_disc(image, rendering.plane_to_pixel(self._agent, self.size, scale), 5.0, rendering.AGENT)
+        return image
 
     # -- oracle --------------------------------------------------------------------------------
     def oracle_action(self) -> int:

@@ -26,6 +26,7 @@ def main() -> None:
         oracle=data["oracle"],
         oracle_episodes=data["oracle_episodes"],
         device=data["device"],
+        scratch_baseline=data["baseline_scratch"],
     )
     print(format_table(result))
     output = Path(data["output"] or Path(result["run_dir"]) / "eval" / f"evaluation_seed{data['seed']}.json")

@@ -81,6 +81,7 @@ def evaluate_run(
     oracle: bool = True,
     oracle_episodes: int = 10,
     device: str | None = None,
+    scratch_baseline: bool = False,
 ) -> dict[str, Any]:
     """Adapts fresh masters on ``num_tasks`` unseen tasks over a run's frozen sub-policies.
 
@@ -92,6 +93,8 @@ def evaluate_run(
         oracle: also run the env's oracle on the same tasks and report the ratio.
         oracle_episodes: oracle episodes per task.
         device: override the run's device.
+        scratch_baseline: also train flat PPO from scratch on each task with the same steps per
+            iteration and report its curve and the area-under-curve ratio.
 
     Returns:
         A dict with the mean return after adaptation, the oracle's, their ratio, per-task values and
@@ -151,6 +154,11 @@ def evaluate_run(
         "return_after_adaptation_per_task": after.tolist(),
         "adaptation_curve": [float(np.nanmean(c)) for c in curve],
     }
+    if scratch_baseline and iters > 0:
+        scratch = ppo_from_scratch_curves(eval_cfg, tasks, iters, seed)
+        result["scratch_curve"] = scratch.mean(axis=1).tolist()
+        mlsh_area, scratch_area = float(np.sum(result["adaptation_curve"])), float(scratch.mean(axis=1).sum())
+        result["auc_ratio"] = mlsh_area / scratch_area if scratch_area > 0 else float("inf")
     if oracle:
         oracle_means = oracle_returns(cfg.env, tasks, oracle_episodes, seed + 2 * EVAL_ENV_SEED_OFFSET)
         result["oracle_return"] = float(oracle_means.mean())
@@ -158,6 +166,35 @@ def evaluate_run(
         result["ratio"] = result["return_after_adaptation"] / result["oracle_return"]
         result["ratio_per_task"] = (after / np.maximum(oracle_means, 1e-8)).tolist()
     return result
+
+
+def ppo_from_scratch_curves(cfg: Config, tasks: list[Any], iterations: int, seed: int) -> np.ndarray:
+    """Flat PPO trained from scratch on each task alone, as many steps per iteration as a slot gets.
+
+    Each task gets a fresh one-sub-policy learner (its "master" has a single choice), trained on
+    every iteration with the sub-policy PPO settings of the run.
+
+    Returns:
+        ``[iterations, num_tasks]`` mean episode return per iteration.
+    """
+    curves = np.full((iterations, len(tasks)), np.nan)
+    for index, task in enumerate(tasks):
+        scratch_cfg = dataclasses.replace(
+            cfg,
+            mlsh=dataclasses.replace(
+                cfg.mlsh, num_subpolicies=1, num_slots=1, warmup_iters=0, joint_iters=iterations, stagger=False
+            ),
+            seed=seed + EVAL_ENV_SEED_OFFSET + 7919 * (index + 1),
+        )
+        learner = MetaLearner(scratch_cfg, fixed_tasks=[task])
+        try:
+            for iteration in range(iterations):
+                learner.train_iteration()
+                returns = learner.last_episodes.returns
+                curves[iteration, index] = returns.mean() if len(returns) else np.nan
+        finally:
+            learner.close()
+    return curves
 
 
 def _jsonable(task: Any) -> Any:
@@ -186,4 +223,10 @@ def format_table(result: dict[str, Any]) -> str:
     if has_oracle:
         mean += f" {result['oracle_return']:>10.2f} {result['ratio']:>7.2f}"
     lines.append(mean)
+    curve = " ".join(f"{x:.2f}" for x in result["adaptation_curve"])
+    lines.append(f"adaptation curve (mean return per iteration): {curve}")
+    if "scratch_curve" in result:
+        scratch = " ".join(f"{x:.2f}" for x in result["scratch_curve"])
+        lines.append(f"PPO from scratch, same tasks and steps:     {scratch}")
+        lines.append(f"area-under-curve ratio MLSH / scratch: {result['auc_ratio']:.2f}")
     return "\n".join(lines)

@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from envs import MovementBandits
+from envs import MovementBandits, rendering
 
 ENV_ID = "mlsh/MovementBandits-v0"
 SIZE, STEP, RADIUS = 400.0, 20.0, 50.0
@@ -225,3 +225,23 @@ def test_vector_env_per_env_tasks_drive_rewards_across_autoresets() -> None:
     assert returns[0] >= 3 * 25 and returns[1] >= 3 * 25
     assert returns[2] < returns[0] / 2 and returns[3] < returns[1] / 2
     vec.close()
+
+
+def test_render_rgb_array() -> None:
+    env = gym.make(ENV_ID, render_mode="rgb_array")
+    env.unwrapped.task = 1
+    obs, _ = env.reset(seed=0)
+    first = env.step(0)[0]
+    np.testing.assert_array_equal(first, obs)  # rendering leaves the dynamics alone
+    image = env.render()
+    assert image.shape == (200, 200, 3) and image.dtype == np.uint8
+    _, goals = _positions(obs)
+
+    def pixel(xy: np.ndarray) -> np.ndarray:
+        return image[int((SIZE - xy[1]) * 0.5), int(xy[0] * 0.5)]
+
+    np.testing.assert_array_equal(image[100, 100], rendering.AGENT)
+    np.testing.assert_array_equal(pixel(goals[1]), rendering.GREEN)  # the correct goal
+    np.testing.assert_array_equal(pixel(goals[0]), rendering.BLUE)
+    with pytest.raises(ValueError, match="render_mode must be None or 'rgb_array'"):
+        MovementBandits(render_mode="human")

@@ -34,7 +34,7 @@ def _run(module: str, *args: str, cwd: Path, timeout: float = 120) -> subprocess
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["env=Nope"], "Unknown env 'Nope'; available: MovementBandits"),
+        (["env=Nope"], "Unknown env 'Nope'; available: FourRooms, KeyDoor, MovementBandits"),
         (["algo=Nope"], "Unknown algo 'Nope'; available: flat_ppo, mlsh"),
         (["mlsh.nope=3"], "Unknown setting 'mlsh.nope'"),
         (["seed"], "Malformed override 'seed': write key=value"),
@@ -94,13 +94,22 @@ def test_train_evaluate_resume_end_to_end(tmp_path: Path) -> None:
     payload = torch.load(run_dir / "checkpoint.pt", weights_only=False)
     assert payload["learner"]["iteration"] == 3
 
-    evaluated = _run("mlsh.evaluate", f"checkpoint={run_dir}", "num_tasks=3", "oracle_episodes=2", cwd=tmp_path)
+    evaluated = _run(
+        "mlsh.evaluate",
+        f"checkpoint={run_dir}",
+        "num_tasks=3",
+        "oracle_episodes=2",
+        "baseline_scratch=true",
+        cwd=tmp_path,
+    )
     assert evaluated.returncode == 0, evaluated.stderr
     assert "mean" in evaluated.stdout and "oracle" in evaluated.stdout
     result = json.loads((run_dir / "eval" / "evaluation_seed0.json").read_text())
     assert result["num_tasks"] == 3 and len(result["return_after_adaptation_per_task"]) == 3
     assert 0.0 <= result["ratio"] < 2.0
     assert len(result["adaptation_curve"]) == 1  # the run's warmup_iters
+    assert len(result["scratch_curve"]) == 1 and result["auc_ratio"] >= 0
+    assert "area-under-curve ratio" in evaluated.stdout
 
 
 def test_evaluate_errors(tmp_path: Path) -> None:
