@@ -67,6 +67,7 @@ class TrainConfig:
     envs_per_slot: int = 10
     rollout_len: int = 200  # steps per env per iteration; D = envs_per_slot * rollout_len per slot
     checkpoint_every: int = 25  # iterations
+    normalize_obs: bool = True  # running mean/std of observations, saved with the model
     progress: bool = True
     torch_threads: int | None = 1  # small MLPs run fastest single-threaded
 

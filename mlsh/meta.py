@@ -72,6 +72,7 @@ class MetaLearner:
             master_hidden=cfg.master.hidden_sizes,
             sub_hidden=cfg.sub.hidden_sizes,
             master_epsilon=m.master_epsilon,
+            normalize_obs=cfg.train.normalize_obs,
         ).to(self.device)
         self.master_optimizer = MemberAdam(self.policy.masters.parameters(), lr=cfg.master.lr)
         self.sub_optimizer = MemberAdam(self.policy.subpolicies.parameters(), lr=cfg.sub.lr)

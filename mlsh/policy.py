@@ -153,6 +153,8 @@ class HierarchicalPolicy(nn.Module):
         master_hidden: hidden widths of the masters.
         sub_hidden: hidden widths of the sub-policies.
         master_epsilon: see :class:`Masters`.
+        normalize_obs: standardise observations with running statistics (off for inputs that are
+            already well scaled, such as one-hot cells, whose rare entries would be blown up).
     """
 
     def __init__(
@@ -164,6 +166,7 @@ class HierarchicalPolicy(nn.Module):
         master_hidden: Sequence[int] = (64, 64),
         sub_hidden: Sequence[int] = (64, 64),
         master_epsilon: float = 0.0,
+        normalize_obs: bool = True,
     ) -> None:
         super().__init__()
         if not isinstance(observation_space, gym.spaces.Box):
@@ -173,6 +176,7 @@ class HierarchicalPolicy(nn.Module):
             )
         self.obs_dim = int(np.prod(observation_space.shape))
         self.action_space = action_space
+        self.normalize_obs = normalize_obs
         self.obs_rms = RunningMeanStd((self.obs_dim,))
         self.subpolicies = SubPolicies(num_subpolicies, self.obs_dim, action_space, sub_hidden)
         self.masters = Masters(num_slots, self.obs_dim, num_subpolicies, master_hidden, master_epsilon)
@@ -187,7 +191,8 @@ class HierarchicalPolicy(nn.Module):
 
     def normalize(self, obs: torch.Tensor) -> torch.Tensor:
         """Flattens and normalises raw observations ``[..., *obs_shape] -> [..., obs_dim]``."""
-        return self.obs_rms(obs.reshape(*obs.shape[: obs.dim() - len(self.obs_rms.mean.shape)], -1)).float()
+        flat = obs.reshape(*obs.shape[: obs.dim() - len(self.obs_rms.mean.shape)], -1)
+        return self.obs_rms(flat).float() if self.normalize_obs else flat.float()
 
     @torch.no_grad()
     def choose_subpolicies(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
