@@ -22,6 +22,8 @@ from mlsh.errors import CheckpointError, ConfigError
 from mlsh.meta import EVAL_TASK_STREAM, MetaLearner, task_rng
 from mlsh.trainer import check_matches_env
 
+MAX_MEASURE_ROLLOUTS = 10
+
 # Env seeds of evaluation start far from training's (seed + env index) so episodes differ too.
 EVAL_ENV_SEED_OFFSET = 1_000_003
 
@@ -136,9 +138,21 @@ def evaluate_run(
             learner.train_iteration()
             stats = learner.last_episodes
             curve.append(_per_slot_mean(stats.returns, stats.slots, num_tasks))
-        with torch.no_grad():
+        # Measure the adapted policy until every task has finished an episode (long episodes may
+        # outlast one rollout), at most MAX_MEASURE_ROLLOUTS rollouts.
+        returns, slots = [], []
+        for _ in range(MAX_MEASURE_ROLLOUTS):
             _, stats = learner.collector.collect(eval_cfg.train.rollout_len, update_obs_rms=False)
-        after = _per_slot_mean(stats.returns, stats.slots, num_tasks)
+            returns.append(stats.returns)
+            slots.append(stats.slots)
+            after = _per_slot_mean(np.concatenate(returns), np.concatenate(slots), num_tasks)
+            if not np.isnan(after).any():
+                break
+        else:
+            raise ConfigError(
+                f"No episode ended within {MAX_MEASURE_ROLLOUTS} rollouts of {eval_cfg.train.rollout_len} steps on "
+                f"some tasks; check the env's time limit (env.max_episode_steps)."
+            )
         assert all(torch.equal(a, b) for a, b in zip(frozen_before, learner.policy.subpolicies.parameters()))
     finally:
         learner.close()
@@ -152,12 +166,14 @@ def evaluate_run(
         "tasks": [_jsonable(t) for t in tasks],
         "return_after_adaptation": float(np.nanmean(after)),
         "return_after_adaptation_per_task": after.tolist(),
-        "adaptation_curve": [float(np.nanmean(c)) for c in curve],
+        # None where no episode ended during that iteration (strict JSON has no NaN).
+        "adaptation_curve": [float(np.nanmean(c)) if not np.isnan(c).all() else None for c in curve],
     }
     if scratch_baseline and iters > 0:
         scratch = ppo_from_scratch_curves(eval_cfg, tasks, iters, seed)
-        result["scratch_curve"] = scratch.mean(axis=1).tolist()
-        mlsh_area, scratch_area = float(np.sum(result["adaptation_curve"])), float(scratch.mean(axis=1).sum())
+        result["scratch_curve"] = [None if np.isnan(row).all() else float(np.nanmean(row)) for row in scratch]
+        mlsh_area = float(np.nansum([np.nan if x is None else x for x in result["adaptation_curve"]]))
+        scratch_area = float(np.nansum(np.nanmean(scratch, axis=1)))
         result["auc_ratio"] = mlsh_area / scratch_area if scratch_area > 0 else float("inf")
     if oracle:
         oracle_means = oracle_returns(cfg.env, tasks, oracle_episodes, seed + 2 * EVAL_ENV_SEED_OFFSET)
@@ -223,10 +239,10 @@ def format_table(result: dict[str, Any]) -> str:
     if has_oracle:
         mean += f" {result['oracle_return']:>10.2f} {result['ratio']:>7.2f}"
     lines.append(mean)
-    curve = " ".join(f"{x:.2f}" for x in result["adaptation_curve"])
+    curve = " ".join("-" if x is None else f"{x:.2f}" for x in result["adaptation_curve"])
     lines.append(f"adaptation curve (mean return per iteration): {curve}")
     if "scratch_curve" in result:
-        scratch = " ".join(f"{x:.2f}" for x in result["scratch_curve"])
+        scratch = " ".join("-" if x is None else f"{x:.2f}" for x in result["scratch_curve"])
         lines.append(f"PPO from scratch, same tasks and steps:     {scratch}")
         lines.append(f"area-under-curve ratio MLSH / scratch: {result['auc_ratio']:.2f}")
     return "\n".join(lines)
