@@ -145,6 +145,151 @@ class MemberAdam(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: None = None, active: torch.Tensor | None = None) -> None:  # type: ignore[override]
         """Adam step for the members in ``active`` (``[G]`` bool; all members when ``None``)."""
+        all_active = active is None or bool(active.all())
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            states = [self._state(p) for p in params]
+            grads = [p.grad for p in params]
+            exp_avgs = [state["exp_avg"] for state in states]
+            exp_avg_sqs = [state["exp_avg_sq"] for state in states]
+            if all_active:
+                # Fast path (the usual case): plain Adam moment updates on every tensor at once.
+                torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+                torch._foreach_mul_(exp_avg_sqs, beta2)
+                torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
+            for p, state, grad in zip(params, states, grads, strict=True):
+                shape = (-1, *([1] * (p.dim() - 1)))
+                if all_active:
+                    state["step"] += 1.0
+                else:
+                    mask = active.view(shape)
+                    state["step"] += active.to(torch.float64)
+                    state["exp_avg"].copy_(torch.where(mask, state["exp_avg"].lerp(grad, 1 - beta1), state["exp_avg"]))
+                    updated_sq = state["exp_avg_sq"] * beta2 + grad * grad * (1 - beta2)
+                    state["exp_avg_sq"].copy_(torch.where(mask, updated_sq, state["exp_avg_sq"]))
+                step = state["step"].clamp_min(1.0)
+                bias1 = (1 - beta1**step).to(p.dtype).view(shape)
+                bias2_sqrt = (1 - beta2**step).sqrt().to(p.dtype).view(shape)
+                denom = state["exp_avg_sq"].sqrt() / bias2_sqrt + group["eps"]
+                update = state["exp_avg"] / (bias1 * denom)
+                if not all_active:
+                    update = update * active.view(shape)
+                p.add_(update, alpha=-group["lr"])
+
+    @torch.no_grad()
+    def reset_member(self, member: int) -> None:
+        """Re-initialises member ``member`` in place (orthogonal weight, zero bias)."""
+        # orthogonal_ treats dim 0 as rows: initialise the [out, in] view as nn.Linear would.
+        nn.init.orthogonal_(self.weight[member].T, gain=self.gain)
+        self.bias[member].zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Applies member g to ``x[g]``.
+
+        Args:
+            x: ``[G, N, in_features]``.
+
+        Returns:
+            ``[G, N, out_features]``.
+        """
+        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)
+
+
+class BatchedMLP(nn.Module):
+    """G independent tanh MLPs (CleanRL-style orthogonal init).
+
+    Args:
+        num_members: G.
+        in_features: input width.
+        hidden_sizes: widths of the hidden layers, e.g. ``(64, 64)``.
+        out_features: output width.
+        out_gain: init gain of the output layer (0.01 for policy heads, 1.0 for value heads).
+    """
+
+    def __init__(
+        self,
+        num_members: int,
+        in_features: int,
+        hidden_sizes: Sequence[int],
+        out_features: int,
+        out_gain: float,
+    ) -> None:
+        super().__init__()
+        self.num_members = num_members
+        widths = [in_features, *hidden_sizes]
+        self.layers = nn.ModuleList(
+            BatchedLinear(num_members, w_in, w_out, gain=math.sqrt(2.0))
+            for w_in, w_out in zip(widths[:-1], widths[1:], strict=True)
+        )
+        self.layers.append(BatchedLinear(num_members, widths[-1], out_features, gain=out_gain))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Args: x ``[G, N, in]``. Returns ``[G, N, out]``."""
+        for layer in self.layers[:-1]:
+            x = torch.tanh(layer(x))
+        return self.layers[-1](x)
+
+    def reset_member(self, member: int) -> None:
+        for layer in self.layers:
+            layer.reset_member(member)
+
+
+def clip_grad_norm_per_member(params: Iterable[nn.Parameter], max_norm: float) -> torch.Tensor:
+    """Clips each member's gradient (slice ``[g]`` of every parameter) to ``max_norm`` on its own.
+
+    Members are independent networks (different tasks' masters, different sub-policies), so one
+    member's large gradient must not shrink another's step.
+
+    Returns:
+        ``[G]`` gradient norms before clipping.
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    squared = torch.stack([g.pow(2).reshape(g.shape[0], -1).sum(-1) for g in grads]).sum(0)
+    norms = squared.sqrt()
+    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.view(-1, *([1] * (g.dim() - 1))))
+    return norms
+
+
+class MemberAdam(torch.optim.Optimizer):
+    """Adam in which slice ``[g]`` of every parameter is member g's own network.
+
+    Each member has its own step count, so :meth:`reset_member` gives a member exactly the state of
+    a freshly built ``torch.optim.Adam`` (bias correction restarts), which ``torch.optim.Adam``
+    cannot do for a slice: it keeps one step count per tensor. :meth:`step` takes the members that
+    had data; the others are left untouched (moments and step count), as separate optimizers would.
+
+    Args:
+        params: parameters whose dim 0 is the member dimension, all with the same size G.
+        lr: learning rate.
+        betas: Adam's betas.
+        eps: Adam's epsilon.
+    """
+
+    def __init__(
+        self, params: Iterable[nn.Parameter], lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-5
+    ) -> None:
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
+        sizes = {p.shape[0] for group in self.param_groups for p in group["params"]}
+        if len(sizes) != 1:
+            raise ValueError(f"MemberAdam needs one member count across parameters, got {sorted(sizes)}.")
+        self.num_members = sizes.pop()
+
+    def _state(self, p: torch.Tensor) -> dict[str, torch.Tensor]:
+        state = self.state[p]
+        if not state:
+            state["step"] = torch.zeros(self.num_members, dtype=torch.float64, device=p.device)
+            state["exp_avg"] = torch.zeros_like(p)
+            state["exp_avg_sq"] = torch.zeros_like(p)
+        return state
+
+    @torch.no_grad()
+    def step(self, closure: None = None, active: torch.Tensor | None = None) -> None:  # type: ignore[override]
+        """Adam step for the members in ``active`` (``[G]`` bool; all members when ``None``)."""
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             for p in group["params"]:
