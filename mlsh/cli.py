@@ -33,11 +33,34 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise SystemExit(code)
 
 
+_HYDRA_FLAGS_WITH_VALUE = {
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
+    "--info",
+    "-i",
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--experimental-rerun",
+}
+
+
 def split_overrides(argv: list[str]) -> list[str]:
     """The ``key=value`` overrides in ``argv``, refusing anything else with a sentence."""
     overrides = []
+    skip_next = False
     for arg in argv:
+        if skip_next:
+            skip_next = False
+            if "=" not in arg:
+                continue  # the value of a Hydra flag such as --cfg job
         if arg.startswith("-"):
+            skip_next = arg in _HYDRA_FLAGS_WITH_VALUE
             continue  # Hydra's own flags (--cfg job, --multirun, ...)
         if "=" not in arg or arg.startswith("="):
             raise ConfigError(f"Malformed override '{arg}': write key=value, e.g. seed=3 or mlsh.macro_len=10.")

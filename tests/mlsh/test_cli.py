@@ -112,6 +112,12 @@ def test_train_evaluate_resume_end_to_end(tmp_path: Path) -> None:
     assert "area-under-curve ratio" in evaluated.stdout
 
 
+def test_hydra_flags_still_work(tmp_path: Path) -> None:
+    shown = _run("mlsh.train", "--cfg", "job", "mlsh.macro_len=5", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "macro_len: 5" in shown.stdout and "num_subpolicies: 2" in shown.stdout
+
+
 def test_evaluate_errors(tmp_path: Path) -> None:
     missing = _run("mlsh.evaluate", cwd=tmp_path)
     assert missing.returncode == 2 and "checkpoint is required" in missing.stderr
