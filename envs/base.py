@@ -23,6 +23,19 @@ import numpy as np
 TaskT = TypeVar("TaskT")
 
 
+def validate_index_task(task: Any, num_choices: int, meaning: str, env_name: str) -> int:
+    """``task`` as an int in ``[0, num_choices)`` (bools refused), or ``ValueError`` naming what is accepted."""
+    choices = " or ".join(str(i) for i in range(num_choices)) if num_choices <= 3 else f"an int in [0, {num_choices})"
+    message = f"{env_name} task must be {choices} ({meaning}), got {task!r}."
+    try:
+        valid = not isinstance(task, (bool, np.bool_)) and int(task) == task and 0 <= int(task) < num_choices
+    except (TypeError, ValueError):
+        raise ValueError(message) from None
+    if not valid:
+        raise ValueError(message)
+    return int(task)
+
+
 class TaskEnv(gym.Env, Generic[TaskT]):
     """Base class for task-distribution envs (see the module docstring for the contract).
 
@@ -63,6 +76,14 @@ class TaskEnv(gym.Env, Generic[TaskT]):
     def oracle_action(self) -> Any:
         """Action of a scripted policy with the best achievable return for the current task."""
         raise NotImplementedError(f"{type(self).__name__} has no oracle policy.")
+
+    def _set_render_mode(self, render_mode: str | None) -> None:
+        """Stores ``render_mode`` after checking it against ``metadata["render_modes"]``."""
+        modes = self.metadata.get("render_modes", [])
+        if render_mode is not None and render_mode not in modes:
+            allowed = " or ".join(["None", *(repr(m) for m in modes)])
+            raise ValueError(f"{type(self).__name__} render_mode must be {allowed}, got {render_mode!r}.")
+        self.render_mode = render_mode
 
     def _apply_reset_options(self, options: dict[str, Any] | None) -> None:
         """Applies ``options["task"]`` if present; call first thing in ``reset``."""

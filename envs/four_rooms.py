@@ -189,14 +189,12 @@ class FourRooms(TaskEnv[Cell]):
     ) -> None:
         if obs_mode not in ("onehot", "rowcol"):
             raise ValueError(f"FourRooms obs_mode must be 'onehot' or 'rowcol', got {obs_mode!r}.")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"FourRooms render_mode must be None or 'rgb_array', got {render_mode!r}.")
         if int(horizon) != horizon or horizon < 1:
             raise ValueError(f"FourRooms horizon must be a positive int (the episode length), got {horizon!r}.")
         self.obs_mode = obs_mode
         self.random_start = bool(random_start)
         self.horizon = int(horizon)
-        self.render_mode = render_mode
+        self._set_render_mode(render_mode)
         self.train_goals: list[Cell] = list(TRAIN_GOALS)
         self.heldout_goals: list[Cell] = list(HELDOUT_GOALS)
         self.action_space = spaces.Discrete(4)

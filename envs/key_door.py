@@ -9,27 +9,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs import rendering
-from envs.base import TaskEnv
-
-# Action index -> (dx, dy) in units of ``step_size``: stay, +x, -x, +y, -y (as in MovementBandits).
-_MOVES_PY = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
-
-
-def _lattice_points(size: float, step_size: float) -> np.ndarray:
-    """Every position the agent can reach: ``[n * n, 2]`` lattice indices, position = index * step_size.
-
-    The agent starts at the centre and moves by ``step_size`` with clipping to ``[0, size]``; when
-    ``size / 2`` is a multiple of ``step_size`` clipping never leaves the lattice 0, step, ..., size.
-    """
-    n = round(size / step_size) + 1
-    axis = np.arange(n)
-    return np.stack(np.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
-
-
-def _inside(points: np.ndarray, centre: np.ndarray, radius: float, step_size: float) -> np.ndarray:
-    """Which lattice ``points`` (indices ``[P, 2]``) lie strictly within ``radius`` of ``centre``: ``[P]``."""
-    return np.hypot(points[:, 0] * step_size - centre[0], points[:, 1] * step_size - centre[1]) < radius
+from envs import plane, rendering
+from envs.base import TaskEnv, validate_index_task
 
 
 def _plan(
@@ -52,14 +33,14 @@ def _plan(
         ``(moves, target)``: ``moves`` is 0 when holding the key inside the door disk already;
         ``target`` is the lattice index ``[2]`` of the next waypoint (the agent's own when ``moves`` is 0).
     """
-    points = _lattice_points(size, step_size)
-    here = np.rint(np.asarray(agent, dtype=np.float64) / step_size).astype(np.int64)
-    door_points = points[_inside(points, door, radius, step_size)]
+    points = plane.lattice_points(size, step_size)
+    here = plane.lattice_index(agent, step_size)
+    door_points = points[plane.inside(points, door, radius, step_size)]
     if has_key:
         costs = np.abs(door_points - here).sum(axis=1)
         best = int(np.argmin(costs))
         return int(costs[best]), door_points[best]
-    key_points = points[_inside(points, key, radius, step_size)]
+    key_points = points[plane.inside(points, key, radius, step_size)]
     to_door = np.abs(key_points[:, None, :] - door_points[None, :, :]).sum(axis=2).min(axis=1)
     costs = np.abs(key_points - here).sum(axis=1) + to_door
     best = int(np.argmin(costs))
@@ -144,12 +125,7 @@ class KeyDoor(TaskEnv[int]):
         min_key_distance: float = 100.0,
         render_mode: str | None = None,
     ) -> None:
-        half_steps = (size / 2) / step_size
-        if step_size <= 0 or half_steps != round(half_steps):
-            raise ValueError(
-                f"KeyDoor size / 2 ({size / 2}) must be a positive multiple of step_size ({step_size}), "
-                f"so that positions stay on a lattice."
-            )
+        plane.check_lattice(size, step_size, "KeyDoor")
         if radius <= step_size / math.sqrt(2):
             raise ValueError(
                 f"KeyDoor radius ({radius}) must exceed step_size / sqrt(2) ({step_size / math.sqrt(2):.2f}), "
@@ -158,14 +134,12 @@ class KeyDoor(TaskEnv[int]):
         for name, value in (("min_door_distance", min_door_distance), ("min_key_distance", min_key_distance)):
             if not 0 <= value < size / 2:
                 raise ValueError(f"KeyDoor {name} ({value}) must be in [0, size / 2) = [0, {size / 2}).")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"KeyDoor render_mode must be None or 'rgb_array', got {render_mode!r}.")
         self.size = float(size)
         self.step_size = float(step_size)
         self.radius = float(radius)
         self.min_door_distance = float(min_door_distance)
         self.min_key_distance = float(min_key_distance)
-        self.render_mode = render_mode
+        self._set_render_mode(render_mode)
         self.action_space = spaces.Discrete(5)
         self.observation_space = spaces.Box(0.0, 1.0, shape=(9,), dtype=np.float32)
         self._agent = np.full(2, self.size / 2)
@@ -179,14 +153,7 @@ class KeyDoor(TaskEnv[int]):
         return int(rng.integers(2))
 
     def validate_task(self, task: Any) -> int:
-        message = f"KeyDoor task must be 0 or 1 (the correct door), got {task!r}."
-        try:
-            valid = not isinstance(task, (bool, np.bool_)) and int(task) in (0, 1) and int(task) == task
-        except (TypeError, ValueError):
-            raise ValueError(message) from None
-        if not valid:
-            raise ValueError(message)
-        return int(task)
+        return validate_index_task(task, 2, "the correct door", "KeyDoor")
 
     # -- gymnasium API -------------------------------------------------------------------------
     def reset(
@@ -209,13 +176,7 @@ class KeyDoor(TaskEnv[int]):
         return self._obs(), {"reward_door": 0.0, "has_key": self._has_key}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        index = int(action)
-        if index != action or not 0 <= index < 5:
-            raise ValueError(f"KeyDoor action must be an int in [0, 5), got {action!r}.")
-        dx, dy = _MOVES_PY[index]
-        x = min(max(self._agent[0] + dx * self.step_size, 0.0), self.size)
-        y = min(max(self._agent[1] + dy * self.step_size, 0.0), self.size)
-        self._agent = np.array([x, y])
+        self._agent = plane.move(self._agent, action, self.step_size, self.size, "KeyDoor")
         self._has_key = self._has_key or self._near(self._key)
         reward = 1.0 if self._has_key and self._near(self._doors[self._task]) else 0.0
         return self._obs(), reward, False, False, {"reward_door": reward, "has_key": self._has_key}
@@ -243,13 +204,7 @@ class KeyDoor(TaskEnv[int]):
         moves, target = _plan(
             self._agent, self._key, self._doors[self._task], self._has_key, self.size, self.step_size, self.radius
         )
-        if moves == 0:
-            return 0
-        here = np.rint(self._agent / self.step_size).astype(np.int64)
-        dx, dy = target - here
-        if dx != 0:
-            return 1 if dx > 0 else 2
-        return 3 if dy > 0 else 4
+        return 0 if moves == 0 else plane.action_toward(plane.lattice_index(self._agent, self.step_size), target)
 
     def optimal_return(self, steps_left: int) -> int:
         """The most reward obtainable from the current state in ``steps_left`` more steps."""

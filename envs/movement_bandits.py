@@ -9,11 +9,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs import rendering
-from envs.base import TaskEnv
-
-# Action index -> (dx, dy) in units of ``step_size``: stay, +x, -x, +y, -y.
-_MOVES_PY = ((0.0, 0.0), (1.0, 0.0), (-1.0, 0.0), (0.0, 1.0), (0.0, -1.0))
+from envs import plane, rendering
+from envs.base import TaskEnv, validate_index_task
 
 
 class MovementBandits(TaskEnv[int]):
@@ -67,13 +64,12 @@ class MovementBandits(TaskEnv[int]):
     ) -> None:
         if min_goal_distance >= size:
             raise ValueError(f"min_goal_distance ({min_goal_distance}) must be below size ({size}).")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"MovementBandits render_mode must be None or 'rgb_array', got {render_mode!r}.")
+        plane.check_lattice(size, step_size, "MovementBandits")
         self.size = float(size)
         self.step_size = float(step_size)
         self.goal_radius = float(goal_radius)
         self.min_goal_distance = float(min_goal_distance)
-        self.render_mode = render_mode
+        self._set_render_mode(render_mode)
         self.action_space = spaces.Discrete(5)
         self.observation_space = spaces.Box(0.0, 1.0, shape=(6,), dtype=np.float32)
         self._agent = np.full(2, self.size / 2)
@@ -85,9 +81,7 @@ class MovementBandits(TaskEnv[int]):
         return int(rng.integers(2))
 
     def validate_task(self, task: Any) -> int:
-        if isinstance(task, (bool, np.bool_)) or int(task) not in (0, 1) or int(task) != task:
-            raise ValueError(f"MovementBandits task must be 0 or 1 (the correct goal), got {task!r}.")
-        return int(task)
+        return validate_index_task(task, 2, "the correct goal", "MovementBandits")
 
     # -- gymnasium API -------------------------------------------------------------------------
     def reset(
@@ -104,13 +98,7 @@ class MovementBandits(TaskEnv[int]):
         return self._obs(), {"reward_goal": 0.0, "distance_to_goal": self._distance_to_goal()}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        index = int(action)
-        if index != action or not 0 <= index < 5:
-            raise ValueError(f"MovementBandits action must be an int in [0, 5), got {action!r}.")
-        dx, dy = _MOVES_PY[index]
-        x = min(max(self._agent[0] + dx * self.step_size, 0.0), self.size)
-        y = min(max(self._agent[1] + dy * self.step_size, 0.0), self.size)
-        self._agent = np.array([x, y])
+        self._agent = plane.move(self._agent, action, self.step_size, self.size, "MovementBandits")
         distance = self._distance_to_goal()
         reward = 1.0 if distance < self.goal_radius else 0.0
         return self._obs(), reward, False, False, {"reward_goal": reward, "distance_to_goal": distance}
@@ -137,19 +125,13 @@ class MovementBandits(TaskEnv[int]):
         """Moves by the fewest steps onto the nearest reachable point inside the correct goal's
         radius, then stays: reward is collected on every step from the first one inside, so
         entering soonest and never leaving is optimal."""
-        goal = self._goals[self._task]
         if self._distance_to_goal() < self.goal_radius:
             return 0
-        # Reachable positions lie on the lattice centre + step_size * integers, clipped to the plane.
-        offsets = np.arange(-np.ceil(self.size / self.step_size), np.ceil(self.size / self.step_size) + 1)
-        grid = np.stack(np.meshgrid(offsets, offsets, indexing="ij"), -1).reshape(-1, 2)
-        points = np.clip(self._agent + grid * self.step_size, 0.0, self.size)
-        inside = np.linalg.norm(points - goal, axis=1) < self.goal_radius
-        cost = np.abs(grid[inside]).sum(axis=1)
-        target = grid[inside][int(np.argmin(cost))]
-        if target[0] != 0:
-            return 1 if target[0] > 0 else 2
-        return 3 if target[1] > 0 else 4
+        points = plane.lattice_points(self.size, self.step_size)
+        goal_points = points[plane.inside(points, self._goals[self._task], self.goal_radius, self.step_size)]
+        here = plane.lattice_index(self._agent, self.step_size)
+        target = goal_points[int(np.argmin(np.abs(goal_points - here).sum(axis=1)))]
+        return plane.action_toward(here, target)
 
     # -- helpers -------------------------------------------------------------------------------
     def _distance_to_goal(self) -> float:
