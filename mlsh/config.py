@@ -98,7 +98,8 @@ class Config:
 def _build(default: Any, data: dict[str, Any] | None, prefix: str) -> Any:
     """Returns ``default`` (a dataclass instance) with the entries of ``data`` replaced, recursively."""
     data = dict(data or {})
-    names = {f.name for f in dataclasses.fields(default)}
+    fields = {f.name: f for f in dataclasses.fields(default)}
+    names = set(fields)
     unknown = sorted(set(data) - names)
     if unknown:
         section = prefix.rstrip(".") or "the top level"
@@ -116,14 +117,15 @@ def _build(default: Any, data: dict[str, Any] | None, prefix: str) -> Any:
                 )
             value = _build(current, value, f"{prefix}{name}.")
         else:
-            _check_type(f"{prefix}{name}", value, current)
+            # Annotations are strings here (PEP 563): "float | None" marks a setting that may be null.
+            _check_type(f"{prefix}{name}", value, current, optional="None" in str(fields[name].type))
         kwargs[name] = value
     return dataclasses.replace(default, **kwargs)
 
 
-def _check_type(key: str, value: Any, default: Any) -> None:
-    """Refuses a value whose type cannot stand for the default's (ints pass for floats)."""
-    if default is None or value is None and key in _OPTIONAL:
+def _check_type(key: str, value: Any, default: Any, optional: bool) -> None:
+    """Refuses a value whose type cannot stand for the default's (ints pass for floats; None where optional)."""
+    if default is None or (value is None and optional):
         return
     expected: tuple[type, ...]
     if isinstance(default, bool):
@@ -142,16 +144,6 @@ def _check_type(key: str, value: Any, default: Any) -> None:
         return
     if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
         raise ConfigError(f"{key} must be {name}, got {value!r}; fix the override {key}=...")
-
-
-_OPTIONAL = {
-    "env.max_episode_steps",
-    "train.torch_threads",
-    "master.target_kl",
-    "sub.target_kl",
-    "master.vf_clip_coef",
-    "sub.vf_clip_coef",
-}
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:

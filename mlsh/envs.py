@@ -46,8 +46,10 @@ def make_env(env_cfg: EnvConfig) -> gym.Env:
 
 
 def make_vec_env(env_cfg: EnvConfig, num_envs: int) -> SyncVectorEnv:
-    """A synchronous vector env of ``num_envs`` copies with SAME_STEP autoreset (see ``mlsh/rollout.py``)."""
-    make_env(env_cfg).close()  # fail early with a clear message
+    """A synchronous vector env of ``num_envs`` copies with SAME_STEP autoreset (see ``mlsh/rollout.py``).
+
+    The copies are made here, in this process, so :func:`make_env`'s errors surface unchanged.
+    """
     return SyncVectorEnv([lambda: make_env(env_cfg) for _ in range(num_envs)], autoreset_mode=AutoresetMode.SAME_STEP)
 
 

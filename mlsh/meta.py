@@ -87,9 +87,13 @@ class MetaLearner:
         self.offsets = [(slot * self.cycle_len) // m.num_slots if m.stagger else 0 for slot in range(m.num_slots)]
         self.tasks: list[Any] = [None] * m.num_slots
         self.iteration = 0
-        self.timesteps = 0
         self.gradient_steps = 0
         self.last_episodes = EpisodeStats(np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+
+    @property
+    def timesteps(self) -> int:
+        """Env steps collected so far, all slots together."""
+        return self.iteration * self.cfg.steps_per_iteration
 
     # -- schedule ------------------------------------------------------------------------------
     def cycle_position(self, slot: int, iteration: int | None = None) -> int:
@@ -149,7 +153,6 @@ class MetaLearner:
             sub_slots * self.cfg.train.envs_per_slot * self.cfg.train.rollout_len
         )
         self.iteration += 1
-        self.timesteps += cfg.train.rollout_len * self.vec_env.num_envs
         return metrics
 
     def update(self, batch: RolloutBatch, joint: list[bool]) -> dict[str, float]:
@@ -263,7 +266,6 @@ class MetaLearner:
             env_states = None
         return {
             "iteration": self.iteration,
-            "timesteps": self.timesteps,
             "gradient_steps": self.gradient_steps,
             "policy": self.policy.state_dict(),
             "master_optimizer": self.master_optimizer.state_dict(),
@@ -278,7 +280,6 @@ class MetaLearner:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.iteration = state["iteration"]
-        self.timesteps = state["timesteps"]
         self.gradient_steps = state.get("gradient_steps", 0)
         self.policy.load_state_dict(state["policy"])
         self.master_optimizer.load_state_dict(state["master_optimizer"])

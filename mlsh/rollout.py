@@ -110,9 +110,8 @@ class RolloutCollector:
             mask[envs] = True
             current[envs] = [task] * self.envs_per_slot
         self.vec_env.set_attr("task", current)
-        obs, _ = self.vec_env.reset(options={"reset_mask": mask})
-        assert self.obs is not None
-        self.obs = np.where(mask.reshape(-1, *([1] * (self.obs.ndim - 1))), obs, self.obs)
+        # A masked reset returns every env's current observation, the reset ones' fresh.
+        self.obs, _ = self.vec_env.reset(options={"reset_mask": mask})
         self.clock[mask] = 0
         self.episode_return[mask] = 0.0
         self.episode_length[mask] = 0

@@ -55,6 +55,7 @@ def ppo_update(
     if cfg.norm_adv:
         advantages = normalize_advantages(advantages, data.group_ids, num_groups)
     has_data = torch.bincount(data.group_ids, minlength=num_groups) > 0
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     totals: dict[str, torch.Tensor] = {}
     count = 0
     epochs_run = 0
@@ -85,7 +86,6 @@ def ppo_update(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             member_has = m.any(-1)
-            params = [p for group in optimizer.param_groups for p in group["params"]]
             metrics["grad_norm"] = clip_grad_norm_per_member(params, cfg.max_grad_norm)
             optimizer.step(active=member_has)
             for key, value in metrics.items():
