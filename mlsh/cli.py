@@ -10,8 +10,6 @@ from typing import Any, NoReturn
 
 from mlsh.errors import ConfigError, MLSHError
 
-log = logging.getLogger("mlsh")
-
 
 def config_dir() -> Path:
     """``configs/`` of the source tree (editable installs), else the copy installed as ``mlsh/configs``."""

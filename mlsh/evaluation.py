@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from mlsh.checkpoint import checkpoint_path, load_checkpoint
 from mlsh.config import Config, EnvConfig, config_from_dict
@@ -130,9 +129,6 @@ def evaluate_run(
                 f"Checkpoint {path} does not fit its own config (missing {missing[:3]}, unexpected {unexpected[:3]}); "
                 f"it was written by another version of mlsh."
             )
-        for param in learner.policy.subpolicies.parameters():
-            param.requires_grad_(False)
-        frozen_before = [p.detach().clone() for p in learner.policy.subpolicies.parameters()]
         curve = []
         for _ in range(iters):
             learner.train_iteration()
@@ -153,7 +149,6 @@ def evaluate_run(
                 f"No episode ended within {MAX_MEASURE_ROLLOUTS} rollouts of {eval_cfg.train.rollout_len} steps on "
                 f"some tasks; check the env's time limit (env.max_episode_steps)."
             )
-        assert all(torch.equal(a, b) for a, b in zip(frozen_before, learner.policy.subpolicies.parameters()))
     finally:
         learner.close()
     result: dict[str, Any] = {

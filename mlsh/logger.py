@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import sys
 import time
 from pathlib import Path
 
 from tqdm.auto import tqdm
-
-log = logging.getLogger("mlsh")
 
 
 class RunLogger:
@@ -30,7 +27,7 @@ class RunLogger:
         if run_dir is not None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tb"), purge_step=None)
+            self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tb"))
         self.bar = (
             tqdm(
                 total=total_iterations,
