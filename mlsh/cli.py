@@ -77,7 +77,8 @@ def override_value(overrides: list[str], key: str) -> str | None:
 
 
 def compose_config(config_name: str, overrides: list[str]) -> dict[str, Any]:
-    """Composes the Hydra config like ``@hydra.main`` would, mapping Hydra's errors to one sentence."""
+    """Composes the job's config like ``@hydra.main`` would (without the ``hydra`` section), mapping
+    Hydra's errors to one sentence."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
@@ -91,7 +92,10 @@ def compose_config(config_name: str, overrides: list[str]) -> dict[str, Any]:
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=config_name):
             cfg = compose(config_name=config_name, overrides=overrides)
-            return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+            data = OmegaConf.to_container(cfg, resolve=True)
+            assert isinstance(data, dict)
+            data.pop("hydra", None)  # Hydra's own settings (run dir, ...), not the job's
+            return data  # type: ignore[return-value]
     except (HydraException, OmegaConfBaseException, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "Could not override" in first or "not in struct" in str(exc):

@@ -152,9 +152,6 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     Raises:
         ConfigError: unknown key or impossible value, with a sentence naming the fix.
     """
-    data = dict(data)
-    for ignored in ("resume", "hydra"):
-        data.pop(ignored, None)
     cfg = _build(Config(), data, "")
     validate(cfg)
     return cfg

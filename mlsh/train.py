@@ -58,7 +58,7 @@ def main() -> None:
         sys.argv += [f"hydra.run.dir={run_dir}", "hydra.output_subdir=null"]
     elif "--help" not in sys.argv and "-h" not in sys.argv and "--cfg" not in sys.argv and "-c" not in sys.argv:
         data = compose_config("train", overrides)
-        data.pop("hydra", None)
+        data.pop("resume", None)
         make_env(config_from_dict(data).env).close()  # impossible settings are refused before any work
     hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(_task)()
 

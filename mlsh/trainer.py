@@ -118,28 +118,24 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, max_iterations: int 
     total = cfg.num_iterations
     logger = RunLogger(run_dir, total, learner.iteration, progress=cfg.train.progress)
     steps_per_iter = cfg.steps_per_iteration
-    stopped_early = False
     last_metrics: dict[str, float] = {}
     done_this_call = 0
+    saved_at = learner.iteration
     try:
         with _StopFlag() as stop:
-            while learner.iteration < total:
+            while learner.iteration < total and not stop.requested:
                 if max_iterations is not None and done_this_call >= max_iterations:
-                    stopped_early = True
                     break
-                metrics = learner.train_iteration()
-                _check_finite(learner, metrics)
+                last_metrics = learner.train_iteration()
+                _check_finite(learner, last_metrics)
                 done_this_call += 1
-                last_metrics = metrics
-                logger.log_iteration(learner.iteration, learner.timesteps, steps_per_iter, metrics)
-                if learner.iteration % cfg.train.checkpoint_every == 0 or learner.iteration == total:
+                logger.log_iteration(learner.iteration, learner.timesteps, steps_per_iter, last_metrics)
+                if learner.iteration % cfg.train.checkpoint_every == 0:
                     save_checkpoint(ckpt, checkpoint_payload(learner))
-                if stop.requested:
-                    stopped_early = True
-                    break
+                    saved_at = learner.iteration
     finally:
         logger.close()
-    if stopped_early or learner.iteration == total:
+    if saved_at != learner.iteration:  # finished, interrupted or stopped by max_iterations
         save_checkpoint(ckpt, checkpoint_payload(learner))
     summary = {
         "run_dir": str(run_dir),

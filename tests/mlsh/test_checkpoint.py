@@ -126,3 +126,20 @@ def test_nan_in_training_stops_with_a_sentence_and_keeps_the_last_checkpoint(
     with pytest.raises(TrainingDivergedError, match="last checkpoint is kept"):
         train(_tiny(4), tmp_path, resume=True)
     assert (tmp_path / "checkpoint.pt").read_bytes() == before
+
+
+def test_each_iteration_is_saved_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    saves: list[int] = []
+    original = trainer_module.save_checkpoint
+
+    def counting(path: Path, payload: dict) -> Path:
+        saves.append(payload["learner"]["iteration"])
+        return original(path, payload)
+
+    monkeypatch.setattr(trainer_module, "save_checkpoint", counting)
+    cfg = _tiny(3)
+    cfg.train.checkpoint_every = 2
+    train(cfg, tmp_path)
+    assert saves == [2, 3]  # the periodic save, then the final one; never the same iteration twice
+    train(cfg, tmp_path, resume=True)  # already finished: nothing to run, nothing rewritten
+    assert saves == [2, 3]

@@ -11,7 +11,7 @@ from mlsh.errors import ConfigError
 
 def test_composed_default_config_equals_library_defaults() -> None:
     data = compose_config("train", [])
-    data.pop("hydra", None)
+    data.pop("resume")
     assert config_from_dict(data) == Config()
 
 
@@ -30,7 +30,7 @@ def test_paper_settings_for_movement_bandits() -> None:
 
 def test_flat_ppo_algo_is_one_subpolicy_without_warmup() -> None:
     data = compose_config("train", ["algo=flat_ppo", "seed=4"])
-    data.pop("hydra", None)
+    data.pop("resume")
     cfg = config_from_dict(data)
     assert (cfg.mlsh.num_subpolicies, cfg.mlsh.warmup_iters, cfg.mlsh.joint_iters, cfg.seed) == (1, 0, 1, 4)
 
