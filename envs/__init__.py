@@ -4,12 +4,24 @@ from __future__ import annotations
 
 from gymnasium.envs.registration import register, registry
 
+from envs.ant_maze import AntMaze
+from envs.ant_obstacles import AntObstacles
+from envs.ant_twowalk import AntTwowalk
 from envs.base import TaskEnv
 from envs.four_rooms import FourRooms
 from envs.key_door import KeyDoor
 from envs.movement_bandits import MovementBandits
 
-__all__ = ["TaskEnv", "FourRooms", "KeyDoor", "MovementBandits", "registered_ids"]
+__all__ = [
+    "TaskEnv",
+    "AntMaze",
+    "AntObstacles",
+    "AntTwowalk",
+    "FourRooms",
+    "KeyDoor",
+    "MovementBandits",
+    "registered_ids",
+]
 
 _ENVS = {
     "mlsh/MovementBandits-v0": ("envs.movement_bandits:MovementBandits", 50),
@@ -17,11 +29,26 @@ _ENVS = {
     "mlsh/KeyDoor-v0": ("envs.key_door:KeyDoor", 100),
 }
 
+# MuJoCo Ant tasks, each with a batched vector env on mujoco.batch (``gym.make_vec`` uses it).
+_ANT_ENVS = {
+    "mlsh/AntTwowalk-v0": ("envs.ant_twowalk:AntTwowalk", "envs.ant_twowalk:AntTwowalkVector", 1000),
+    "mlsh/AntMaze-v0": ("envs.ant_maze:AntMaze", "envs.ant_maze:AntMazeVector", 1000),
+    "mlsh/AntObstacles-v0": ("envs.ant_obstacles:AntObstacles", "envs.ant_obstacles:AntObstaclesVector", 2000),
+}
+
 for _env_id, (_entry_point, _max_steps) in _ENVS.items():
     if _env_id not in registry:
         register(id=_env_id, entry_point=_entry_point, max_episode_steps=_max_steps)
+for _env_id, (_entry_point, _vector_entry_point, _max_steps) in _ANT_ENVS.items():
+    if _env_id not in registry:
+        register(
+            id=_env_id,
+            entry_point=_entry_point,
+            vector_entry_point=_vector_entry_point,
+            max_episode_steps=_max_steps,
+        )
 
 
 def registered_ids() -> list[str]:
     """Ids of every env this package registers."""
-    return sorted(_ENVS)
+    return sorted([*_ENVS, *_ANT_ENVS])

@@ -45,12 +45,31 @@ def make_env(env_cfg: EnvConfig) -> gym.Env:
     return env
 
 
-def make_vec_env(env_cfg: EnvConfig, num_envs: int) -> SyncVectorEnv:
-    """A synchronous vector env of ``num_envs`` copies with SAME_STEP autoreset (see ``mlsh/rollout.py``).
+def make_vec_env(env_cfg: EnvConfig, num_envs: int) -> gym.vector.VectorEnv:
+    """A vector env of ``num_envs`` copies with SAME_STEP autoreset (see ``mlsh/rollout.py``).
 
-    The copies are made here, in this process, so :func:`make_env`'s errors surface unchanged.
+    An env registered with a ``vector_entry_point`` (the MuJoCo Ant tasks: one ``mujoco.batch`` for all
+    copies) gets that; any other env gets a :class:`SyncVectorEnv` of copies made here, in this process,
+    so :func:`make_env`'s errors surface unchanged.
     """
-    return SyncVectorEnv([lambda: make_env(env_cfg) for _ in range(num_envs)], autoreset_mode=AutoresetMode.SAME_STEP)
+    env = make_env(env_cfg)  # checks the id, the kwargs and the task contract first
+    spec = env.spec
+    env.close()
+    if spec is None or spec.vector_entry_point is None:
+        return SyncVectorEnv(
+            [lambda: make_env(env_cfg) for _ in range(num_envs)], autoreset_mode=AutoresetMode.SAME_STEP
+        )
+    kwargs: dict[str, Any] = dict(env_cfg.kwargs or {})
+    if env_cfg.max_episode_steps is not None:
+        kwargs["max_episode_steps"] = env_cfg.max_episode_steps
+    vec_env = gym.make_vec(env_cfg.id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
+    mode = vec_env.metadata.get("autoreset_mode")
+    if mode != AutoresetMode.SAME_STEP:
+        vec_env.close()
+        raise ConfigError(
+            f"The vector env of '{env_cfg.id}' uses autoreset mode {mode}; mlsh needs AutoresetMode.SAME_STEP."
+        )
+    return vec_env
 
 
 def env_signature(env: gym.Env) -> dict[str, str]:

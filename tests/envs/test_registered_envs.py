@@ -13,6 +13,12 @@ from gymnasium.utils.env_checker import check_env
 import envs
 
 ENV_IDS = envs.registered_ids()
+# The MuJoCo Ant tasks' episodes last 1000-2000 steps; the contract tests shorten them to stay fast.
+SHORT_EPISODES = {env_id: 50 for env_id in ENV_IDS if env_id.startswith("mlsh/Ant")}
+
+
+def _make(env_id: str) -> gym.Env:
+    return gym.make(env_id, max_episode_steps=SHORT_EPISODES.get(env_id))
 
 
 def _other_task(env: gym.Env, current: Any, seed: int) -> Any:
@@ -61,12 +67,12 @@ def test_registered_ids_are_namespaced_and_registered() -> None:
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_check_env(env_id: str) -> None:
-    check_env(gym.make(env_id).unwrapped, skip_render_check=True)
+    check_env(_make(env_id).unwrapped, skip_render_check=True)
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_same_seed_same_trajectory(env_id: str) -> None:
-    first, second = gym.make(env_id), gym.make(env_id)
+    first, second = _make(env_id), _make(env_id)
     task = first.unwrapped.sample_task(np.random.default_rng(3))
     first.unwrapped.task = task
     second.unwrapped.task = task
@@ -76,14 +82,14 @@ def test_same_seed_same_trajectory(env_id: str) -> None:
     assert len(run_a) > 201, "the 200 steps should include at least one reset"
     np.testing.assert_equal(run_a, run_b)
     # A different seed gives a different trajectory (the seed is used).
-    third = gym.make(env_id)
+    third = _make(env_id)
     third.unwrapped.task = task
     assert not _same(_transitions(third, actions, seed=12), run_a)
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_pickle_round_trip_mid_episode(env_id: str) -> None:
-    env = gym.make(env_id)
+    env = _make(env_id)
     env.reset(seed=0)
     for action in _actions(env, 7, seed=1):
         env.step(action)
@@ -95,7 +101,7 @@ def test_pickle_round_trip_mid_episode(env_id: str) -> None:
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_task_persists_across_resets_and_changes_only_when_set(env_id: str) -> None:
-    env = gym.make(env_id)
+    env = _make(env_id)
     base = env.unwrapped
     task = _other_task(env, base.task, seed=0)
     base.task = task
@@ -119,7 +125,7 @@ def test_task_persists_across_resets_and_changes_only_when_set(env_id: str) -> N
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_sample_task_uses_only_the_given_generator(env_id: str) -> None:
-    env = gym.make(env_id)
+    env = _make(env_id)
     np.random.seed(123)
     global_state = np.random.get_state()
     tasks_a = [env.unwrapped.sample_task(np.random.default_rng(42)) for _ in range(3)]
@@ -142,7 +148,7 @@ def test_sample_task_uses_only_the_given_generator(env_id: str) -> None:
 def test_vector_env_set_attr_tasks_survive_autoresets(env_id: str) -> None:
     num_envs = 3
     vec = gym.vector.SyncVectorEnv(
-        [lambda: gym.make(env_id) for _ in range(num_envs)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
+        [lambda: _make(env_id) for _ in range(num_envs)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
     )
     rng = np.random.default_rng(0)
     tasks = [vec.envs[0].unwrapped.sample_task(rng) for _ in range(num_envs)]
