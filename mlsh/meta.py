@@ -260,10 +260,14 @@ class MetaLearner:
     # -- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly where the run stopped."""
-        try:
-            env_states: list[bytes] | None = [pickle.dumps(env) for env in self.vec_env.envs]
-        except Exception:  # an env that cannot be pickled: resume restarts its episodes
-            env_states = None
+        env_states: list[bytes] | dict[str, Any] | None
+        if callable(getattr(self.vec_env, "state_dict", None)):  # a batched vector env (envs/mujoco_batch.py)
+            env_states = self.vec_env.state_dict()
+        else:
+            try:
+                env_states = [pickle.dumps(env) for env in self.vec_env.envs]
+            except Exception:  # an env that cannot be pickled: resume restarts its episodes
+                env_states = None
         return {
             "iteration": self.iteration,
             "gradient_steps": self.gradient_steps,
@@ -291,6 +295,9 @@ class MetaLearner:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         if state.get("env_states") is not None and self.iteration > 0:
             self.collector.load_state_dict(state["collector"])
+            if isinstance(state["env_states"], dict):
+                self.vec_env.load_state_dict(state["env_states"])
+                return
             # SyncVectorEnv offers no API to restore sub-env states: swap in the unpickled envs and
             # the per-env observation list that its masked reset concatenates with.
             self.vec_env.envs = [pickle.loads(blob) for blob in state["env_states"]]
