@@ -4,34 +4,81 @@ This measures what MLSH optimises (the paper's "hierarchy strength"): on tasks d
 stream disjoint from training's, each task gets a freshly initialised master that trains for
 ``warmup_iters`` iterations while the sub-policies and the observation normaliser stay frozen;
 the return of the adapted policy is then compared with the env's oracle (scripted best policy).
+
+Baselines get the same tasks, the same env seeds and the same env-step budget per task
+(``adapt_iters`` iterations of ``envs_per_slot x rollout_len`` steps):
+
+* ``scratch``: flat PPO trained from scratch on each task alone;
+* ``flat``: the shared flat policy of an ``algo=flat_ppo`` run (trained on the whole task
+  distribution), as it is: its one-choice master is inert, so its curve is flat;
+* ``finetune``: that shared policy fine-tuned on each task alone (PPO, fresh optimizer state);
+* ``no_warmup`` / ``every_step``: MLSH runs trained with ``mlsh.warmup_iters=0`` /
+  ``mlsh.macro_len=1`` (the paper's ablations), evaluated exactly like MLSH.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+import torch
 
 from mlsh.checkpoint import checkpoint_path, load_checkpoint
 from mlsh.config import Config, EnvConfig, config_from_dict
-from mlsh.envs import make_env
+from mlsh.envs import env_signature, make_env
 from mlsh.errors import CheckpointError, ConfigError
 from mlsh.meta import EVAL_TASK_STREAM, MetaLearner, task_rng
-from mlsh.trainer import check_matches_env
+from mlsh.policy import HierarchicalPolicy
 
 MAX_MEASURE_ROLLOUTS = 10
 
 # Env seeds of evaluation start far from training's (seed + env index) so episodes differ too.
 EVAL_ENV_SEED_OFFSET = 1_000_003
 
+SPLITS = ("heldout", "train")
 
-def sample_eval_tasks(cfg: Config, num_tasks: int, seed: int) -> list[Any]:
-    """Tasks for evaluation, from a stream disjoint from training's (and the env's test split)."""
+# Baselines of the unseen-task suite: name -> (label, the run it needs in ``baseline_runs``, or None).
+BASELINES: dict[str, tuple[str, str | None]] = {
+    "scratch": ("PPO from scratch", None),
+    "flat": ("shared flat policy", "flat"),
+    "finetune": ("shared flat policy, fine-tuned", "flat"),
+    "no_warmup": ("MLSH without warmup", "no_warmup"),
+    "every_step": ("MLSH, master every step", "every_step"),
+}
+METHOD_LABELS = {"mlsh": "MLSH", **{name: label for name, (label, _) in BASELINES.items()}}
+
+# How to train the run each baseline needs, and the setting that run must have.
+_BASELINE_RUN_RECIPES: dict[str, tuple[str, str, Any]] = {
+    "flat": ("algo=flat_ppo", "num_subpolicies", 1),
+    "no_warmup": ("mlsh.warmup_iters=0", "warmup_iters", 0),
+    "every_step": ("mlsh.macro_len=1", "macro_len", 1),
+}
+
+
+class Adaptation(NamedTuple):
+    """What adapting one learner per task (or one slot per task) gave."""
+
+    curve: np.ndarray  # [iters, num_tasks] mean episode return per iteration; NaN where no episode ended
+    after: np.ndarray  # [num_tasks] mean return of the adapted policy, measured after adaptation
+    masters: dict[str, torch.Tensor]  # adapted masters' parameters ("masters.*"), member i = task i
+
+
+def sample_eval_tasks(cfg: Config, num_tasks: int, seed: int, split: str = "heldout") -> list[Any]:
+    """Tasks for evaluation, from a stream disjoint from training's.
+
+    Args:
+        split: ``heldout`` draws with the env's ``sample_test_task`` (its held-out split where it has
+            one); ``train`` draws from the training distribution (``sample_task``), still on its own stream.
+    """
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}; set split=heldout.")
     env = make_env(cfg.env)
     rng = task_rng(seed, EVAL_TASK_STREAM)
-    tasks = [env.unwrapped.sample_test_task(rng) for _ in range(num_tasks)]
+    sample = env.unwrapped.sample_test_task if split == "heldout" else env.unwrapped.sample_task
+    tasks = [sample(rng) for _ in range(num_tasks)]
     env.close()
     return tasks
 
@@ -74,6 +121,213 @@ def _per_slot_mean(returns: np.ndarray, slots: np.ndarray, num_slots: int) -> np
     return out
 
 
+def _nan_mean(values: np.ndarray) -> float | None:
+    """Mean ignoring NaN; None (strict JSON) where every value is NaN."""
+    return None if np.isnan(values).all() else float(np.nanmean(values))
+
+
+def _nullable(values: np.ndarray) -> list[Any]:
+    """A (nested) list with NaN as None, for strict JSON."""
+    return [_nullable(v) if isinstance(v, np.ndarray) else (None if np.isnan(v) else float(v)) for v in values]
+
+
+def load_shared_weights(policy: HierarchicalPolicy, policy_state: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Loads everything but the masters (sub-policies, normaliser) from a checkpoint's policy state.
+
+    Raises:
+        CheckpointError: the state does not fit ``policy`` (another version of mlsh, or other settings).
+    """
+    shared = {k: v for k, v in policy_state.items() if not k.startswith("masters.")}
+    try:
+        missing, unexpected = policy.load_state_dict(shared, strict=False)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"Checkpoint {path} does not fit its own config ({str(exc).splitlines()[0]}); "
+            f"it was written by another version of mlsh."
+        ) from exc
+    if unexpected or any(not k.startswith("masters.") for k in missing):
+        raise CheckpointError(
+            f"Checkpoint {path} does not fit its own config (missing {missing[:3]}, unexpected {unexpected[:3]}); "
+            f"it was written by another version of mlsh."
+        )
+
+
+def check_fits_env(payload: Mapping[str, Any], env_cfg: EnvConfig, path: Path) -> None:
+    """Raises :class:`CheckpointError` unless the env has the spaces the checkpoint was trained with.
+
+    Another env id with the same spaces is allowed: that is a transfer task.
+    """
+    env = make_env(env_cfg)
+    expected = env_signature(env)
+    env.close()
+    found = payload.get("env_signature")
+    if found != expected:
+        raise CheckpointError(
+            f"Checkpoint {path} was trained on '{payload.get('env_id')}' ({found}) but '{env_cfg.id}' has "
+            f"{expected}; pick the env the checkpoint was trained on (or one with the same spaces)."
+        )
+
+
+def adaptation_config(cfg: Config, num_tasks: int, iters: int, seed: int, env_cfg: EnvConfig | None = None) -> Config:
+    """A run's settings turned into an evaluation: one slot per task, master-only iterations."""
+    return dataclasses.replace(
+        cfg,
+        env=env_cfg or cfg.env,
+        mlsh=dataclasses.replace(
+            cfg.mlsh, num_slots=num_tasks, stagger=False, warmup_iters=max(iters, 1), joint_iters=0
+        ),
+        seed=seed + EVAL_ENV_SEED_OFFSET,
+    )
+
+
+def _measure(learner: MetaLearner, num_slots: int) -> np.ndarray:
+    """Mean return per slot of the current policy, collecting until every slot finished an episode.
+
+    Long episodes may outlast one rollout, so this collects up to ``MAX_MEASURE_ROLLOUTS`` rollouts.
+    """
+    rollout_len = learner.cfg.train.rollout_len
+    returns, slots = [], []
+    for _ in range(MAX_MEASURE_ROLLOUTS):
+        _, stats = learner.collector.collect(rollout_len, update_obs_rms=False)
+        returns.append(stats.returns)
+        slots.append(stats.slots)
+        after = _per_slot_mean(np.concatenate(returns), np.concatenate(slots), num_slots)
+        if not np.isnan(after).any():
+            return after
+    raise ConfigError(
+        f"No episode ended within {MAX_MEASURE_ROLLOUTS} rollouts of {rollout_len} steps on some tasks; "
+        f"check the env's time limit (env.max_episode_steps)."
+    )
+
+
+def _train_and_measure(learner: MetaLearner, iters: int, num_slots: int) -> tuple[np.ndarray, np.ndarray]:
+    curve = np.full((iters, num_slots), np.nan)
+    for iteration in range(iters):
+        learner.train_iteration()
+        stats = learner.last_episodes
+        curve[iteration] = _per_slot_mean(stats.returns, stats.slots, num_slots)
+    return curve, _measure(learner, num_slots)
+
+
+def adapt_masters(
+    cfg: Config,
+    policy_state: Mapping[str, torch.Tensor],
+    tasks: Sequence[Any],
+    iters: int,
+    seed: int,
+    path: Path,
+    env_cfg: EnvConfig | None = None,
+) -> Adaptation:
+    """Adapts one fresh master per task over frozen sub-policies and normaliser (the paper's test time).
+
+    All tasks run batched as the slots of one :class:`MetaLearner`.
+
+    Args:
+        cfg: the run's settings (network shapes, PPO settings, steps per iteration, device).
+        policy_state: the run's policy ``state_dict``; its masters are ignored.
+        tasks: one task per slot.
+        iters: master-only PPO iterations per task.
+        seed: evaluation seed (env seeds are offset from training's).
+        path: the checkpoint, for error messages.
+        env_cfg: evaluate on this env instead of the run's (same spaces).
+    """
+    eval_cfg = adaptation_config(cfg, len(tasks), iters, seed, env_cfg)
+    learner = MetaLearner(eval_cfg, fixed_tasks=list(tasks), train_subpolicies=False, update_obs_rms=False)
+    try:
+        load_shared_weights(learner.policy, policy_state, path)
+        curve, after = _train_and_measure(learner, iters, len(tasks))
+        masters = {f"masters.{k}": v.detach().cpu().clone() for k, v in learner.policy.masters.state_dict().items()}
+    finally:
+        learner.close()
+    return Adaptation(curve, after, masters)
+
+
+def flat_ppo_adaptation(
+    cfg: Config,
+    tasks: Sequence[Any],
+    iters: int,
+    seed: int,
+    init_policy_state: Mapping[str, torch.Tensor] | None = None,
+    path: Path | None = None,
+) -> Adaptation:
+    """Flat PPO trained on each task alone, as many steps per iteration as an MLSH slot gets.
+
+    Each task gets a one-sub-policy learner (its "master" has a single choice and is inert), trained
+    on every iteration with the sub-policy PPO settings of ``cfg``. From scratch by default; with
+    ``init_policy_state`` (a flat run's policy) it fine-tunes that policy, normaliser frozen.
+    """
+    curves = np.full((iters, len(tasks)), np.nan)
+    after = np.full(len(tasks), np.nan)
+    for index, task in enumerate(tasks):
+        task_cfg = dataclasses.replace(
+            cfg,
+            mlsh=dataclasses.replace(
+                cfg.mlsh, num_subpolicies=1, num_slots=1, warmup_iters=0, joint_iters=max(iters, 1), stagger=False
+            ),
+            seed=seed + EVAL_ENV_SEED_OFFSET + 7919 * (index + 1),
+        )
+        learner = MetaLearner(task_cfg, fixed_tasks=[task], update_obs_rms=init_policy_state is None)
+        try:
+            if init_policy_state is not None:
+                load_shared_weights(learner.policy, init_policy_state, path or Path("."))
+            curve, measured = _train_and_measure(learner, iters, 1)
+        finally:
+            learner.close()
+        curves[:, index], after[index] = curve[:, 0], measured[0]
+    return Adaptation(curves, after, {})
+
+
+def ppo_from_scratch_curves(cfg: Config, tasks: list[Any], iterations: int, seed: int) -> np.ndarray:
+    """``[iterations, num_tasks]`` mean episode return per iteration of flat PPO from scratch per task."""
+    return flat_ppo_adaptation(cfg, tasks, iterations, seed).curve
+
+
+def _method_summary(adaptation: Adaptation, steps_per_iter: int, oracle: np.ndarray | None) -> dict[str, Any]:
+    mean_curve = [_nan_mean(row) for row in adaptation.curve]
+    after = adaptation.after
+    summary: dict[str, Any] = {
+        "steps_per_task_per_iter": steps_per_iter,
+        "curve_per_task": _nullable(adaptation.curve.T),
+        "curve": mean_curve,
+        "return_after_adaptation_per_task": _nullable(after),
+        "return_after_adaptation": float(np.mean(after)),
+        "return_after_adaptation_std": float(np.std(after)),
+        # Mean over iterations of the mean curve: the learning lifetime's return (area under the curve).
+        "curve_mean": _nan_mean(np.asarray([np.nan if x is None else x for x in mean_curve], dtype=float)),
+    }
+    if oracle is not None:
+        summary["ratio"] = float(np.mean(after) / np.mean(oracle))
+    return summary
+
+
+def _load_run(run_dir: str | Path) -> tuple[Path, dict[str, Any], Config]:
+    path = checkpoint_path(run_dir)
+    payload = load_checkpoint(path)
+    return path, payload, config_from_dict(payload["config"])
+
+
+def _baseline_run(name: str, baseline_runs: Mapping[str, Any], env_cfg: EnvConfig) -> tuple[Path, dict, Config]:
+    """The run a baseline needs, checked to be the variant it stands for and to fit the env."""
+    _, run_key = BASELINES[name]
+    assert run_key is not None
+    recipe, setting, value = _BASELINE_RUN_RECIPES[run_key]
+    run_dir = baseline_runs.get(run_key)
+    if not run_dir:
+        raise ConfigError(
+            f"Baseline '{name}' needs a run trained with {recipe}: train one with `python -m mlsh.train {recipe}` "
+            f"and pass baseline_runs.{run_key}=<run dir>."
+        )
+    path, payload, cfg = _load_run(run_dir)
+    found = getattr(cfg.mlsh, setting)
+    if found != value:
+        raise ConfigError(
+            f"baseline_runs.{run_key}={run_dir} was trained with mlsh.{setting}={found}, not {value}; "
+            f"pass a run trained with {recipe}."
+        )
+    check_fits_env(payload, env_cfg, path)
+    return path, payload, cfg
+
+
 def evaluate_run(
     run_dir: str | Path,
     num_tasks: int = 20,
@@ -83,6 +337,11 @@ def evaluate_run(
     oracle_episodes: int = 10,
     device: str | None = None,
     scratch_baseline: bool = False,
+    baselines: Sequence[str] = (),
+    baseline_runs: Mapping[str, Any] | None = None,
+    env: EnvConfig | None = None,
+    split: str = "heldout",
+    keep_masters: bool = False,
 ) -> dict[str, Any]:
     """Adapts fresh masters on ``num_tasks`` unseen tasks over a run's frozen sub-policies.
 
@@ -94,118 +353,96 @@ def evaluate_run(
         oracle: also run the env's oracle on the same tasks and report the ratio.
         oracle_episodes: oracle episodes per task.
         device: override the run's device.
-        scratch_baseline: also train flat PPO from scratch on each task with the same steps per
-            iteration and report its curve and the area-under-curve ratio.
+        scratch_baseline: same as adding ``scratch`` to ``baselines`` (kept for older callers).
+        baselines: names from :data:`BASELINES`, each given the same tasks and env-step budget.
+        baseline_runs: run dirs the baselines need: ``flat`` (``algo=flat_ppo``), ``no_warmup``,
+            ``every_step``.
+        env: evaluate on this env (default: the run's); it must have the run's spaces.
+        split: ``heldout`` (the env's test split where it has one) or ``train`` (see :func:`sample_eval_tasks`).
+        keep_masters: put the adapted MLSH masters' parameters under ``"_masters"`` (not JSON; for videos).
 
     Returns:
-        A dict with the mean return after adaptation, the oracle's, their ratio, per-task values and
-        the adaptation curve (mean return per adaptation iteration).
+        A dict with the mean return after adaptation, the oracle's, their ratio, per-task values,
+        the adaptation curve (mean return per adaptation iteration) and, under ``methods``, every
+        method's per-task curves and summary.
     """
-    if not isinstance(num_tasks, int) or num_tasks < 1:
+    if not isinstance(num_tasks, int) or isinstance(num_tasks, bool) or num_tasks < 1:
         raise ConfigError(f"num_tasks must be a positive integer, got {num_tasks!r}; set e.g. num_tasks=20.")
-    path = checkpoint_path(run_dir)
-    payload = load_checkpoint(path)
-    cfg = config_from_dict(payload["config"])
+    chosen = list(dict.fromkeys([*baselines, *(["scratch"] if scratch_baseline else [])]))
+    unknown = [name for name in chosen if name not in BASELINES]
+    if unknown:
+        raise ConfigError(
+            f"Unknown baseline '{unknown[0]}'; choose from {', '.join(BASELINES)}, e.g. baselines=[scratch]."
+        )
+    path, payload, cfg = _load_run(run_dir)
     iters = cfg.mlsh.warmup_iters if adapt_iters is None else adapt_iters
-    if not isinstance(iters, int) or iters < 0:
+    if not isinstance(iters, int) or isinstance(iters, bool) or iters < 0:
         raise ConfigError(f"adapt_iters must be a non-negative integer, got {iters!r}.")
-    eval_cfg = dataclasses.replace(
-        cfg,
-        mlsh=dataclasses.replace(
-            cfg.mlsh, num_slots=num_tasks, stagger=False, warmup_iters=max(iters, 1), joint_iters=0
-        ),
-        seed=seed + EVAL_ENV_SEED_OFFSET,
-        device=device or cfg.device,
-    )
-    tasks = sample_eval_tasks(cfg, num_tasks, seed)
-    learner = MetaLearner(eval_cfg, fixed_tasks=tasks, train_subpolicies=False, update_obs_rms=False)
-    try:
-        check_matches_env(payload, learner, path)
-        policy_state = payload["learner"]["policy"]
-        frozen = {k: v for k, v in policy_state.items() if not k.startswith("masters.")}
-        missing, unexpected = learner.policy.load_state_dict(frozen, strict=False)
-        if unexpected or any(not k.startswith("masters.") for k in missing):
-            raise CheckpointError(
-                f"Checkpoint {path} does not fit its own config (missing {missing[:3]}, unexpected {unexpected[:3]}); "
-                f"it was written by another version of mlsh."
-            )
-        curve = []
-        for _ in range(iters):
-            learner.train_iteration()
-            stats = learner.last_episodes
-            curve.append(_per_slot_mean(stats.returns, stats.slots, num_tasks))
-        # Measure the adapted policy until every task has finished an episode (long episodes may
-        # outlast one rollout), at most MAX_MEASURE_ROLLOUTS rollouts.
-        returns, slots = [], []
-        for _ in range(MAX_MEASURE_ROLLOUTS):
-            _, stats = learner.collector.collect(eval_cfg.train.rollout_len, update_obs_rms=False)
-            returns.append(stats.returns)
-            slots.append(stats.slots)
-            after = _per_slot_mean(np.concatenate(returns), np.concatenate(slots), num_tasks)
-            if not np.isnan(after).any():
-                break
+    if iters == 0 and chosen:
+        raise ConfigError("Baselines need adaptation iterations to compare; set adapt_iters=1 or more.")
+    env_cfg = env or cfg.env
+    if device:
+        cfg = dataclasses.replace(cfg, device=device)
+    check_fits_env(payload, env_cfg, path)
+    runs = {name: _baseline_run(name, baseline_runs or {}, env_cfg) for name in chosen if BASELINES[name][1]}
+    task_cfg = dataclasses.replace(cfg, env=env_cfg)
+    tasks = sample_eval_tasks(task_cfg, num_tasks, seed, split)
+    oracle_means = oracle_returns(env_cfg, tasks, oracle_episodes, seed + 2 * EVAL_ENV_SEED_OFFSET) if oracle else None
+
+    mlsh = adapt_masters(cfg, payload["learner"]["policy"], tasks, iters, seed, path, env_cfg)
+    steps_per_iter = cfg.train.envs_per_slot * cfg.train.rollout_len
+    methods = {"mlsh": _method_summary(mlsh, steps_per_iter, oracle_means)}
+    for name in chosen:
+        if name == "scratch":
+            adaptation, used = flat_ppo_adaptation(task_cfg, tasks, iters, seed), cfg
         else:
-            raise ConfigError(
-                f"No episode ended within {MAX_MEASURE_ROLLOUTS} rollouts of {eval_cfg.train.rollout_len} steps on "
-                f"some tasks; check the env's time limit (env.max_episode_steps)."
-            )
-    finally:
-        learner.close()
+            other_path, other_payload, used = runs[name]
+            if device:
+                used = dataclasses.replace(used, device=device)
+            state = other_payload["learner"]["policy"]
+            if name == "finetune":
+                adaptation = flat_ppo_adaptation(
+                    dataclasses.replace(used, env=env_cfg), tasks, iters, seed, state, other_path
+                )
+            else:
+                adaptation = adapt_masters(used, state, tasks, iters, seed, other_path, env_cfg)
+            methods[name] = {"run_dir": str(other_path.parent)}
+        steps = used.train.envs_per_slot * used.train.rollout_len
+        methods[name] = {**methods.get(name, {}), **_method_summary(adaptation, steps, oracle_means)}
+
     result: dict[str, Any] = {
         "run_dir": str(path.parent),
-        "env_id": cfg.env.id,
+        "env_id": env_cfg.id,
+        "split": split,
         "num_tasks": num_tasks,
         "seed": seed,
         "adapt_iters": iters,
-        "steps_per_task_per_iter": eval_cfg.train.envs_per_slot * eval_cfg.train.rollout_len,
+        "steps_per_task_per_iter": steps_per_iter,
         "tasks": [_jsonable(t) for t in tasks],
-        "return_after_adaptation": float(np.nanmean(after)),
-        "return_after_adaptation_per_task": after.tolist(),
+        "return_after_adaptation": float(np.mean(mlsh.after)),
+        "return_after_adaptation_per_task": mlsh.after.tolist(),
         # None where no episode ended during that iteration (strict JSON has no NaN).
-        "adaptation_curve": [float(np.nanmean(c)) if not np.isnan(c).all() else None for c in curve],
+        "adaptation_curve": methods["mlsh"]["curve"],
     }
-    if scratch_baseline and iters > 0:
-        scratch = ppo_from_scratch_curves(eval_cfg, tasks, iters, seed)
-        result["scratch_curve"] = [None if np.isnan(row).all() else float(np.nanmean(row)) for row in scratch]
-        mlsh_area = float(np.nansum([np.nan if x is None else x for x in result["adaptation_curve"]]))
-        scratch_area = float(np.nansum(np.nanmean(scratch, axis=1)))
-        result["auc_ratio"] = mlsh_area / scratch_area if scratch_area > 0 else float("inf")
-    if oracle:
-        oracle_means = oracle_returns(cfg.env, tasks, oracle_episodes, seed + 2 * EVAL_ENV_SEED_OFFSET)
+    if "scratch" in methods:
+        result["scratch_curve"] = methods["scratch"]["curve"]
+        mlsh_area = _curve_area(methods["mlsh"]["curve"])
+        scratch_area = _curve_area(methods["scratch"]["curve"])
+        result["auc_ratio"] = mlsh_area / scratch_area if scratch_area > 0 else None
+    if oracle_means is not None:
         result["oracle_return"] = float(oracle_means.mean())
         result["oracle_return_per_task"] = oracle_means.tolist()
         result["ratio"] = result["return_after_adaptation"] / result["oracle_return"]
-        result["ratio_per_task"] = (after / np.maximum(oracle_means, 1e-8)).tolist()
+        result["ratio_per_task"] = (mlsh.after / np.maximum(oracle_means, 1e-8)).tolist()
+    result["methods"] = methods
+    if keep_masters:
+        result["_masters"] = mlsh.masters
     return result
 
 
-def ppo_from_scratch_curves(cfg: Config, tasks: list[Any], iterations: int, seed: int) -> np.ndarray:
-    """Flat PPO trained from scratch on each task alone, as many steps per iteration as a slot gets.
-
-    Each task gets a fresh one-sub-policy learner (its "master" has a single choice), trained on
-    every iteration with the sub-policy PPO settings of the run.
-
-    Returns:
-        ``[iterations, num_tasks]`` mean episode return per iteration.
-    """
-    curves = np.full((iterations, len(tasks)), np.nan)
-    for index, task in enumerate(tasks):
-        scratch_cfg = dataclasses.replace(
-            cfg,
-            mlsh=dataclasses.replace(
-                cfg.mlsh, num_subpolicies=1, num_slots=1, warmup_iters=0, joint_iters=iterations, stagger=False
-            ),
-            seed=seed + EVAL_ENV_SEED_OFFSET + 7919 * (index + 1),
-        )
-        learner = MetaLearner(scratch_cfg, fixed_tasks=[task])
-        try:
-            for iteration in range(iterations):
-                learner.train_iteration()
-                returns = learner.last_episodes.returns
-                curves[iteration, index] = returns.mean() if len(returns) else np.nan
-        finally:
-            learner.close()
-    return curves
+def _curve_area(curve: Sequence[float | None]) -> float:
+    """Sum of a mean curve over the iterations where an episode ended."""
+    return float(sum(x for x in curve if x is not None))
 
 
 def _jsonable(task: Any) -> Any:
@@ -213,11 +450,13 @@ def _jsonable(task: Any) -> Any:
         return task.tolist()
     if isinstance(task, np.generic):
         return task.item()
+    if isinstance(task, tuple):
+        return [_jsonable(t) for t in task]
     return task
 
 
 def format_table(result: dict[str, Any]) -> str:
-    """A plain-text table of per-task results and the means."""
+    """A plain-text table of per-task results and the means, then the methods' summary."""
     has_oracle = "oracle_return" in result
     lines = [
         f"Evaluation of {result['run_dir']} on {result['num_tasks']} unseen tasks "
@@ -239,5 +478,27 @@ def format_table(result: dict[str, Any]) -> str:
     if "scratch_curve" in result:
         scratch = " ".join("-" if x is None else f"{x:.2f}" for x in result["scratch_curve"])
         lines.append(f"PPO from scratch, same tasks and steps:     {scratch}")
-        lines.append(f"area-under-curve ratio MLSH / scratch: {result['auc_ratio']:.2f}")
+        auc = result["auc_ratio"]
+        lines.append(f"area-under-curve ratio MLSH / scratch: {'-' if auc is None else f'{auc:.2f}'}")
+    if len(result.get("methods", {})) > 1:
+        lines.append("")
+        lines.append(format_summary(result))
+    return "\n".join(lines)
+
+
+def format_summary(result: dict[str, Any]) -> str:
+    """One row per method: return after adaptation (mean and std over tasks), ratio, lifetime mean."""
+    has_oracle = "oracle_return" in result
+    lines = [
+        f"{'method':<34} {'return after':>12} {'std':>6} {'ratio':>6} {'curve mean':>10}",
+    ]
+    for name, method in result["methods"].items():
+        ratio = f"{method['ratio']:.2f}" if "ratio" in method else "-"
+        lifetime = "-" if method["curve_mean"] is None else f"{method['curve_mean']:.2f}"
+        lines.append(
+            f"{METHOD_LABELS.get(name, name):<34} {method['return_after_adaptation']:>12.2f} "
+            f"{method['return_after_adaptation_std']:>6.2f} {ratio:>6} {lifetime:>10}"
+        )
+    if has_oracle:
+        lines.append(f"{'oracle':<34} {result['oracle_return']:>12.2f} {'':>6} {'1.00':>6} {'':>10}")
     return "\n".join(lines)
