@@ -1,0 +1,224 @@
+"""AntMaze: the layout family, maze geometry (goals reachable, blocks block) and both rewards."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+import pytest
+
+from envs.ant_maze import (
+    BLOCK_CELLS,
+    LAYOUTS,
+    NUM_TRAIN_LAYOUTS,
+    PAPER_LAYOUTS,
+    START_CELL,
+    AntMaze,
+    cell_center,
+    enumerate_layouts,
+)
+
+ENV_ID = "mlsh/AntMaze-v0"
+DT = 0.05
+
+
+def _place(env: AntMaze, xy: tuple[float, float]) -> None:
+    """Puts the torso at ``xy`` (upright, at rest)."""
+    qpos, qvel = env.data.qpos.copy(), np.zeros_like(env.data.qvel)
+    qpos[:2] = xy
+    env.set_state(qpos, qvel)
+
+
+def _touches_walls(env: AntMaze) -> bool:
+    """Whether any ant geom touches a wall or block (after ``mj_forward``)."""
+    model, data = env.model, env.data
+    static = {model.geom(name).id for name in ("wall_top", "wall_bottom", "wall_left", "wall_right")}
+    static |= {int(g) for g in env._block_geoms}
+    ant_body = model.body("torso").id
+    for contact in data.contact[: data.ncon]:
+        pair = {int(contact.geom1), int(contact.geom2)}
+        ant = [g for g in pair if model.body_rootid[model.geom_bodyid[g]] == ant_body]
+        if ant and pair & static:
+            return True
+    return False
+
+
+def test_layout_family_is_deterministic_and_starts_with_the_paper_layouts() -> None:
+    assert len(LAYOUTS) == 162
+    assert LAYOUTS[:NUM_TRAIN_LAYOUTS] == PAPER_LAYOUTS
+    assert [layout.goal for layout in PAPER_LAYOUTS] == [
+        (8, 24), (8, -24), (24, 24), (24, -24), (48, 0), (40, 24), (40, -24), (32, 16), (32, -16),
+    ]  # fmt: skip
+    assert enumerate_layouts() == enumerate_layouts()
+    keys = {(frozenset(layout.open_cells), layout.goal) for layout in LAYOUTS}
+    assert len(keys) == len(LAYOUTS), "every layout is distinct"
+    for layout in LAYOUTS:
+        assert layout.open_cells[0] == START_CELL
+        for a, b in zip(layout.open_cells, layout.open_cells[1:]):
+            assert abs(a[0] - b[0]) + abs(a[1] - b[1]) == 1, "open cells form a walk"
+        # The goal is the middle of a face of the last open cell.
+        x, y = cell_center(layout.open_cells[-1])
+        assert sorted([abs(layout.goal[0] - x), abs(layout.goal[1] - y)]) == [0.0, 8.0]
+
+
+def test_training_tasks_are_the_paper_layouts_and_test_tasks_are_held_out() -> None:
+    env = AntMaze()
+    rng = np.random.default_rng(0)
+    train = {env.sample_task(rng) for _ in range(300)}
+    test = {env.sample_test_task(rng) for _ in range(3000)}
+    assert train == set(range(NUM_TRAIN_LAYOUTS))
+    assert min(test) == NUM_TRAIN_LAYOUTS and max(test) == len(LAYOUTS) - 1
+    with pytest.raises(ValueError, match="index into envs.ant_maze.LAYOUTS"):
+        env.task = len(LAYOUTS)
+
+
+def test_every_layouts_goal_is_reachable_along_its_open_cells() -> None:
+    # The torso is carried along the walk (start, then cell centres, then 1 unit short of the goal); the ant
+    # must touch no wall or block on the way (absent blocks do not collide) and end in the goal region.
+    env = AntMaze()
+    for task, layout in enumerate(LAYOUTS):
+        env.reset(seed=0, options={"task": task})
+        goal = np.asarray(layout.goal)
+        last = np.asarray(cell_center(layout.open_cells[-1]))
+        end = goal + (last - goal) / np.linalg.norm(last - goal)
+        points = [np.asarray((2.0, 0.0)), *[np.asarray(cell_center(c)) for c in layout.open_cells], end]
+        for a, b in zip(points, points[1:]):
+            for t in np.linspace(0.0, 1.0, 9):
+                _place(env, tuple(a + t * (b - a)))
+                assert not _touches_walls(env), f"layout {task} blocked at {a + t * (b - a)}"
+        info = env.step(np.zeros(8))[4]
+        assert info["goal_reached"], f"layout {task}: goal not reached at {end}"
+
+
+def test_blocks_of_the_layout_collide_and_absent_ones_do_not() -> None:
+    env = AntMaze()
+    for task in (0, 4, 20):
+        env.reset(seed=0, options={"task": task})
+        blocked = [cell not in LAYOUTS[task].open_cells for cell in BLOCK_CELLS]
+        np.testing.assert_array_equal(env.model.geom_contype[env._block_geoms], blocked)
+        np.testing.assert_array_equal(env.model.geom_conaffinity[env._block_geoms], blocked)
+        np.testing.assert_array_equal(env.model.geom_rgba[env._block_geoms, 3], blocked)
+        # An ant placed on cell (1, 1) touches its block exactly when the layout has one there.
+        _place(env, cell_center((1, 1)))
+        assert _touches_walls(env) == ((1, 1) not in LAYOUTS[task].open_cells)
+        _place(env, (16.0, 0.0))  # 0.4 from the face of the block: the legs reach it
+        assert _touches_walls(env) == ((1, 1) not in LAYOUTS[task].open_cells)
+
+
+@pytest.mark.parametrize(("task", "passes"), [(0, False), (4, True)])
+def test_an_ant_pushed_into_a_block_does_not_pass(task: int, passes: bool) -> None:
+    # Layout 0 ("up") has a block in cell (1, 1), whose face is at x = 16.4; layout 4 ("straight right")
+    # leaves it open, so the same push carries the ant through (the test can fail).
+    env = AntMaze()
+    env.reset(seed=0, options={"task": task})
+    _place(env, (12.0, 0.0))
+    torso = env.model.body("torso").id
+    push = 10 * 9.81 * env.model.body_subtreemass[torso]
+    xs = []
+    for _ in range(100):
+        env.data.xfrc_applied[torso, 0] = push
+        xs.append(env.step(np.zeros(8))[0][0])
+    if passes:
+        assert max(xs) > 20.0
+    else:
+        assert max(xs) < 16.4
+
+
+def test_the_outer_wall_holds_a_pushed_ant() -> None:
+    env = AntMaze()
+    env.reset(seed=0, options={"task": 4})
+    _place(env, (44.0, 0.0))
+    torso = env.model.body("torso").id
+    for _ in range(100):
+        env.data.xfrc_applied[torso, 0] = 10 * 9.81 * env.model.body_subtreemass[torso]
+        x = env.step(np.zeros(8))[0][0]
+        assert x < 48.0
+
+
+def test_dense_reward_is_velocity_toward_the_goal_per_axis_minus_control_cost() -> None:
+    env = AntMaze()
+    env.reset(seed=0, options={"task": 0})  # goal (8, 24)
+    params = env.task_params([0, 0, 5])  # goals (8, 24), (8, 24), (40, 24)
+    before = np.array([[2.0, 0.0], [9.0, 0.0], [2.0, 0.0]])
+    after = np.zeros((3, 15))
+    after[:, :2] = before + [[0.1, 0.2], [0.1, 0.2], [-0.05, -0.1]]
+    action = np.full((3, 8), 0.5)
+    reward, terminated, terms = env.outcome(params, before, after, action)
+    # (0.1 / dt) * sign(goal_x - x) + (0.2 / dt) * sign(goal_y - y) - 0.1 * 8 * 0.25
+    np.testing.assert_allclose(terms["reward_velocity"], [2.0 + 4.0, -2.0 + 4.0, -1.0 - 2.0])
+    np.testing.assert_allclose(terms["reward_ctrl"], -0.2)
+    np.testing.assert_allclose(reward, terms["reward_velocity"] - 0.2)
+    assert not terminated.any()
+    # Through a real step: the reward follows the torso's displacement.
+    obs, _ = env.reset(seed=1)
+    action = np.full(8, 0.3, dtype=np.float32)
+    next_obs, reward, _, _, info = env.step(action)
+    goal = np.array(LAYOUTS[0].goal)
+    expected = ((next_obs[:2] - obs[:2]) / DT * np.sign(goal - obs[:2])).sum()
+    assert info["reward_velocity"] == pytest.approx(expected)
+    assert reward == pytest.approx(expected - 0.1 * 8 * 0.09)
+
+
+def test_sparse_reward_is_one_on_entering_the_goal_region_which_ends_the_episode() -> None:
+    env = gym.make(ENV_ID, reward_type="sparse")
+    env.reset(seed=0, options={"task": 4})  # goal (48, 0)
+    obs, reward, terminated, _, info = env.step(np.zeros(8))
+    assert (reward, terminated, info["goal_reached"]) == (0.0, False, False)
+    _place(env.unwrapped, (46.5, 0.0))
+    obs, reward, terminated, _, info = env.step(np.zeros(8))
+    assert (reward, terminated, info["goal_reached"]) == (1.0, True, True)
+    assert info["distance_to_goal"] <= 2.0
+    _place(env.unwrapped, (45.0, 2.0))  # 3.6 from the goal: outside the region
+    assert env.step(np.zeros(8))[1] == 0.0
+
+
+def test_pose_reset_sets_a_flipped_ant_upright_where_it_stands() -> None:
+    env = AntMaze(pose_reset_every=5)
+    env.reset(seed=0, options={"task": 4})
+    qpos = env.data.qpos.copy()
+    qpos[:3] = [20.0, 1.0, 0.3]
+    qpos[3:7] = [0.0, 1.0, 0.0, 0.0]  # upside down
+    env.set_state(qpos, np.zeros_like(env.data.qvel))
+    for _ in range(4):
+        obs = env.step(np.zeros(8))[0]
+    assert obs[3] < 0.5, "still upside down before the pose reset"
+    xy = obs[:2].copy()
+    obs, _, terminated, _, _ = env.step(np.zeros(8))
+    assert obs[3] > 0.9 and obs[2] > 0.6, "upright after the pose reset"
+    np.testing.assert_allclose(obs[:2], xy, atol=0.05)
+    assert not terminated
+    falling = AntMaze(flip_handling="terminate")
+    falling.reset(seed=0)
+    falling.set_state(qpos, np.zeros_like(falling.data.qvel))
+    assert falling.step(np.zeros(8))[2], "a fall terminates with flip_handling='terminate'"
+
+
+def test_arguments_are_checked() -> None:
+    with pytest.raises(ValueError, match="reward_type must be 'dense' or 'sparse'"):
+        AntMaze(reward_type="shaped")
+    with pytest.raises(ValueError, match="flip_handling must be"):
+        AntMaze(flip_handling="ignore")
+    with pytest.raises(ValueError, match="action must have shape"):
+        env = AntMaze()
+        env.reset(seed=0)
+        env.step(np.zeros(3))
+
+
+@pytest.mark.render
+def test_render_shows_the_whole_arena_from_above() -> None:
+    env = AntMaze(render_mode="rgb_array", width=96, height=96)
+    env.reset(seed=0, options={"task": 4})
+    try:
+        image = env.render()
+    except (mujoco.FatalError, RuntimeError, ImportError, AttributeError) as exc:  # no OpenGL here
+        pytest.skip(f"no OpenGL context: {exc}")
+    assert image.shape == (96, 96, 3) and image.dtype == np.uint8
+    # Straight right: the middle row is open floor (dark checks), the top and bottom rows are blocks (light).
+    middle, top = image[40:56, 20:76].mean(), image[10:30, 20:76].mean()
+    assert middle < top - 30
+    vec = gym.make_vec(ENV_ID, num_envs=2, render_mode="rgb_array", width=96, height=96)
+    vec.set_attr("task", [4, 0])
+    vec.reset(seed=0)
+    frames = vec.render()
+    assert len(frames) == 2 and not np.array_equal(frames[0], frames[1])
+    np.testing.assert_array_equal(frames[0], image)
