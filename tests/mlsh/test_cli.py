@@ -34,7 +34,10 @@ def _run(module: str, *args: str, cwd: Path, timeout: float = 120) -> subprocess
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["env=Nope"], "Unknown env 'Nope'; available: FourRooms, KeyDoor, MovementBandits"),
+        (
+            ["env=Nope"],
+            "Unknown env 'Nope'; available: AntMaze, AntObstacles, AntTwowalk, FourRooms, KeyDoor, MovementBandits",
+        ),
         (["algo=Nope"], "Unknown algo 'Nope'; available: flat_ppo, mlsh"),
         (["mlsh.nope=3"], "Unknown setting 'mlsh.nope'"),
         (["seed"], "Malformed override 'seed': write key=value"),
