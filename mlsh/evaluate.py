@@ -1,6 +1,11 @@
 """``python -m mlsh.evaluate checkpoint=<run dir> num_tasks=20``: adapt fresh masters on unseen tasks.
 
-Prints a table (return after adaptation, oracle return, ratio) and writes it as JSON.
+Prints a per-task table and a summary per method, and writes next to each other (default
+``<run dir>/eval/``): the result as JSON, per-task adaptation curves as CSV, a PNG plot, TensorBoard
+``eval_unseen/*`` scalars and, with ``video=true``, a GIF per task of the adapted agent.
+
+    python -m mlsh.evaluate checkpoint=<run> env=MovementBandits split=heldout num_tasks=20 \\
+        baselines=[scratch,flat,finetune] baseline_runs.flat=<flat_ppo run> video=true
 """
 
 from __future__ import annotations
@@ -8,9 +13,66 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
-from mlsh.cli import compose_config, fail, run_cli, split_overrides
-from mlsh.evaluation import evaluate_run, format_table
+import gymnasium as gym
+import torch
+import yaml
+
+from mlsh.cli import available_choices, compose_config, config_dir, fail, run_cli, split_overrides
+from mlsh.config import EnvConfig, config_from_dict
+from mlsh.errors import ConfigError
+from mlsh.evaluation import EVAL_ENV_SEED_OFFSET, AdaptedMasters, evaluate_run, format_table
+from mlsh.report import plot_curves, write_csv, write_tensorboard
+
+
+def named_env(name: str) -> EnvConfig:
+    """The env section of ``configs/env/<name>.yaml``."""
+    if name not in available_choices("env"):
+        raise ConfigError(f"Unknown env '{name}'; available: {', '.join(available_choices('env'))}.")
+    with open(config_dir() / "env" / f"{name}.yaml") as handle:
+        data = yaml.safe_load(handle) or {}
+    return config_from_dict({"env": data.get("env", {})}).env
+
+
+def _check_list(data: dict[str, Any], key: str) -> list[str]:
+    value = data[key]
+    if not isinstance(value, list):
+        raise ConfigError(f"{key} must be a list, got {value!r}; write e.g. {key}=[scratch,flat].")
+    return [str(v) for v in value]
+
+
+def write_videos(
+    adapted: AdaptedMasters, out_dir: Path, stem: str, seed: int, device: str, max_tasks: int | None, fps: float
+) -> list[Path]:
+    """A GIF per task of the agent with that task's adapted master (the active sub-policy in each frame)."""
+    from agents.agent import MLSHAgent
+    from agents.video import record_episode, write_gif
+
+    env_cfg = adapted.cfg.env
+    count = len(adapted.tasks) if max_tasks is None else min(max_tasks, len(adapted.tasks))
+    paths = []
+    for index in range(count):
+        task = adapted.tasks[index]
+        agent = MLSHAgent.from_policy_state(
+            adapted.cfg, adapted.policy_state, index, device, adapted.path, master_task=task, seed=seed + index
+        )
+        kwargs: dict[str, Any] = {**env_cfg.kwargs, "render_mode": "rgb_array"}
+        if env_cfg.max_episode_steps is not None:
+            kwargs["max_episode_steps"] = env_cfg.max_episode_steps
+        try:
+            env = gym.make(env_cfg.id, **kwargs)
+        except (TypeError, ValueError, gym.error.Error) as exc:
+            raise ConfigError(
+                f"'{env_cfg.id}' cannot render rgb_array frames ({exc}); run without video=true."
+            ) from exc
+        env.unwrapped.task = task
+        try:
+            frames, _, _ = record_episode(agent, env, seed=seed + EVAL_ENV_SEED_OFFSET + index)
+        finally:
+            env.close()
+        paths.append(write_gif(out_dir / f"{stem}_task{index:02d}.gif", frames, fps))
+    return paths
 
 
 def main() -> None:
@@ -18,6 +80,10 @@ def main() -> None:
     data = compose_config("evaluate", overrides)
     if data.get("checkpoint") in (None, "???"):
         fail("checkpoint is required; pass checkpoint=<run dir>.")
+    baselines = _check_list(data, "baselines")
+    if data["torch_threads"]:
+        torch.set_num_threads(data["torch_threads"])
+    env = named_env(data["env"]) if data.get("env") else None
     result = evaluate_run(
         data["checkpoint"],
         num_tasks=data["num_tasks"],
@@ -27,12 +93,31 @@ def main() -> None:
         oracle_episodes=data["oracle_episodes"],
         device=data["device"],
         scratch_baseline=data["baseline_scratch"],
+        baselines=baselines,
+        baseline_runs=data["baseline_runs"] or {},
+        env=env,
+        split=data["split"],
+        keep_masters=bool(data["video"]),
     )
     print(format_table(result))
     output = Path(data["output"] or Path(result["run_dir"]) / "eval" / f"evaluation_seed{data['seed']}.json")
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=2))
-    print(f"mlsh: wrote {output}")
+    written = [output]
+    public = {k: v for k, v in result.items() if not k.startswith("_")}
+    output.write_text(json.dumps(public, indent=2, allow_nan=False))
+    written.append(write_csv(public, output.with_suffix(".csv")))
+    if data["plot"]:
+        written.append(plot_curves(public, output.with_suffix(".png")))
+    if data["tensorboard"]:
+        written.append(write_tensorboard(public, output.parent / "tb" / output.stem))
+    if data["video"]:
+        device = data["device"] or "cpu"
+        videos = write_videos(
+            result["_adapted"], output.parent, output.stem, data["seed"], device, data["video_tasks"], data["video_fps"]
+        )
+        written += videos
+    for path in written:
+        print(f"mlsh: wrote {path}")
 
 
 def cli() -> None:

@@ -66,6 +66,15 @@ class Adaptation(NamedTuple):
     masters: dict[str, torch.Tensor]  # adapted masters' parameters ("masters.*"), member i = task i
 
 
+class AdaptedMasters(NamedTuple):
+    """The MLSH masters adapted by :func:`evaluate_run`, to rebuild one agent per task (videos)."""
+
+    cfg: Config  # the run's settings, with the env evaluated on
+    policy_state: dict[str, torch.Tensor]  # the run's shared weights and the adapted masters (member i: task i)
+    tasks: list[Any]
+    path: Path  # the checkpoint
+
+
 def sample_eval_tasks(cfg: Config, num_tasks: int, seed: int, split: str = "heldout") -> list[Any]:
     """Tasks for evaluation, from a stream disjoint from training's.
 
@@ -359,7 +368,7 @@ def evaluate_run(
             ``every_step``.
         env: evaluate on this env (default: the run's); it must have the run's spaces.
         split: ``heldout`` (the env's test split where it has one) or ``train`` (see :func:`sample_eval_tasks`).
-        keep_masters: put the adapted MLSH masters' parameters under ``"_masters"`` (not JSON; for videos).
+        keep_masters: put an :class:`AdaptedMasters` under ``"_adapted"`` (not JSON; for videos).
 
     Returns:
         A dict with the mean return after adaptation, the oracle's, their ratio, per-task values,
@@ -436,7 +445,8 @@ def evaluate_run(
         result["ratio_per_task"] = (mlsh.after / np.maximum(oracle_means, 1e-8)).tolist()
     result["methods"] = methods
     if keep_masters:
-        result["_masters"] = mlsh.masters
+        state = {**payload["learner"]["policy"], **mlsh.masters}
+        result["_adapted"] = AdaptedMasters(task_cfg, state, tasks, path)
     return result
 
 

@@ -1,16 +1,29 @@
-"""Evaluation on unseen tasks: disjoint task stream, frozen sub-policies, long episodes, strict JSON."""
+"""Evaluation on unseen tasks: disjoint task stream, frozen sub-policies, long episodes, strict JSON; the suite's
+baselines and its outputs (JSON, CSV, PNG, TensorBoard, videos)."""
 
 from __future__ import annotations
 
+import csv
 import json
+import sys
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from mlsh.config import ConfigError
+from agents import MLSHAgent, flat_ppo_config
+from agents.video import BANNER_HEIGHT, PALETTE, record_episode
+from mlsh.cli import run_cli
+from mlsh.config import Config, ConfigError
+from mlsh.errors import CheckpointError
+from mlsh.evaluate import main as evaluate_main
+from mlsh.evaluate import named_env
 from mlsh.evaluation import evaluate_run, oracle_returns, sample_eval_tasks
 from mlsh.meta import TRAIN_TASK_STREAM, task_rng
+from mlsh.report import CSV_COLUMNS
 from mlsh.trainer import train
 from tests.conftest import small_config
 
@@ -45,3 +58,147 @@ def test_oracle_returns_are_per_task_means() -> None:
 def test_bad_evaluation_arguments(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="num_tasks must be a positive integer"):
         evaluate_run(tmp_path, num_tasks=0)
+
+
+# -- the unseen-task suite: baselines, CSV, PNG, TensorBoard, videos -----------------------------------------------
+SHORT_EPISODES = 10  # MovementBandits cut to 10 steps, so that 20-step iterations end episodes
+
+
+def _short(cfg: Config) -> Config:
+    cfg.env.max_episode_steps = SHORT_EPISODES
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def suite_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny MLSH, flat PPO and no-warmup runs on short MovementBandits episodes (about a second each)."""
+    runs = {}
+    for name, cfg in {
+        "mlsh": _short(small_config()),
+        "flat": flat_ppo_config(_short(small_config())),
+        "no_warmup": _short(small_config(warmup_iters=0)),
+    }.items():
+        runs[name] = tmp_path_factory.mktemp(name)
+        train(cfg, runs[name])
+    return runs
+
+
+def _evaluate_cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> None:
+    monkeypatch.setattr(sys, "argv", ["mlsh.evaluate", *args])
+    evaluate_main()
+
+
+def test_evaluate_writes_json_csv_png_tensorboard_and_videos(
+    suite_runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    output = tmp_path / "out" / "unseen.json"
+    _evaluate_cli(
+        monkeypatch,
+        f"checkpoint={suite_runs['mlsh']}",
+        "num_tasks=3",
+        "adapt_iters=2",
+        "oracle_episodes=2",
+        "baselines=[scratch,flat,finetune,no_warmup]",
+        f"baseline_runs.flat={suite_runs['flat']}",
+        f"baseline_runs.no_warmup={suite_runs['no_warmup']}",
+        "video=true",
+        "video_tasks=2",
+        f"output={output}",
+    )
+    printed = capsys.readouterr().out
+    assert "shared flat policy, fine-tuned" in printed and "MLSH without warmup" in printed
+
+    def no_nan(constant: str) -> float:
+        raise AssertionError(f"non-strict JSON constant {constant}")
+
+    result = json.loads(output.read_text(), parse_constant=no_nan)
+    methods = result["methods"]
+    assert list(methods) == ["mlsh", "scratch", "flat", "finetune", "no_warmup"]
+    for method in methods.values():
+        assert np.shape(method["curve_per_task"]) == (3, 2)  # [tasks, iterations]; 10-step episodes always end
+        assert method["steps_per_task_per_iter"] == 40  # 2 envs x 20 steps, the same budget for every method
+        after = method["return_after_adaptation_per_task"]
+        assert method["return_after_adaptation"] == pytest.approx(np.mean(after))
+        assert method["ratio"] == pytest.approx(np.mean(after) / result["oracle_return"])
+        assert all(0.0 <= x <= SHORT_EPISODES for row in method["curve_per_task"] for x in row)
+    assert result["return_after_adaptation"] == methods["mlsh"]["return_after_adaptation"]
+    assert methods["flat"]["run_dir"] == str(suite_runs["flat"])
+
+    with open(output.with_suffix(".csv")) as handle:
+        rows = list(csv.DictReader(handle))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    assert len(rows) == 5 * 3 * (2 + 1) + 3  # methods x tasks x (iterations + after), then the oracle per task
+    scratch_task1 = [float(r["return"]) for r in rows if r["method"] == "scratch" and r["task_index"] == "1"]
+    scratch = methods["scratch"]
+    expected = [*scratch["curve_per_task"][1], scratch["return_after_adaptation_per_task"][1]]
+    assert scratch_task1 == pytest.approx(expected)
+    assert [r["env_steps"] for r in rows[:3]] == ["40", "80", "80"]
+    assert [float(r["return"]) for r in rows if r["method"] == "oracle"] == pytest.approx(
+        result["oracle_return_per_task"]
+    )
+
+    with Image.open(output.with_suffix(".png")) as image:
+        assert image.format == "PNG" and image.size == (700, 450)
+        assert len(image.convert("RGB").getcolors(maxcolors=1 << 16) or []) > 50  # curves, not a blank canvas
+
+    events = EventAccumulator(str(output.parent / "tb" / "unseen"))
+    events.Reload()
+    curve = events.Scalars("eval_unseen/mlsh/ep_rew_mean")
+    assert [e.step for e in curve] == [40, 80]
+    assert [e.value for e in curve] == pytest.approx(methods["mlsh"]["curve"])
+    assert events.Scalars("eval_unseen/finetune/ratio")[0].value == pytest.approx(methods["finetune"]["ratio"])
+
+    gifs = sorted(output.parent.glob("unseen_task*.gif"))
+    assert [g.name for g in gifs] == ["unseen_task00.gif", "unseen_task01.gif"]
+    with Image.open(gifs[0]) as gif:
+        assert gif.n_frames == SHORT_EPISODES + 1  # a frame before every step and one after the last
+        assert gif.size == (200, 200 + BANNER_HEIGHT)  # MovementBandits' 200x200 frame under the banner
+
+
+def test_video_frames_show_the_active_subpolicy(suite_runs: dict[str, Path]) -> None:
+    agent = MLSHAgent.load(suite_runs["mlsh"], device="cpu", seed=0)
+    env = gym.make("mlsh/MovementBandits-v0", render_mode="rgb_array", max_episode_steps=12)
+    frames, subs, total = record_episode(agent, env, seed=3)
+    assert len(frames) == 13 and len(subs) == 12
+    assert all(frame.shape == (200 + BANNER_HEIGHT, 200, 3) and frame.dtype == np.uint8 for frame in frames)
+    for frame, sub in zip(frames, subs):
+        np.testing.assert_array_equal(frame[BANNER_HEIGHT - 1, -1], PALETTE[sub])  # banner colour = sub-policy
+    assert 0.0 <= total <= 12.0
+    with pytest.raises(ConfigError, match="render_mode='rgb_array'"):
+        record_episode(agent, gym.make("mlsh/MovementBandits-v0"))
+
+
+def test_baselines_need_the_right_runs(suite_runs: dict[str, Path]) -> None:
+    mlsh = suite_runs["mlsh"]
+    with pytest.raises(ConfigError, match="Unknown baseline 'nope'; choose from scratch, flat"):
+        evaluate_run(mlsh, num_tasks=2, baselines=["nope"])
+    with pytest.raises(ConfigError, match=r"python -m mlsh.train algo=flat_ppo.*baseline_runs.flat=<run dir>"):
+        evaluate_run(mlsh, num_tasks=2, baselines=["finetune"])
+    with pytest.raises(ConfigError, match="was trained with mlsh.num_subpolicies=2, not 1"):
+        evaluate_run(mlsh, num_tasks=2, baselines=["flat"], baseline_runs={"flat": mlsh})
+    with pytest.raises(ConfigError, match="was trained with mlsh.warmup_iters=2, not 0"):
+        evaluate_run(mlsh, num_tasks=2, baselines=["no_warmup"], baseline_runs={"no_warmup": mlsh})
+
+
+def test_evaluation_env_and_split(suite_runs: dict[str, Path]) -> None:
+    assert named_env("FourRooms").id == "mlsh/FourRooms-v0"
+    with pytest.raises(ConfigError, match="Unknown env 'Nope'; available: .*MovementBandits"):
+        named_env("Nope")
+    with pytest.raises(CheckpointError, match="pick the env the checkpoint was trained on"):
+        evaluate_run(suite_runs["mlsh"], num_tasks=2, env=named_env("FourRooms"))
+    from envs.four_rooms import TRAIN_GOALS
+
+    assert set(sample_eval_tasks(small_config("mlsh/FourRooms-v0"), 30, 0, split="train")) <= set(TRAIN_GOALS)
+    with pytest.raises(ConfigError, match="split must be one of heldout, train"):
+        sample_eval_tasks(small_config(), 2, 0, split="test")
+
+
+def test_evaluate_cli_errors_are_one_line(
+    suite_runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["mlsh.evaluate", f"checkpoint={suite_runs['mlsh']}", "baselines=[flat]"])
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(evaluate_main)
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: Baseline 'flat' needs a run trained with algo=flat_ppo")
