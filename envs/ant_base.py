@@ -294,6 +294,12 @@ class AntTaskEnv(TaskEnv[TaskT], Generic[TaskT]):
         self.data.qvel[:] = qvel
         mujoco.mj_forward(self.model, self.data)
 
+    def place_ant(self, xy: Sequence[float]) -> None:
+        """Moves the torso to ``xy`` and stops every body (scripted tests and demos; not for agents)."""
+        qpos = self.data.qpos.copy()
+        qpos[:2] = xy
+        self.set_state(qpos, np.zeros_like(self.data.qvel))
+
     # The renderer holds a GL context: it is not pickled, and a new one is made on the next render().
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_renderer": None}

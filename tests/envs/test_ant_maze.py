@@ -22,13 +22,6 @@ ENV_ID = "mlsh/AntMaze-v0"
 DT = 0.05
 
 
-def _place(env: AntMaze, xy: tuple[float, float]) -> None:
-    """Puts the torso at ``xy`` (upright, at rest)."""
-    qpos, qvel = env.data.qpos.copy(), np.zeros_like(env.data.qvel)
-    qpos[:2] = xy
-    env.set_state(qpos, qvel)
-
-
 def _touches_walls(env: AntMaze) -> bool:
     """Whether any ant geom touches a wall or block (after ``mj_forward``)."""
     model, data = env.model, env.data
@@ -84,7 +77,7 @@ def test_every_layouts_goal_is_reachable_along_its_open_cells() -> None:
         points = [np.asarray((2.0, 0.0)), *[np.asarray(cell_center(c)) for c in layout.open_cells], end]
         for a, b in zip(points, points[1:]):
             for t in np.linspace(0.0, 1.0, 9):
-                _place(env, tuple(a + t * (b - a)))
+                env.place_ant(tuple(a + t * (b - a)))
                 assert not _touches_walls(env), f"layout {task} blocked at {a + t * (b - a)}"
         info = env.step(np.zeros(8))[4]
         assert info["goal_reached"], f"layout {task}: goal not reached at {end}"
@@ -99,9 +92,9 @@ def test_blocks_of_the_layout_collide_and_absent_ones_do_not() -> None:
         np.testing.assert_array_equal(env.model.geom_conaffinity[env._block_geoms], blocked)
         np.testing.assert_array_equal(env.model.geom_rgba[env._block_geoms, 3], blocked)
         # An ant placed on cell (1, 1) touches its block exactly when the layout has one there.
-        _place(env, cell_center((1, 1)))
+        env.place_ant(cell_center((1, 1)))
         assert _touches_walls(env) == ((1, 1) not in LAYOUTS[task].open_cells)
-        _place(env, (16.0, 0.0))  # 0.4 from the face of the block: the legs reach it
+        env.place_ant((16.0, 0.0))  # 0.4 from the face of the block: the legs reach it
         assert _touches_walls(env) == ((1, 1) not in LAYOUTS[task].open_cells)
 
 
@@ -111,7 +104,7 @@ def test_an_ant_pushed_into_a_block_does_not_pass(task: int, passes: bool) -> No
     # leaves it open, so the same push carries the ant through (the test can fail).
     env = AntMaze()
     env.reset(seed=0, options={"task": task})
-    _place(env, (12.0, 0.0))
+    env.place_ant((12.0, 0.0))
     torso = env.model.body("torso").id
     push = 10 * 9.81 * env.model.body_subtreemass[torso]
     xs = []
@@ -127,7 +120,7 @@ def test_an_ant_pushed_into_a_block_does_not_pass(task: int, passes: bool) -> No
 def test_the_outer_wall_holds_a_pushed_ant() -> None:
     env = AntMaze()
     env.reset(seed=0, options={"task": 4})
-    _place(env, (44.0, 0.0))
+    env.place_ant((44.0, 0.0))
     torso = env.model.body("torso").id
     for _ in range(100):
         env.data.xfrc_applied[torso, 0] = 10 * 9.81 * env.model.body_subtreemass[torso]
@@ -164,11 +157,11 @@ def test_sparse_reward_is_one_on_entering_the_goal_region_which_ends_the_episode
     env.reset(seed=0, options={"task": 4})  # goal (48, 0)
     obs, reward, terminated, _, info = env.step(np.zeros(8))
     assert (reward, terminated, info["goal_reached"]) == (0.0, False, False)
-    _place(env.unwrapped, (46.5, 0.0))
+    env.unwrapped.place_ant((46.5, 0.0))
     obs, reward, terminated, _, info = env.step(np.zeros(8))
     assert (reward, terminated, info["goal_reached"]) == (1.0, True, True)
     assert info["distance_to_goal"] <= 2.0
-    _place(env.unwrapped, (45.0, 2.0))  # 3.6 from the goal: outside the region
+    env.unwrapped.place_ant((45.0, 2.0))  # 3.6 from the goal: outside the region
     assert env.step(np.zeros(8))[1] == 0.0
 
 

@@ -11,13 +11,6 @@ from envs.ant_obstacles import ENEMY_HOMES, GOAL_XY, START_XY, AntObstacles
 ENV_ID = "mlsh/AntObstacles-v0"
 
 
-def _place(env: AntObstacles, xy: tuple[float, float]) -> None:
-    """Moves the torso to ``xy`` at rest; the enemy keeps its place."""
-    qpos = env.data.qpos.copy()
-    qpos[:2] = xy
-    env.set_state(qpos, np.zeros_like(env.data.qvel))
-
-
 def test_start_bottom_left_goal_top_right_and_a_long_episode() -> None:
     env = gym.make(ENV_ID)
     obs, info = env.reset(seed=0)
@@ -32,7 +25,7 @@ def test_reward_is_one_on_reaching_the_goal_and_zero_elsewhere() -> None:
     env = AntObstacles()
     env.reset(seed=0)
     for xy, reached in [(START_XY, False), ((16.0, 29.0), False), ((28.0, 28.5), True)]:
-        _place(env, xy)
+        env.place_ant(xy)
         _, reward, terminated, _, info = env.step(np.zeros(8))
         assert (reward, terminated, info["goal_reached"], info["reward_goal"]) == (
             float(reached),
@@ -45,7 +38,7 @@ def test_reward_is_one_on_reaching_the_goal_and_zero_elsewhere() -> None:
 def test_the_enemy_chases_a_nearby_ant_and_pushes_it_back() -> None:
     env = AntObstacles()
     env.reset(seed=0, options={"task": 1})  # enemy waits at (16, 16)
-    _place(env, (11.0, 16.0))  # 5 to its left: within the trigger radius 6
+    env.place_ant((11.0, 16.0))  # 5 to its left: within the trigger radius 6
     for _ in range(100):
         _, _, _, _, info = env.step(np.zeros(8))
     assert info["enemy_x"] < 12.5, "the enemy came for the ant"
@@ -69,7 +62,7 @@ def test_the_enemy_stays_home_while_the_ant_is_far_and_returns_there() -> None:
 def test_interior_walls_block_the_direct_route() -> None:
     env = AntObstacles()
     env.reset(seed=0, options={"task": 2})
-    _place(env, (6.0, 8.0))  # below the wall at y = 11 (face at 10.5), x in [0, 21]
+    env.place_ant((6.0, 8.0))  # below the wall at y = 11 (face at 10.5), x in [0, 21]
     torso = env.model.body("torso").id
     ys = []
     for _ in range(100):

@@ -13,12 +13,6 @@ from envs.ant_twowalk import AntTwowalk
 ENV_ID = "mlsh/AntTwowalk-v0"
 
 
-def _place(env: AntTwowalk, xy: tuple[float, float]) -> None:
-    qpos = env.data.qpos.copy()
-    qpos[:2] = xy
-    env.set_state(qpos, np.zeros_like(env.data.qvel))
-
-
 def test_the_body_is_gymnasiums_ant_v5() -> None:
     env = AntTwowalk()
     ant = mujoco.MjModel.from_xml_path(ANT_XML)
@@ -36,7 +30,7 @@ def test_reward_is_the_negative_distance_to_the_tasks_goal(task: int, goal: tupl
     env = AntTwowalk()
     env.reset(seed=0, options={"task": task})
     for xy in [(0.0, 0.0), goal, (3.0, 4.0)]:
-        _place(env, xy)
+        env.place_ant(xy)
         obs, reward, terminated, truncated, info = env.step(np.zeros(8))
         distance = float(np.hypot(*(obs[:2] - np.asarray(goal))))
         assert reward == pytest.approx(-distance)
