@@ -1,0 +1,322 @@
+"""``python -m mlsh.inspect checkpoint=<run dir>``: what each sub-policy does, and how much it is used.
+
+Spots collapsed or unused sub-policies. Fresh masters first adapt on unseen tasks (as in
+``mlsh.evaluate``); then, per sub-policy k:
+
+* **usage**: the share of env steps in which k is active when the adapted masters act;
+* **behaviour alone**: k runs alone from episode starts; for envs with a position (plane, grid,
+  MuJoCo locomotion) the mean displacement per macro step, and the action histogram (discrete) or
+  mean action (continuous);
+* **agreement**: how often two sub-policies pick the same most likely action on the observations
+  either visits alone;
+* **flags**: ``unused`` (usage below ``unused_below``) and ``alike`` pairs (agreement of
+  ``ALIKE_AGREEMENT`` or more: the sub-policies have collapsed onto one behaviour).
+
+Writes ``<run dir>/inspect/inspect_seed<seed>.json`` and a PNG: visit heat-maps for grid envs
+(where k is active under the masters, and where k goes alone), displacement vectors otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from agents.agent import MLSHAgent
+from mlsh.cli import compose_config, fail, run_cli, split_overrides
+from mlsh.envs import make_env
+from mlsh.evaluation import AdaptedMasters, evaluate_run
+
+# Two sub-policies are "alike" (collapsed onto one behaviour) when their most likely actions agree this
+# often on the observations they visit.
+ALIKE_AGREEMENT = 0.9
+
+
+def agent_position(env: gym.Env, obs: np.ndarray) -> tuple[np.ndarray | None, bool]:
+    """The agent's position, and whether it is a grid cell; ``(None, False)`` when the env has none.
+
+    Looked up in this order: an ``agent_position`` attribute (the hook for new envs), a grid
+    ``cell`` (FourRooms), MuJoCo's free joint ``data.qpos[:2]`` (Ant), and for the plane envs
+    (MovementBandits, KeyDoor) the observation's first two entries times ``size``, as their
+    docstrings define the observation.
+    """
+    from envs.key_door import KeyDoor
+    from envs.movement_bandits import MovementBandits
+
+    env = env.unwrapped
+    if hasattr(env, "agent_position"):
+        return np.asarray(env.agent_position, dtype=float), False
+    if hasattr(env, "cell"):
+        return np.asarray(env.cell, dtype=float), True
+    data = getattr(env, "data", None)
+    if data is not None and hasattr(data, "qpos"):
+        return np.asarray(data.qpos[:2], dtype=float).copy(), False
+    if isinstance(env, (MovementBandits, KeyDoor)):
+        return np.asarray(obs[:2], dtype=float) * env.size, False
+    return None, False
+
+
+@dataclass
+class SubPolicyRecord:
+    """What was seen of one sub-policy."""
+
+    active_steps: int = 0
+    visits_active: dict[tuple[int, ...], int] = field(default_factory=dict)  # grid: cell -> steps active there
+    visits_alone: dict[tuple[int, ...], int] = field(default_factory=dict)  # grid: cell -> steps, running alone
+    displacements: list[np.ndarray] = field(default_factory=list)  # alone: position change per macro step
+    actions: list[np.ndarray] = field(default_factory=list)  # alone: every action taken
+    # alone: every sub-policy's most likely action on the observations k visits, [steps, K, *action_shape]
+    all_modes: list[np.ndarray] = field(default_factory=list)
+
+
+def _count(visits: dict[tuple[int, ...], int], position: np.ndarray | None) -> None:
+    if position is not None:
+        key = tuple(int(v) for v in position)
+        visits[key] = visits.get(key, 0) + 1
+
+
+def _run_with_master(agent: MLSHAgent, env: gym.Env, records: list[SubPolicyRecord], seed: int, grid: bool) -> None:
+    obs, _ = env.reset(seed=seed)
+    state, start = None, np.ones(1, dtype=bool)
+    while True:
+        action, state = agent.predict(obs, state, start)
+        sub = int(state[0][0])
+        records[sub].active_steps += 1
+        if grid:
+            _count(records[sub].visits_active, agent_position(env, obs)[0])
+        obs, _, terminated, truncated, _ = env.step(action)
+        start = np.zeros(1, dtype=bool)
+        if terminated or truncated:
+            return
+
+
+def _modes(agent: MLSHAgent, obs: np.ndarray) -> np.ndarray:
+    """Every sub-policy's most likely action on ``obs``: ``[K, *action_shape]``."""
+    k_count = agent.num_subpolicies
+    batch = np.repeat(np.asarray(obs)[None], k_count, axis=0)
+    mid_macro_step = (np.arange(k_count), np.ones(k_count, dtype=np.int64))  # sub-policy i acts on row i
+    return agent.predict(batch, mid_macro_step, deterministic=True)[0]
+
+
+def _run_alone(agent: MLSHAgent, env: gym.Env, k: int, record: SubPolicyRecord, seed: int, grid: bool) -> None:
+    policy = agent.subpolicy(k)
+    obs, _ = env.reset(seed=seed)
+    position, _ = agent_position(env, obs)
+    macro_start, steps = position, 0
+    while True:
+        if grid:
+            _count(record.visits_alone, position)
+        action, _ = policy.predict(obs)
+        record.actions.append(np.asarray(action))
+        record.all_modes.append(_modes(agent, obs))
+        obs, _, terminated, truncated, _ = env.step(action)
+        position, _ = agent_position(env, obs)
+        steps += 1
+        if position is not None and (steps % agent.macro_len == 0 or terminated or truncated):
+            if steps % agent.macro_len == 0:  # only whole macro steps: a cut one would bias the mean
+                record.displacements.append(position - macro_start)
+            macro_start = position
+        if terminated or truncated:
+            return
+
+
+def _summaries(agent: MLSHAgent, records: list[SubPolicyRecord], unused_below: float) -> dict[str, Any]:
+    total = max(1, sum(r.active_steps for r in records))
+    discrete = isinstance(agent.action_space, gym.spaces.Discrete)
+    subs = []
+    for k, record in enumerate(records):
+        entry: dict[str, Any] = {"index": k, "usage": record.active_steps / total}
+        if record.displacements:
+            mean = np.mean(record.displacements, axis=0)
+            entry["mean_displacement"] = mean.tolist()
+            entry["mean_displacement_length"] = float(np.linalg.norm(mean))
+            entry["mean_step_length"] = float(np.mean(np.linalg.norm(record.displacements, axis=1)))
+        actions = np.asarray(record.actions)
+        if discrete:
+            hist = np.bincount(actions.astype(int).ravel(), minlength=int(agent.action_space.n))
+            entry["action_histogram"] = (hist / max(1, hist.sum())).tolist()
+        elif len(actions):
+            entry["mean_action"] = actions.mean(axis=0).tolist()
+        subs.append(entry)
+    unused = [s["index"] for s in subs if s["usage"] < unused_below]
+    agreement = _agreement(agent, records)
+    alike = [[i, j] for i in range(len(subs)) for j in range(i + 1, len(subs)) if agreement[i][j] >= ALIKE_AGREEMENT]
+    return {"subpolicies": subs, "agreement": agreement, "unused": unused, "alike": alike}
+
+
+def _agreement(agent: MLSHAgent, records: list[SubPolicyRecord]) -> list[list[float]]:
+    """``[K, K]``: how often sub-policies i and j pick the same most likely action, on the observations
+    that either visits alone (continuous actions: 1 - mean distance / the action range's diagonal)."""
+    modes = np.concatenate([np.asarray(r.all_modes) for r in records if r.all_modes])  # [steps, K, ...]
+    k_count = agent.num_subpolicies
+    out = np.ones((k_count, k_count))
+    space = agent.action_space
+    for i in range(k_count):
+        for j in range(i + 1, k_count):
+            if isinstance(space, gym.spaces.Discrete):
+                value = float(np.mean(modes[:, i] == modes[:, j]))
+            else:
+                diagonal = float(np.linalg.norm(space.high - space.low))
+                value = 1.0 - float(np.mean(np.linalg.norm(modes[:, i] - modes[:, j], axis=-1))) / diagonal
+            out[i, j] = out[j, i] = value
+    return out.tolist()
+
+
+def inspect_run(
+    run_dir: str | Path,
+    num_tasks: int = 10,
+    episodes: int = 2,
+    seed: int = 0,
+    adapt_iters: int | None = None,
+    device: str | None = None,
+    unused_below: float = 0.05,
+) -> tuple[dict[str, Any], list[SubPolicyRecord]]:
+    """Adapts fresh masters on ``num_tasks`` unseen tasks, then records every sub-policy.
+
+    Args:
+        episodes: episodes per task with the adapted master, and per task and sub-policy alone.
+        unused_below: usage share under which a sub-policy is flagged unused.
+
+    Returns:
+        ``(report, records)``: a JSON-able report, and the raw records (for the plots).
+    """
+    result = evaluate_run(
+        run_dir, num_tasks=num_tasks, seed=seed, adapt_iters=adapt_iters, oracle=False, device=device, keep_masters=True
+    )
+    adapted: AdaptedMasters = result["_adapted"]
+    records: list[SubPolicyRecord] = []
+    grid = False
+    for index, task in enumerate(adapted.tasks):
+        agent = MLSHAgent.from_policy_state(
+            adapted.cfg, adapted.policy_state, index, device or "cpu", adapted.path, master_task=task, seed=seed
+        )
+        if not records:
+            records = [SubPolicyRecord() for _ in range(agent.num_subpolicies)]
+        env = make_env(adapted.cfg.env)
+        env.unwrapped.task = task
+        grid = agent_position(env, env.reset(seed=seed)[0])[1]
+        for episode in range(episodes):
+            episode_seed = seed + 1000 * index + episode
+            _run_with_master(agent, env, records, episode_seed, grid)
+            for k in range(agent.num_subpolicies):
+                _run_alone(agent, env, k, records[k], episode_seed, grid)
+        env.close()
+    report = {
+        "run_dir": result["run_dir"],
+        "env_id": result["env_id"],
+        "num_tasks": num_tasks,
+        "episodes": episodes,
+        "seed": seed,
+        "adapt_iters": result["adapt_iters"],
+        "return_after_adaptation": result["return_after_adaptation"],
+        "grid": grid,
+        **_summaries(agent, records, unused_below),
+    }
+    return report, records
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """A table, one row per sub-policy, then the flags."""
+    lines = [
+        f"Sub-policies of {report['run_dir']} ({report['env_id']}), {report['num_tasks']} unseen tasks, "
+        f"masters adapted {report['adapt_iters']} iterations; return after adaptation "
+        f"{report['return_after_adaptation']:.2f}",
+        f"{'k':>3} {'usage':>6}  {'mean displacement / macro step':<32} {'actions (alone)'}",
+    ]
+    for sub in report["subpolicies"]:
+        move = "-"
+        if "mean_displacement" in sub:
+            vector = ", ".join(f"{v:+.2f}" for v in sub["mean_displacement"])
+            move = f"({vector}) |{sub['mean_displacement_length']:.2f}|"
+        if "action_histogram" in sub:
+            actions = " ".join(f"{p:.2f}" for p in sub["action_histogram"])
+        else:
+            actions = "mean " + " ".join(f"{v:+.2f}" for v in sub.get("mean_action", []))
+        lines.append(f"{sub['index']:>3} {sub['usage']:>6.2f}  {move:<32} {actions}")
+    agreement = report["agreement"]
+    pairs = [f"{i}~{j} {agreement[i][j]:.2f}" for i in range(len(agreement)) for j in range(i + 1, len(agreement))]
+    lines.append(f"action agreement between sub-policies: {', '.join(pairs) or '-'}")
+    lines.append(f"unused (usage < threshold): {report['unused'] or 'none'}")
+    lines.append(f"alike (collapsed pairs): {report['alike'] or 'none'}")
+    return "\n".join(lines)
+
+
+def plot_report(report: dict[str, Any], records: list[SubPolicyRecord], path: Path) -> Path:
+    """Grid envs: visit heat-maps per sub-policy (active under masters; alone). Others: displacements."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k_count = len(records)
+    if report["grid"]:
+        cells = [c for r in records for c in (*r.visits_active, *r.visits_alone)]
+        shape = (max(c[0] for c in cells) + 2, max(c[1] for c in cells) + 2) if cells else (1, 1)
+        fig, axes = plt.subplots(2, k_count, figsize=(2.6 * k_count, 5.4), squeeze=False)
+        for k, record in enumerate(records):
+            for row, (visits, title) in enumerate(
+                ((record.visits_active, "active under masters"), (record.visits_alone, "alone"))
+            ):
+                image = np.full(shape, np.nan)
+                for cell, count in visits.items():
+                    image[cell] = count
+                ax = axes[row][k]
+                ax.imshow(image, cmap="viridis")
+                ax.set_title(f"sub-policy {k}: {title}", fontsize=8)
+                ax.set_xticks([])
+                ax.set_yticks([])
+    else:
+        fig, ax = plt.subplots(figsize=(5, 5))
+        for k, record in enumerate(records):
+            if record.displacements:
+                d = np.asarray(record.displacements)
+                ax.scatter(d[:, 0], d[:, 1], s=8, alpha=0.4, color=f"C{k}", label=f"sub-policy {k}")
+                mean = d.mean(axis=0)
+                ax.annotate("", xy=(mean[0], mean[1]), xytext=(0, 0), arrowprops={"color": f"C{k}", "width": 2})
+        ax.axhline(0, color="gray", linewidth=0.5)
+        ax.axvline(0, color="gray", linewidth=0.5)
+        ax.set_xlabel("x displacement per macro step (alone)")
+        ax.set_ylabel("y displacement per macro step (alone)")
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def main() -> None:
+    overrides = split_overrides(sys.argv[1:])
+    data = compose_config("inspect", overrides)
+    if data.get("checkpoint") in (None, "???"):
+        fail("checkpoint is required; pass checkpoint=<run dir>.")
+    if data["torch_threads"]:
+        torch.set_num_threads(data["torch_threads"])
+    report, records = inspect_run(
+        data["checkpoint"],
+        num_tasks=data["num_tasks"],
+        episodes=data["episodes"],
+        seed=data["seed"],
+        adapt_iters=data["adapt_iters"],
+        device=data["device"],
+        unused_below=data["unused_below"],
+    )
+    print(format_report(report))
+    output = Path(data["output"] or Path(report["run_dir"]) / "inspect" / f"inspect_seed{data['seed']}.json")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2, allow_nan=False))
+    png = plot_report(report, records, output.with_suffix(".png"))
+    print(f"mlsh: wrote {output}\nmlsh: wrote {png}")
+
+
+def cli() -> None:
+    run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()
