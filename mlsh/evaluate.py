@@ -75,14 +75,20 @@ def write_videos(
     return paths
 
 
-def main() -> None:
-    overrides = split_overrides(sys.argv[1:])
-    data = compose_config("evaluate", overrides)
+def parse_job(config_name: str) -> dict[str, Any]:
+    """The settings of a command that reads a run (``configs/<config_name>.yaml`` and the command line),
+    refusing a missing checkpoint, with the torch thread count applied."""
+    data = compose_config(config_name, split_overrides(sys.argv[1:]))
     if data.get("checkpoint") in (None, "???"):
         fail("checkpoint is required; pass checkpoint=<run dir>.")
-    baselines = _check_list(data, "baselines")
     if data["torch_threads"]:
         torch.set_num_threads(data["torch_threads"])
+    return data
+
+
+def main() -> None:
+    data = parse_job("evaluate")
+    baselines = _check_list(data, "baselines")
     env = named_env(data["env"]) if data.get("env") else None
     result = evaluate_run(
         data["checkpoint"],

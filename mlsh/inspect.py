@@ -19,18 +19,17 @@ Writes ``<run dir>/inspect/inspect_seed<seed>.json`` and a PNG: visit heat-maps 
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 from agents.agent import MLSHAgent
-from mlsh.cli import compose_config, fail, run_cli, split_overrides
+from mlsh.cli import run_cli
 from mlsh.envs import make_env
+from mlsh.evaluate import parse_job
 from mlsh.evaluation import AdaptedMasters, evaluate_run
 
 # Two sub-policies are "alike" (collapsed onto one behaviour) when their most likely actions agree this
@@ -291,12 +290,7 @@ def plot_report(report: dict[str, Any], records: list[SubPolicyRecord], path: Pa
 
 
 def main() -> None:
-    overrides = split_overrides(sys.argv[1:])
-    data = compose_config("inspect", overrides)
-    if data.get("checkpoint") in (None, "???"):
-        fail("checkpoint is required; pass checkpoint=<run dir>.")
-    if data["torch_threads"]:
-        torch.set_num_threads(data["torch_threads"])
+    data = parse_job("inspect")
     report, records = inspect_run(
         data["checkpoint"],
         num_tasks=data["num_tasks"],
