@@ -17,22 +17,12 @@ from typing import Any
 
 import gymnasium as gym
 import torch
-import yaml
 
-from mlsh.cli import available_choices, compose_config, config_dir, fail, run_cli, split_overrides
-from mlsh.config import EnvConfig, config_from_dict
+from mlsh.cli import compose_config, fail, run_cli, split_overrides
+from mlsh.config import config_from_dict
 from mlsh.errors import ConfigError
 from mlsh.evaluation import EVAL_ENV_SEED_OFFSET, AdaptedMasters, evaluate_run, format_table
 from mlsh.report import plot_curves, write_csv, write_tensorboard
-
-
-def named_env(name: str) -> EnvConfig:
-    """The env section of ``configs/env/<name>.yaml``."""
-    if name not in available_choices("env"):
-        raise ConfigError(f"Unknown env '{name}'; available: {', '.join(available_choices('env'))}.")
-    with open(config_dir() / "env" / f"{name}.yaml") as handle:
-        data = yaml.safe_load(handle) or {}
-    return config_from_dict({"env": data.get("env", {})}).env
 
 
 def _check_list(data: dict[str, Any], key: str) -> list[str]:
@@ -89,7 +79,8 @@ def parse_job(config_name: str) -> dict[str, Any]:
 def main() -> None:
     data = parse_job("evaluate")
     baselines = _check_list(data, "baselines")
-    env = named_env(data["env"]) if data.get("env") else None
+    # env=<Name> composes configs/env/<Name>.yaml (Hydra's env group); only its env section matters here.
+    env = config_from_dict({"env": data["env"]}).env if data.get("env") else None
     result = evaluate_run(
         data["checkpoint"],
         num_tasks=data["num_tasks"],

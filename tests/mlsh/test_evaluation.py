@@ -20,7 +20,6 @@ from mlsh.cli import run_cli
 from mlsh.config import Config, ConfigError
 from mlsh.errors import CheckpointError
 from mlsh.evaluate import main as evaluate_main
-from mlsh.evaluate import named_env
 from mlsh.evaluation import evaluate_run, oracle_returns, sample_eval_tasks
 from mlsh.meta import TRAIN_TASK_STREAM, task_rng
 from mlsh.report import CSV_COLUMNS
@@ -180,12 +179,13 @@ def test_baselines_need_the_right_runs(suite_runs: dict[str, Path]) -> None:
         evaluate_run(mlsh, num_tasks=2, baselines=["no_warmup"], baseline_runs={"no_warmup": mlsh})
 
 
-def test_evaluation_env_and_split(suite_runs: dict[str, Path]) -> None:
-    assert named_env("FourRooms").id == "mlsh/FourRooms-v0"
+def test_evaluation_env_and_split(suite_runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["mlsh.evaluate", f"checkpoint={suite_runs['mlsh']}", "env=FourRooms"])
+    with pytest.raises(CheckpointError, match="trained on 'mlsh/MovementBandits-v0'.*pick the env the checkpoint"):
+        evaluate_main()
+    monkeypatch.setattr(sys, "argv", ["mlsh.evaluate", f"checkpoint={suite_runs['mlsh']}", "env=Nope"])
     with pytest.raises(ConfigError, match="Unknown env 'Nope'; available: .*MovementBandits"):
-        named_env("Nope")
-    with pytest.raises(CheckpointError, match="pick the env the checkpoint was trained on"):
-        evaluate_run(suite_runs["mlsh"], num_tasks=2, env=named_env("FourRooms"))
+        evaluate_main()
     from envs.four_rooms import TRAIN_GOALS
 
     assert set(sample_eval_tasks(small_config("mlsh/FourRooms-v0"), 30, 0, split="train")) <= set(TRAIN_GOALS)
