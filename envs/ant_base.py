@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any, Generic
+from typing import Any
 
 import gymnasium
 import mujoco
@@ -78,13 +78,17 @@ def add_top_camera(spec: mujoco.MjSpec, center: Sequence[float], half_width: flo
     spec.worldbody.add_camera(name="arena", pos=[center[0], center[1], height], quat=[1, 0, 0, 0], fovy=fovy)
 
 
-class AntTaskEnv(TaskEnv[TaskT], Generic[TaskT]):
+class AntTaskEnv(TaskEnv[TaskT]):
     """Base of the Ant task envs: Ant-v5's body and actuators in an arena built by :meth:`build_arena`.
 
     Subclasses set ``start_xy`` and implement the batched task hooks :meth:`task_params`,
     :meth:`outcome` and, where needed, :meth:`physics_fields`, :meth:`visual_fields` and
     :meth:`extra_controls`. The observation is the ant's ``qpos`` (x and y included) and ``qvel``:
     ``Box(-inf, inf, (29,), float64)``, the same in every Ant task so that sub-policies transfer.
+
+    It reproduces what it needs of Gymnasium's ``MujocoEnv`` and ``AntEnv`` (reset noise, frame skip,
+    healthy range) rather than subclassing them: importing those needs ``imageio``, and ``AntEnv``
+    pickles by its constructor arguments, which would lose a running episode.
 
     Args:
         xml_file: the ant's MJCF (Gymnasium's Ant-v5 ``ant.xml`` by default).
@@ -124,7 +128,7 @@ class AntTaskEnv(TaskEnv[TaskT], Generic[TaskT]):
         self.pose_reset_every = int(pose_reset_every)
         self.reset_noise_scale = float(reset_noise_scale)
         self.healthy_z_range = (float(healthy_z_range[0]), float(healthy_z_range[1]))
-        self.fullpath = xml_file
+        self.xml_file = xml_file
         self.width, self.height = int(width), int(height)
         self.frame_skip = FRAME_SKIP
         self.model, self.data = self._initialize_simulation()
@@ -139,7 +143,7 @@ class AntTaskEnv(TaskEnv[TaskT], Generic[TaskT]):
 
     # -- model -------------------------------------------------------------------------------------
     def _initialize_simulation(self) -> tuple[mujoco.MjModel, mujoco.MjData]:
-        spec = mujoco.MjSpec.from_file(self.fullpath)
+        spec = mujoco.MjSpec.from_file(self.xml_file)
         spec.body("torso").pos = [self.start_xy[0], self.start_xy[1], 0.75]
         self.build_arena(spec)
         model = spec.compile()
