@@ -18,8 +18,8 @@ from mlsh.evaluation import METHOD_LABELS
 
 CSV_COLUMNS = ("method", "task_index", "task", "phase", "iteration", "env_steps", "return")
 
-PLOT_SIZE_INCHES = (7.0, 4.5)
-PLOT_DPI = 100  # 700 x 450 pixels
+PLOT_SIZE_INCHES = (10.0, 4.5)
+PLOT_DPI = 100  # 1000 x 450 pixels
 
 
 def _per_task_curves(method: dict[str, Any]) -> np.ndarray:
@@ -61,42 +61,48 @@ def write_csv(result: dict[str, Any], path: Path) -> Path:
 
 
 def plot_curves(result: dict[str, Any], path: Path) -> Path:
-    """Mean return over tasks per adaptation iteration for every method, shaded +-1 std over tasks,
-    with each method's return after adaptation as a marker and the oracle's as a dashed line."""
+    """Left: every method's mean return over tasks per adaptation iteration, shaded +-1 standard error
+    of that mean, and the oracle's return (dashed). Right: the spread over tasks, one dot per task
+    for the return after adaptation, with each method's mean as a bar."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=PLOT_SIZE_INCHES, dpi=PLOT_DPI)
+    fig, (ax, spread) = plt.subplots(1, 2, figsize=PLOT_SIZE_INCHES, dpi=PLOT_DPI, gridspec_kw={"width_ratios": [2, 1]})
     try:
-        for index, (name, method) in enumerate(result["methods"].items()):
-            color = f"C{index}"
+        names = list(result["methods"])
+        jitter = np.random.default_rng(0)
+        for index, name in enumerate(names):
+            method, color = result["methods"][name], f"C{index}"
             curves = _per_task_curves(method)
             steps = method["steps_per_task_per_iter"] * np.arange(1, curves.shape[1] + 1)
+            counts = np.sum(~np.isnan(curves), axis=0)
             with np.errstate(all="ignore"):
-                counts = np.sum(~np.isnan(curves), axis=0)
                 mean = np.where(counts > 0, np.nansum(curves, axis=0) / np.maximum(counts, 1), np.nan)
-                std = np.array([np.nanstd(col) if n else np.nan for col, n in zip(curves.T, counts)])
-            label = METHOD_LABELS.get(name, name)
-            ax.plot(steps, mean, color=color, marker=".", label=label)
-            ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
-            ax.errorbar(
-                steps[-1] if len(steps) else 0,
-                method["return_after_adaptation"],
-                yerr=method["return_after_adaptation_std"],
-                color=color,
-                marker="D",
-                capsize=3,
-            )
+                sem = np.array([np.nanstd(col) / np.sqrt(n) if n else np.nan for col, n in zip(curves.T, counts)])
+            ax.plot(steps, mean, color=color, marker=".", label=METHOD_LABELS.get(name, name))
+            ax.fill_between(steps, mean - sem, mean + sem, color=color, alpha=0.2, linewidth=0)
+            after = np.asarray(method["return_after_adaptation_per_task"], dtype=float)
+            spread.scatter(index + jitter.uniform(-0.25, 0.25, len(after)), after, s=10, color=color, alpha=0.7)
+            spread.hlines(after.mean(), index - 0.35, index + 0.35, color="black", linewidth=1.5)
         if "oracle_return" in result:
-            ax.axhline(result["oracle_return"], color="black", linestyle="--", linewidth=1, label="oracle")
-        ax.set_xlabel("env steps on the task (adaptation)")
-        ax.set_ylabel("episode return")
+            for axis in (ax, spread):
+                axis.axhline(result["oracle_return"], color="black", linestyle="--", linewidth=1, label="oracle")
         env_name = result["env_id"].split("/")[-1]
-        ax.set_title(f"{env_name}: {result['num_tasks']} unseen tasks ({result['split']}), mean ± std over tasks")
-        ax.legend(fontsize="small", loc="best")
+        ax.set_title(f"{env_name}: {result['num_tasks']} unseen tasks ({result['split']})", fontsize=10)
+        ax.set_xlabel("env steps on the task (adaptation), mean ± s.e. over tasks")
+        ax.set_ylabel("episode return")
+        ax.legend(fontsize="x-small", loc="best")
         ax.grid(alpha=0.3)
+        spread.set_title("after adaptation, one dot per task", fontsize=10)
+        spread.set_xticks(range(len(names)), [str(i + 1) for i in range(len(names))])
+        spread.set_xlabel("method (legend order)")
+        low = min(ax.get_ylim()[0], spread.get_ylim()[0])
+        high = max(ax.get_ylim()[1], spread.get_ylim()[1])
+        ax.set_ylim(low, high)
+        spread.set_ylim(low, high)
+        spread.grid(alpha=0.3, axis="y")
         fig.tight_layout()
         fig.savefig(path)
     finally:

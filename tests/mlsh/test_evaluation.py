@@ -137,7 +137,7 @@ def test_evaluate_writes_json_csv_png_tensorboard_and_videos(
     )
 
     with Image.open(output.with_suffix(".png")) as image:
-        assert image.format == "PNG" and image.size == (700, 450)
+        assert image.format == "PNG" and image.size == (1000, 450)
         assert len(image.convert("RGB").getcolors(maxcolors=1 << 16) or []) > 50  # curves, not a blank canvas
 
     events = EventAccumulator(str(output.parent / "tb" / "unseen"))
