@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import torch
 
 from mlsh.cli import compose_config, fail, run_cli, split_overrides
 from mlsh.config import config_from_dict
@@ -67,12 +66,10 @@ def write_videos(
 
 def parse_job(config_name: str) -> dict[str, Any]:
     """The settings of a command that reads a run (``configs/<config_name>.yaml`` and the command line),
-    refusing a missing checkpoint, with the torch thread count applied."""
+    refusing a missing checkpoint."""
     data = compose_config(config_name, split_overrides(sys.argv[1:]))
     if data.get("checkpoint") in (None, "???"):
         fail("checkpoint is required; pass checkpoint=<run dir>.")
-    if data["torch_threads"]:
-        torch.set_num_threads(data["torch_threads"])
     return data
 
 

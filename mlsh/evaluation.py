@@ -8,7 +8,8 @@ the return of the adapted policy is then compared with the env's oracle (scripte
 Baselines get the same tasks, the same env seeds and the same env-step budget per task
 (``adapt_iters`` iterations of ``envs_per_slot x rollout_len`` steps):
 
-* ``scratch``: flat PPO trained from scratch on each task alone;
+* ``scratch``: flat PPO trained from scratch on each task alone (``sb3_scratch``: the same with
+  Stable-Baselines3's PPO, see :func:`agents.baselines.sb3_ppo_adaptation`);
 * ``flat``: the shared flat policy of an ``algo=flat_ppo`` run (trained on the whole task
   distribution), as it is: its one-choice master is inert, so its curve is flat;
 * ``finetune``: that shared policy fine-tuned on each task alone (PPO, fresh optimizer state);
@@ -43,6 +44,7 @@ SPLITS = ("heldout", "train")
 # Baselines of the unseen-task suite: name -> (label, the run it needs in ``baseline_runs``, or None).
 BASELINES: dict[str, tuple[str, str | None]] = {
     "scratch": ("PPO from scratch", None),
+    "sb3_scratch": ("PPO from scratch (Stable-Baselines3)", None),
     "flat": ("shared flat policy", "flat"),
     "finetune": ("shared flat policy, fine-tuned", "flat"),
     "no_warmup": ("MLSH without warmup", "no_warmup"),
@@ -384,6 +386,8 @@ def evaluate_run(
             f"Unknown baseline '{unknown[0]}'; choose from {', '.join(BASELINES)}, e.g. baselines=[scratch]."
         )
     path, payload, cfg = _load_run(run_dir)
+    if cfg.train.torch_threads:  # as in training: small MLPs run fastest single-threaded
+        torch.set_num_threads(cfg.train.torch_threads)
     iters = cfg.mlsh.warmup_iters if adapt_iters is None else adapt_iters
     if not isinstance(iters, int) or isinstance(iters, bool) or iters < 0:
         raise ConfigError(f"adapt_iters must be a non-negative integer, got {iters!r}.")
@@ -404,6 +408,10 @@ def evaluate_run(
     for name in chosen:
         if name == "scratch":
             adaptation, used = flat_ppo_adaptation(task_cfg, tasks, iters, seed), cfg
+        elif name == "sb3_scratch":
+            from agents.baselines import sb3_ppo_adaptation  # agents builds on mlsh: imported when asked for
+
+            adaptation, used = sb3_ppo_adaptation(task_cfg, tasks, iters, seed), cfg
         else:
             other_path, other_payload, used = runs[name]
             if device:
