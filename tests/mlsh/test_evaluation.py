@@ -169,7 +169,7 @@ def test_video_frames_show_the_active_subpolicy(suite_runs: dict[str, Path]) -> 
 
 def test_baselines_need_the_right_runs(suite_runs: dict[str, Path]) -> None:
     mlsh = suite_runs["mlsh"]
-    with pytest.raises(ConfigError, match="Unknown baseline 'nope'; choose from scratch, flat"):
+    with pytest.raises(ConfigError, match="Unknown baseline 'nope'; choose from scratch, sb3_scratch, flat"):
         evaluate_run(mlsh, num_tasks=2, baselines=["nope"])
     with pytest.raises(ConfigError, match=r"python -m mlsh.train algo=flat_ppo.*baseline_runs.flat=<run dir>"):
         evaluate_run(mlsh, num_tasks=2, baselines=["finetune"])
