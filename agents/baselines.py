@@ -103,6 +103,7 @@ def sb3_ppo_adaptation(cfg: Config, tasks: Sequence[Any], iters: int, seed: int)
         model.learn(iters * envs * steps, callback=returns)
         curves[:, index] = returns.curve[:iters]
         vec.training = False
-        after[index] = evaluate_policy(model, vec, n_eval_episodes=envs, warn=False)[0]
+        # Sampled actions, as MLSH's return after adaptation is measured.
+        after[index] = evaluate_policy(model, vec, n_eval_episodes=envs, deterministic=False, warn=False)[0]
         vec.close()
     return Adaptation(curves, after, {})

@@ -508,15 +508,15 @@ def format_summary(result: dict[str, Any]) -> str:
     """One row per method: return after adaptation (mean and std over tasks), ratio, lifetime mean."""
     has_oracle = "oracle_return" in result
     lines = [
-        f"{'method':<34} {'return after':>12} {'std':>6} {'ratio':>6} {'curve mean':>10}",
+        f"{'method':<38} {'return after':>12} {'std':>6} {'ratio':>6} {'curve mean':>10}",
     ]
     for name, method in result["methods"].items():
         ratio = f"{method['ratio']:.2f}" if "ratio" in method else "-"
         lifetime = "-" if method["curve_mean"] is None else f"{method['curve_mean']:.2f}"
         lines.append(
-            f"{METHOD_LABELS.get(name, name):<34} {method['return_after_adaptation']:>12.2f} "
+            f"{METHOD_LABELS.get(name, name):<38} {method['return_after_adaptation']:>12.2f} "
             f"{method['return_after_adaptation_std']:>6.2f} {ratio:>6} {lifetime:>10}"
         )
     if has_oracle:
-        lines.append(f"{'oracle':<34} {result['oracle_return']:>12.2f} {'':>6} {'1.00':>6} {'':>10}")
+        lines.append(f"{'oracle':<38} {result['oracle_return']:>12.2f} {'':>6} {'1.00':>6} {'':>10}")
     return "\n".join(lines)
