@@ -17,12 +17,13 @@ import numpy as np
 import torch
 
 from mlsh.config import Config
+from mlsh.distributed import DistContext, captured_rms_batches, merge_rms_batches, rank_seed
 from mlsh.envs import make_env, make_vec_env
 from mlsh.gae import compute_gae, compute_macro_gae
 from mlsh.networks import MemberAdam
 from mlsh.policy import HierarchicalPolicy
 from mlsh.rollout import EpisodeStats, RolloutBatch, RolloutCollector
-from mlsh.update import LevelData, ppo_update
+from mlsh.update import LevelData, ppo_update, sharded_ppo_update
 
 # Spawn keys of the task-sampling streams: evaluation never sees training's tasks' stream.
 TRAIN_TASK_STREAM = 0
@@ -41,6 +42,11 @@ def task_rng(seed: int, stream: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream,)))
 
 
+def slot_task_rng(seed: int, stream: int, slot: int) -> np.random.Generator:
+    """The task-sampling generator of global slot ``slot`` (multi-process runs: the same for any P)."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream, slot)))
+
+
 class MetaLearner:
     """Owns the vector env, the policy, both optimizers and the slot schedule.
 
@@ -49,6 +55,10 @@ class MetaLearner:
         fixed_tasks: one task per slot, kept forever (evaluation); ``None`` samples tasks.
         train_subpolicies: update the sub-policies in joint iterations (off to evaluate frozen ones).
         update_obs_rms: keep updating the observation normaliser (off with frozen sub-policies).
+        dist: this process's place in a multi-process run (``mlsh.distributed``): it owns
+            ``cfg.mlsh.num_slots / world_size`` of the run's slots, each slot draws its tasks from its own
+            stream, and sub-policies and normaliser are updated with every process's data.
+            ``None``: one plain process (one task stream for all slots).
     """
 
     def __init__(
@@ -57,18 +67,24 @@ class MetaLearner:
         fixed_tasks: list[Any] | None = None,
         train_subpolicies: bool = True,
         update_obs_rms: bool = True,
+        dist: DistContext | None = None,
     ) -> None:
         self.cfg = cfg
         m = cfg.mlsh
+        self.dist = dist
+        # This process's slots are the global slots [slot_offset, slot_offset + num_local_slots).
+        self.slot_offset, self.num_local_slots = (0, m.num_slots) if dist is None else dist.local_slots(m.num_slots)
         self.device = resolve_device(cfg.device)
+        if dist is not None:
+            self.device = dist.device(self.device)
         torch.manual_seed(cfg.seed)
         self.task_env = make_env(cfg.env)
-        self.vec_env = make_vec_env(cfg.env, m.num_slots * cfg.train.envs_per_slot)
+        self.vec_env = make_vec_env(cfg.env, self.num_local_slots * cfg.train.envs_per_slot)
         self.policy = HierarchicalPolicy(
             self.vec_env.single_observation_space,
             self.vec_env.single_action_space,
             num_subpolicies=m.num_subpolicies,
-            num_slots=m.num_slots,
+            num_slots=self.num_local_slots,
             master_hidden=cfg.master.hidden_sizes,
             sub_hidden=cfg.sub.hidden_sizes,
             master_epsilon=m.master_epsilon,
@@ -77,15 +93,28 @@ class MetaLearner:
         self.master_optimizer = MemberAdam(self.policy.masters.parameters(), lr=cfg.master.lr)
         self.sub_optimizer = MemberAdam(self.policy.subpolicies.parameters(), lr=cfg.sub.lr)
         self.collector = RolloutCollector(self.vec_env, self.policy, cfg.train.envs_per_slot, m.macro_len, self.device)
-        if fixed_tasks is not None and len(fixed_tasks) != m.num_slots:
-            raise ValueError(f"fixed_tasks has {len(fixed_tasks)} tasks for {m.num_slots} slots.")
+        if fixed_tasks is not None and len(fixed_tasks) != self.num_local_slots:
+            raise ValueError(f"fixed_tasks has {len(fixed_tasks)} tasks for {self.num_local_slots} slots.")
         self.fixed_tasks = fixed_tasks
         self.train_subpolicies = train_subpolicies
         self.update_obs_rms = update_obs_rms
         self.task_rng = task_rng(cfg.seed, TRAIN_TASK_STREAM)
+        self.slot_task_rngs: list[np.random.Generator] = []
+        if dist is not None:
+            self.slot_task_rngs = [
+                slot_task_rng(cfg.seed, TRAIN_TASK_STREAM, self.slot_offset + slot)
+                for slot in range(self.num_local_slots)
+            ]
+            # Replicas start from rank 0's copy; each rank then samples from its own torch stream.
+            dist.broadcast_module(self.policy.subpolicies)
+            dist.broadcast_module(self.policy.obs_rms)
+            torch.manual_seed(rank_seed(cfg.seed, dist.rank))
         self.cycle_len = m.warmup_iters + m.joint_iters
-        self.offsets = [(slot * self.cycle_len) // m.num_slots if m.stagger else 0 for slot in range(m.num_slots)]
-        self.tasks: list[Any] = [None] * m.num_slots
+        self.offsets = [
+            ((self.slot_offset + slot) * self.cycle_len) // m.num_slots if m.stagger else 0
+            for slot in range(self.num_local_slots)
+        ]
+        self.tasks: list[Any] = [None] * self.num_local_slots
         self.iteration = 0
         self.gradient_steps = 0
         self.last_episodes = EpisodeStats(np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
@@ -112,17 +141,19 @@ class MetaLearner:
     def _new_task(self, slot: int) -> Any:
         if self.fixed_tasks is not None:
             return self.fixed_tasks[slot]
-        return self.task_env.unwrapped.sample_task(self.task_rng)
+        rng = self.slot_task_rngs[slot] if self.slot_task_rngs else self.task_rng
+        return self.task_env.unwrapped.sample_task(rng)
 
     def _begin_iteration(self) -> list[int]:
         """Starts new tasks where a cycle begins; returns the slots that were reset."""
-        num_slots = self.cfg.mlsh.num_slots
+        num_slots = self.num_local_slots
         if self.iteration == 0:
             slots = list(range(num_slots))
             self.tasks = [self._new_task(slot) for slot in slots]
             for slot in slots:
                 self.reset_master(slot)
-            self.collector.reset(self.cfg.seed, self.tasks)
+            # Env b of global slot s is seeded seed + s * envs_per_slot + (b mod envs_per_slot), whatever P is.
+            self.collector.reset(self.cfg.seed + self.slot_offset * self.cfg.train.envs_per_slot, self.tasks)
             return slots
         slots = [slot for slot in range(num_slots) if self.cycle_position(slot) == 0]
         new_tasks = []
@@ -138,9 +169,15 @@ class MetaLearner:
         """Collects one rollout in every slot and updates masters, then (joint slots) sub-policies."""
         cfg = self.cfg
         self._begin_iteration()
-        joint = [self.in_joint_phase(slot) for slot in range(cfg.mlsh.num_slots)]
-        positions = [self.cycle_position(slot) for slot in range(cfg.mlsh.num_slots)]
-        batch, stats = self.collector.collect(cfg.train.rollout_len, update_obs_rms=self.update_obs_rms)
+        joint = [self.in_joint_phase(slot) for slot in range(self.num_local_slots)]
+        positions = [self.cycle_position(slot) for slot in range(self.num_local_slots)]
+        if self.dist is None:
+            batch, stats = self.collector.collect(cfg.train.rollout_len, update_obs_rms=self.update_obs_rms)
+        else:
+            with captured_rms_batches(self.policy.obs_rms) as raw_obs:
+                batch, stats = self.collector.collect(cfg.train.rollout_len, update_obs_rms=self.update_obs_rms)
+            if self.update_obs_rms:
+                merge_rms_batches(self.policy.obs_rms, raw_obs, self.dist)
         self.last_episodes = stats
         metrics = self._rollout_metrics(batch, stats, positions)
         metrics.update(self.update(batch, joint))
@@ -148,7 +185,7 @@ class MetaLearner:
         metrics["train/n_updates"] = float(self.gradient_steps)
         metrics["train/learning_rate"] = self.cfg.sub.lr
         metrics["train/master_learning_rate"] = self.cfg.master.lr
-        sub_slots = sum(joint) if self.train_subpolicies else 0
+        sub_slots = sum(joint) if self.train_subpolicies else 0  # this process's slots
         metrics["train/subpolicy_samples"] = float(
             sub_slots * self.cfg.train.envs_per_slot * self.cfg.train.rollout_len
         )
@@ -192,7 +229,7 @@ class MetaLearner:
 
         for key, value in ppo_update(
             master_data,
-            cfg.mlsh.num_slots,
+            self.num_local_slots,
             evaluate_master,
             self.master_optimizer,
             cfg.master,
@@ -201,7 +238,13 @@ class MetaLearner:
             metrics[f"master/{key}"] = value
 
         joint_envs = torch.tensor(joint, device=self.device)[slot_of_env].expand(num_steps, num_envs)
-        if self.train_subpolicies and bool(joint_envs.any()):
+        if self.dist is None:
+            any_joint = bool(joint_envs.any())
+        else:  # every process takes part in the sub-policy update when any global slot is in its joint phase
+            m = cfg.mlsh
+            offsets = [(s * self.cycle_len) // m.num_slots if m.stagger else 0 for s in range(m.num_slots)]
+            any_joint = any((self.iteration + off) % self.cycle_len >= m.warmup_iters for off in offsets)
+        if self.train_subpolicies and any_joint:
             adv, ret = compute_gae(
                 batch.rewards,
                 batch.sub_values,
@@ -228,14 +271,29 @@ class MetaLearner:
                 logprob, entropy = policy.subpolicies.log_prob_entropy(dist, actions)
                 return logprob, entropy, policy.subpolicies.value(obs)
 
-            for key, value in ppo_update(
-                sub_data,
-                cfg.mlsh.num_subpolicies,
-                evaluate_sub,
-                self.sub_optimizer,
-                cfg.sub,
-                "sub",
-            ).items():
+            if self.dist is None:
+                sub_metrics = ppo_update(
+                    sub_data, cfg.mlsh.num_subpolicies, evaluate_sub, self.sub_optimizer, cfg.sub, "sub"
+                )
+            else:
+                # Samples are identified globally (step t, global env) and sharded by global slot, so the
+                # update is the same whatever the number of processes (mlsh.update.sharded_ppo_update).
+                global_env = self.slot_offset * per_slot + torch.arange(num_envs, device=self.device)
+                sample_ids = torch.arange(num_steps, device=self.device).view(-1, 1) * cfg.mlsh.num_slots * per_slot
+                sub_metrics = sharded_ppo_update(
+                    sub_data,
+                    shard_ids=(global_env // per_slot).expand(num_steps, num_envs)[j],
+                    sample_ids=(sample_ids + global_env)[j],
+                    salt=cfg.seed * 1_000_003 + self.iteration,
+                    num_groups=cfg.mlsh.num_subpolicies,
+                    num_shards=cfg.mlsh.num_slots,
+                    evaluate=evaluate_sub,
+                    optimizer=self.sub_optimizer,
+                    cfg=cfg.sub,
+                    level="sub",
+                    reduce=self.dist.all_reduce,
+                )
+            for key, value in sub_metrics.items():
                 metrics[f"sub/{key}"] = value
         return metrics
 
@@ -276,6 +334,7 @@ class MetaLearner:
             "sub_optimizer": self.sub_optimizer.state_dict(),
             "tasks": list(self.tasks),
             "task_rng": self.task_rng.bit_generator.state,
+            "slot_task_rngs": [rng.bit_generator.state for rng in self.slot_task_rngs],
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "collector": self.collector.state_dict(),
@@ -290,6 +349,8 @@ class MetaLearner:
         self.sub_optimizer.load_state_dict(state["sub_optimizer"])
         self.tasks = list(state["tasks"])
         self.task_rng.bit_generator.state = state["task_rng"]
+        for rng, rng_state in zip(self.slot_task_rngs, state.get("slot_task_rngs", []), strict=False):
+            rng.bit_generator.state = rng_state
         torch.set_rng_state(state["torch_rng"])
         if state.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])

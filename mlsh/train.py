@@ -5,6 +5,7 @@ Examples::
     python -m mlsh.train                                   # MovementBandits, paper settings
     python -m mlsh.train env=MovementBandits seed=3 mlsh.warmup_iters=9
     python -m mlsh.train resume=runs/MovementBandits/<run>  # continue an interrupted run
+    torchrun --nproc_per_node=2 -m mlsh.train env=AntMaze   # 2 processes share the slots (mlsh.distributed)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mlsh.cli import compose_config, config_dir, fail, override_value, run_cli, split_overrides
 from mlsh.config import config_from_dict
+from mlsh.distributed import destroy_process_group, env_rank, init_process_group, launched_by_torchrun
 from mlsh.envs import make_env
 from mlsh.errors import MLSHError
 from mlsh.trainer import load_run_config, train
@@ -27,6 +29,7 @@ def _task(dcfg: DictConfig) -> None:
     data = OmegaConf.to_container(dcfg, resolve=True)
     assert isinstance(data, dict)
     resume = data.pop("resume", None)
+    context = None
     try:
         if resume:
             run_dir = Path(resume)
@@ -37,10 +40,19 @@ def _task(dcfg: DictConfig) -> None:
         else:
             run_dir = Path(HydraConfig.get().runtime.output_dir)
             cfg = config_from_dict(data)
-        print(f"mlsh: run dir {run_dir}", file=sys.stderr)
+        if launched_by_torchrun():
+            context = init_process_group(cfg.device)
+            run_dir = Path(context.broadcast_object(str(run_dir)))  # rank 0's run dir (its timestamp) for all
+            context.local_slots(cfg.mlsh.num_slots)  # refuses a slot count that does not split evenly
+        if context is None or context.is_main:
+            print(f"mlsh: run dir {run_dir}", file=sys.stderr)
         summary = train(cfg, run_dir, resume=bool(resume))
     except MLSHError as exc:
         fail(str(exc))
+    finally:
+        destroy_process_group()
+    if context is not None and not context.is_main:
+        return
     state = "finished" if summary["finished"] else "stopped (resume with resume=<run dir>)"
     print(f"mlsh: {state} at iteration {summary['iteration']}/{summary['total_iterations']}; run dir {run_dir}")
 
@@ -56,10 +68,14 @@ def main() -> None:
         load_run_config(run_dir)  # refuses a corrupt or foreign run before anything is written
         # Keep Hydra's files out of the resumed run so nothing of the original run is overwritten.
         sys.argv += [f"hydra.run.dir={run_dir}", "hydra.output_subdir=null"]
-    elif "--help" not in sys.argv and "-h" not in sys.argv and "--cfg" not in sys.argv and "-c" not in sys.argv:
-        data = compose_config("train", overrides)
-        data.pop("resume", None)
-        make_env(config_from_dict(data).env).close()  # impossible settings are refused before any work
+    else:
+        if launched_by_torchrun() and env_rank() != 0:
+            # Rank 0 alone writes the run dir (train() gets its path from rank 0): no Hydra files here.
+            sys.argv += ["hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_logging=disabled"]
+        if "--help" not in sys.argv and "-h" not in sys.argv and "--cfg" not in sys.argv and "-c" not in sys.argv:
+            data = compose_config("train", overrides)
+            data.pop("resume", None)
+            make_env(config_from_dict(data).env).close()  # impossible settings are refused before any work
     hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(_task)()
 
 

@@ -14,6 +14,7 @@ import yaml
 
 from mlsh.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from mlsh.config import Config, config_from_dict
+from mlsh.distributed import DistContext
 from mlsh.envs import env_signature
 from mlsh.errors import CheckpointError, TrainingDivergedError
 from mlsh.logger import RunLogger
@@ -59,6 +60,54 @@ def checkpoint_payload(learner: MetaLearner) -> dict[str, Any]:
     }
 
 
+def save_run(path: Path, learner: MetaLearner) -> None:
+    """Saves the run; in a multi-process run every rank takes part and rank 0 writes one file.
+
+    A multi-process checkpoint holds every rank's learner state under ``rank_learners`` (what resume
+    reads, rank by rank) and, under ``learner``, rank 0's state with the masters of all global slots
+    concatenated, so that evaluation and agents read it like a one-process checkpoint of M slots.
+    """
+    context = learner.dist
+    if context is None:
+        save_checkpoint(path, checkpoint_payload(learner))
+        return
+    states = context.gather_objects(learner.state_dict())
+    if states is None:  # not rank 0
+        return
+    policy = dict(states[0]["policy"])
+    for key in policy:
+        if key.startswith("masters."):
+            policy[key] = torch.cat([state["policy"][key] for state in states])
+    payload = {
+        "config": learner.cfg.to_dict(),
+        "env_id": learner.cfg.env.id,
+        "env_signature": env_signature(learner.task_env),
+        "learner": {**states[0], "policy": policy},
+        "world_size": context.world_size,
+        "rank_learners": states,
+    }
+    save_checkpoint(path, payload)
+
+
+def learner_state(payload: dict[str, Any], context: DistContext | None, path: Path) -> dict[str, Any]:
+    """This process's learner state in ``payload``.
+
+    Raises:
+        CheckpointError: the checkpoint was written by another number of processes.
+    """
+    saved = int(payload.get("world_size", 1))
+    world = 1 if context is None else context.world_size
+    if saved != world:
+        launch = "python -m mlsh.train" if saved == 1 else f"torchrun --nproc_per_node={saved} -m mlsh.train"
+        raise CheckpointError(
+            f"Checkpoint {path} was written by {saved} process(es) but this run has {world}; resume it with "
+            f"{launch} resume=... (in total, over all nodes)."
+        )
+    if context is None or "rank_learners" not in payload:
+        return payload["learner"]
+    return payload["rank_learners"][context.rank]
+
+
 def check_matches_env(payload: dict[str, Any], learner: MetaLearner, path: Path) -> None:
     """Raises :class:`CheckpointError` if the checkpoint was made for another env or shape."""
     expected = env_signature(learner.task_env)
@@ -92,7 +141,10 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, max_iterations: int 
         A summary dict (also written to ``run_dir/summary.json``).
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    context = DistContext.current()  # a torchrun process group, else None
+    is_main = context is None or context.is_main
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = checkpoint_path(run_dir)
     if cfg.train.torch_threads:
         torch.set_num_threads(cfg.train.torch_threads)
@@ -101,42 +153,48 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, max_iterations: int 
         raise CheckpointError(
             f"{run_dir} already holds a checkpoint; continue it with resume={run_dir} or choose another run dir."
         )
-    learner = MetaLearner(cfg)
+    learner = MetaLearner(cfg, dist=context)
     if payload is not None:
         check_matches_env(payload, learner, ckpt)
+        state = learner_state(payload, context, ckpt)
         try:
-            learner.load_state_dict(payload["learner"])
+            learner.load_state_dict(state)
         except (KeyError, RuntimeError, ValueError) as exc:
             raise CheckpointError(
                 f"Checkpoint {ckpt} does not match the run's settings ({exc}); resume with the settings it was "
                 f"saved with (run_dir/{CONFIG_NAME})."
             ) from exc
-    else:
+    elif is_main:
         with open(run_dir / CONFIG_NAME, "w") as handle:
             yaml.safe_dump(cfg.to_dict(), handle, sort_keys=False)
 
     total = cfg.num_iterations
-    logger = RunLogger(run_dir, total, learner.iteration, progress=cfg.train.progress)
+    if is_main:
+        logger = RunLogger(run_dir, total, learner.iteration, progress=cfg.train.progress)
+    else:  # rank 0 alone logs
+        logger = RunLogger(None, total, learner.iteration, progress=False)
     steps_per_iter = cfg.steps_per_iteration
     last_metrics: dict[str, float] = {}
     done_this_call = 0
     saved_at = learner.iteration
     try:
         with _StopFlag() as stop:
-            while learner.iteration < total and not stop.requested:
-                if max_iterations is not None and done_this_call >= max_iterations:
+            while learner.iteration < total:
+                # A Ctrl-C may reach some processes only: all stop at the same iteration.
+                stopping = stop.requested if context is None else context.any(stop.requested, learner.device)
+                if stopping or (max_iterations is not None and done_this_call >= max_iterations):
                     break
                 last_metrics = learner.train_iteration()
                 _check_finite(learner, last_metrics)
                 done_this_call += 1
                 logger.log_iteration(learner.iteration, learner.timesteps, steps_per_iter, last_metrics)
                 if learner.iteration % cfg.train.checkpoint_every == 0:
-                    save_checkpoint(ckpt, checkpoint_payload(learner))
+                    save_run(ckpt, learner)
                     saved_at = learner.iteration
     finally:
         logger.close()
     if saved_at != learner.iteration:  # finished, interrupted or stopped by max_iterations
-        save_checkpoint(ckpt, checkpoint_payload(learner))
+        save_run(ckpt, learner)
     summary = {
         "run_dir": str(run_dir),
         "iteration": learner.iteration,
@@ -145,8 +203,9 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, max_iterations: int 
         "finished": learner.iteration >= total,
         "last_metrics": last_metrics,
     }
-    with open(run_dir / SUMMARY_NAME, "w") as handle:
-        json.dump(summary, handle, indent=2)
+    if is_main:
+        with open(run_dir / SUMMARY_NAME, "w") as handle:
+            json.dump(summary, handle, indent=2)
     learner.close()
     return summary
 

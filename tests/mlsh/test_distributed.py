@@ -1,0 +1,167 @@
+"""Multi-process training (issue 6): two gloo processes on localhost against one process with every slot."""
+
+from __future__ import annotations
+
+import copy
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from mlsh.checkpoint import load_checkpoint
+from mlsh.distributed import DistContext, merge_rms_batches
+from mlsh.errors import ConfigError
+from mlsh.meta import MetaLearner
+from mlsh.policy import RunningMeanStd
+from mlsh.rollout import RolloutBatch
+from mlsh.trainer import train
+from tests.conftest import RANDOM_END_ID, small_config
+
+WORLD = 2
+ITERATIONS = 4
+
+
+def _config() -> Any:
+    # 4 slots, staggered over a 3-iteration cycle (offsets 0, 0, 1, 2): at iteration 0 only global slot 3
+    # (rank 1) is in its joint phase, so rank 0 must take part in a sub-policy update without data.
+    cfg = small_config(RANDOM_END_ID, num_slots=4, stagger=True)
+    cfg.sub.num_minibatches = 2
+    cfg.train.total_timesteps = ITERATIONS * cfg.steps_per_iteration
+    return cfg
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _sub_state(learner: MetaLearner) -> dict[str, torch.Tensor]:
+    state = learner.policy.state_dict()
+    return {k: v.clone() for k, v in state.items() if not k.startswith("masters.")}
+
+
+def _worker(rank: int, port: int, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
+    try:
+        context = DistContext.current()
+        assert context is not None
+        cfg = _config()
+        learner = MetaLearner(cfg, dist=context)
+        record: dict[str, Any] = {"iterations": []}
+        original_update = learner.update
+
+        def recording_update(batch: RolloutBatch, joint: list[bool]) -> dict[str, float]:
+            if learner.iteration == 0:
+                record["tasks"] = list(learner.tasks)
+            before = {
+                "iteration": learner.iteration,
+                "batch": batch,
+                "joint": list(joint),
+                "sub": _sub_state(learner),
+                "sub_optimizer": copy.deepcopy(learner.sub_optimizer.state_dict()),  # live tensors otherwise
+            }
+            metrics = original_update(batch, joint)
+            record["iterations"].append({**before, "after": _sub_state(learner), "metrics": metrics})
+            return metrics
+
+        learner.update = recording_update  # type: ignore[method-assign]
+        for _ in range(ITERATIONS):
+            learner.train_iteration()
+        learner.close()
+
+        # The normaliser merge on its own: each rank a batch of its own size.
+        rms = RunningMeanStd((3,))
+        batch = torch.randn(5 + 3 * rank, 3, generator=torch.Generator().manual_seed(rank)) * (rank + 1) + rank
+        merge_rms_batches(rms, [batch], context)
+        record["rms"] = {k: v.clone() for k, v in rms.state_dict().items()}
+
+        # Resume: 2 iterations, save, resume for 2 more, against 4 straight.
+        run = Path(out_dir)
+        train(cfg, run / "straight", max_iterations=ITERATIONS)
+        train(cfg, run / "resumed", max_iterations=2)
+        train(cfg, run / "resumed", resume=True)
+        torch.save(record, run / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]]]:
+    out = tmp_path_factory.mktemp("dist")
+    mp.start_processes(_worker, args=(_free_port(), str(out)), nprocs=WORLD, join=True, start_method="spawn")
+    return out, [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+
+
+def test_subpolicies_stay_bit_identical_across_ranks(two_ranks: tuple[Path, list[dict[str, Any]]]) -> None:
+    _, records = two_ranks
+    updated = 0
+    for it0, it1 in zip(records[0]["iterations"], records[1]["iterations"], strict=True):
+        for key, value in it0["after"].items():
+            assert torch.equal(value, it1["after"][key]), (it0["iteration"], key)
+        updated += int(any(not torch.equal(v, it0["sub"][k]) for k, v in it0["after"].items()))
+    assert updated >= 3  # the sub-policies did change (every iteration has a joint slot somewhere)
+    # Rank 0 had no joint slot at iteration 0 and still took the same step as rank 1.
+    assert not any(records[0]["iterations"][0]["joint"]) and any(records[1]["iterations"][0]["joint"])
+
+
+def _concat(batches: list[RolloutBatch]) -> RolloutBatch:
+    return RolloutBatch(*[torch.cat(fields, dim=1 if fields[0].dim() >= 2 else 0) for fields in zip(*batches)])
+
+
+def test_two_ranks_equal_one_process_with_every_slot(two_ranks: tuple[Path, list[dict[str, Any]]]) -> None:
+    _, records = two_ranks
+    cfg = _config()
+    reference = MetaLearner(cfg, dist=DistContext())  # one process, all 4 slots, no process group
+    reference._begin_iteration()
+    # Global slot s has the same task and env seeds whichever process owns it.
+    assert reference.tasks == records[0]["tasks"] + records[1]["tasks"]
+    first_obs = reference.policy.normalize(torch.as_tensor(reference.collector.obs))
+    assert torch.equal(first_obs, torch.cat([r["iterations"][0]["batch"].obs[0] for r in records]))
+    for step in range(ITERATIONS):
+        it = [r["iterations"][step] for r in records]
+        reference.policy.load_state_dict({**reference.policy.state_dict(), **it[0]["sub"]})
+        reference.sub_optimizer.load_state_dict(it[0]["sub_optimizer"])
+        reference.iteration = it[0]["iteration"]
+        metrics = reference.update(_concat([i["batch"] for i in it]), it[0]["joint"] + it[1]["joint"])
+        after = _sub_state(reference)
+        for key, value in it[0]["after"].items():
+            torch.testing.assert_close(after[key], value, rtol=1e-5, atol=1e-6, msg=f"iteration {step}, {key}")
+        for key in ("sub/policy_loss", "sub/value_loss", "sub/approx_kl", "sub/gradient_steps"):
+            assert metrics[key] == pytest.approx(it[0]["metrics"][key], rel=1e-4, abs=1e-6), key
+    reference.close()
+
+
+def test_normaliser_merge_equals_one_batch(two_ranks: tuple[Path, list[dict[str, Any]]]) -> None:
+    _, records = two_ranks
+    rms = RunningMeanStd((3,))
+    parts = [torch.randn(5 + 3 * r, 3, generator=torch.Generator().manual_seed(r)) * (r + 1) + r for r in range(WORLD)]
+    rms.update(torch.cat(parts))
+    for record in records:
+        for key, value in rms.state_dict().items():
+            torch.testing.assert_close(record["rms"][key], value, rtol=1e-12, atol=1e-12)
+    assert all(torch.equal(records[0]["rms"][k], records[1]["rms"][k]) for k in rms.state_dict())
+
+
+def test_resume_continues_exactly(two_ranks: tuple[Path, list[dict[str, Any]]]) -> None:
+    out, _ = two_ranks
+    straight, resumed = load_checkpoint(out / "straight"), load_checkpoint(out / "resumed")
+    assert straight["world_size"] == resumed["world_size"] == WORLD
+    assert resumed["learner"]["iteration"] == ITERATIONS
+    for rank in range(WORLD):
+        a, b = straight["rank_learners"][rank]["policy"], resumed["rank_learners"][rank]["policy"]
+        assert all(torch.equal(a[k], b[k]) for k in a), rank
+    # The checkpoint's policy holds every global slot's master, as a one-process run of 4 slots would.
+    masters = resumed["learner"]["policy"]["masters.actor.layers.0.weight"]
+    assert masters.shape[0] == 4
+    assert torch.equal(masters[2:], resumed["rank_learners"][1]["policy"]["masters.actor.layers.0.weight"])
+
+
+def test_slots_must_split_evenly() -> None:
+    with pytest.raises(ConfigError, match="multiple of the number of processes"):
+        DistContext(rank=0, world_size=3).local_slots(4)
