@@ -29,6 +29,40 @@ class LevelData(NamedTuple):
 Evaluate = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
+def minibatch_loss(
+    data: LevelData,
+    advantages: torch.Tensor,
+    idx: torch.Tensor,
+    mask: torch.Tensor,
+    evaluate: Evaluate,
+    cfg: PPOConfig,
+    level: str,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """:func:`mlsh.ppo.ppo_loss` on the samples ``idx`` (``[G, n]``, valid where ``mask``) of ``data``.
+
+    Raises:
+        TrainingDivergedError: the loss is NaN or infinite.
+    """
+    logprob, entropy, value = evaluate(data.obs[idx], data.actions[idx])
+    terms = PPOTerms(
+        new_logprob=logprob,
+        old_logprob=data.old_logprob[idx],
+        advantages=advantages[idx],
+        new_value=value,
+        old_value=data.old_values[idx],
+        returns=data.returns[idx],
+        entropy=entropy,
+        mask=mask,
+    )
+    loss, metrics = ppo_loss(terms, cfg.clip_coef, cfg.vf_coef, cfg.ent_coef, cfg.clip_vloss, cfg.vf_clip_coef)
+    if not torch.isfinite(loss):
+        raise TrainingDivergedError(
+            f"The {level} loss became {loss.item()}; lower {level}.lr or {level}.max_grad_norm "
+            f"(the last checkpoint is kept)."
+        )
+    return loss, metrics
+
+
 def ppo_update(
     data: LevelData,
     num_groups: int,
@@ -66,23 +100,7 @@ def ppo_update(
         epoch_kl = []
         for start in range(0, n_max, size):
             idx, m = index[:, start : start + size], mask[:, start : start + size]
-            logprob, entropy, value = evaluate(data.obs[idx], data.actions[idx])
-            terms = PPOTerms(
-                new_logprob=logprob,
-                old_logprob=data.old_logprob[idx],
-                advantages=advantages[idx],
-                new_value=value,
-                old_value=data.old_values[idx],
-                returns=data.returns[idx],
-                entropy=entropy,
-                mask=m,
-            )
-            loss, metrics = ppo_loss(terms, cfg.clip_coef, cfg.vf_coef, cfg.ent_coef, cfg.clip_vloss, cfg.vf_clip_coef)
-            if not torch.isfinite(loss):
-                raise TrainingDivergedError(
-                    f"The {level} loss became {loss.item()}; lower {level}.lr or {level}.max_grad_norm "
-                    f"(the last checkpoint is kept)."
-                )
+            loss, metrics = minibatch_loss(data, advantages, idx, m, evaluate, cfg, level)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             member_has = m.any(-1)
@@ -240,25 +258,7 @@ def sharded_ppo_update(
             if members.numel():
                 index, mask = grouped_indices(data.group_ids[members], num_groups, shuffle=False)
                 idx = members[index]
-                logprob, entropy, value = evaluate(data.obs[idx], data.actions[idx])
-                terms = PPOTerms(
-                    new_logprob=logprob,
-                    old_logprob=data.old_logprob[idx],
-                    advantages=advantages[idx],
-                    new_value=value,
-                    old_value=data.old_values[idx],
-                    returns=data.returns[idx],
-                    entropy=entropy,
-                    mask=mask,
-                )
-                loss, metrics = ppo_loss(
-                    terms, cfg.clip_coef, cfg.vf_coef, cfg.ent_coef, cfg.clip_vloss, cfg.vf_clip_coef
-                )
-                if not torch.isfinite(loss):
-                    raise TrainingDivergedError(
-                        f"The {level} loss became {loss.item()}; lower {level}.lr or {level}.max_grad_norm "
-                        f"(the last checkpoint is kept)."
-                    )
+                loss, metrics = minibatch_loss(data, advantages, idx, mask, evaluate, cfg, level)
                 loss.backward()
                 epoch_metrics[mb] = torch.stack([metrics[name] for name in metric_names]) * shares[mb]
             grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
