@@ -19,6 +19,7 @@ import torch
 from mlsh.config import Config
 from mlsh.distributed import DistContext, captured_rms_batches, merge_rms_batches, rank_seed
 from mlsh.envs import make_env, make_vec_env
+from mlsh.errors import ConfigError
 from mlsh.gae import compute_gae, compute_macro_gae
 from mlsh.networks import MemberAdam
 from mlsh.policy import HierarchicalPolicy
@@ -31,9 +32,15 @@ EVAL_TASK_STREAM = 1
 
 
 def resolve_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when present, else the CPU."""
+    """``auto`` picks CUDA when present, else the CPU.
+
+    Raises:
+        ConfigError: a CUDA device is asked for and none is visible.
+    """
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={device} but this machine has no usable CUDA GPU; set device=cpu or device=auto.")
     return torch.device(device)
 
 
@@ -345,8 +352,13 @@ class MetaLearner:
         self.iteration = state["iteration"]
         self.gradient_steps = state.get("gradient_steps", 0)
         self.policy.load_state_dict(state["policy"])
-        self.master_optimizer.load_state_dict(state["master_optimizer"])
-        self.sub_optimizer.load_state_dict(state["sub_optimizer"])
+        for optimizer, key in ((self.master_optimizer, "master_optimizer"), (self.sub_optimizer, "sub_optimizer")):
+            optimizer.load_state_dict(state[key])
+            # torch leaves "step" entries where the checkpoint had them (the CPU): MemberAdam needs them by
+            # their parameter (a CUDA run's resume).
+            for param, param_state in optimizer.state.items():
+                if "step" in param_state:
+                    param_state["step"] = param_state["step"].to(param.device)
         self.tasks = list(state["tasks"])
         self.task_rng.bit_generator.state = state["task_rng"]
         for rng, rng_state in zip(self.slot_task_rngs, state.get("slot_task_rngs", []), strict=False):
