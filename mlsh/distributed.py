@@ -155,8 +155,13 @@ def init_process_group(device: str) -> DistContext:
     return context
 
 
-def destroy_process_group() -> None:
+def destroy_process_group(barrier: bool = True) -> None:
+    """Leaves the process group; ``barrier`` first waits for every rank (gloo may abort a process whose
+    peer tears its connections down while it is still finishing; skip it on an error path, where the
+    other ranks may never arrive)."""
     if dist.is_available() and dist.is_initialized():
+        if barrier:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -196,6 +196,14 @@ class MetaLearner:
         metrics["train/subpolicy_samples"] = float(
             sub_slots * self.cfg.train.envs_per_slot * self.cfg.train.rollout_len
         )
+        if self.dist is not None:  # episodes and sub-policy samples of every process (rank 0 logs them)
+            local = [stats.returns.sum(), stats.lengths.sum(), len(stats.returns), metrics["train/subpolicy_samples"]]
+            totals = self.dist.all_reduce(torch.tensor(np.asarray(local, dtype=np.float64), device=self.device))
+            ret_sum, len_sum, episodes, samples = totals.tolist()
+            if episodes:
+                metrics["rollout/ep_rew_mean"] = ret_sum / episodes
+                metrics["rollout/ep_len_mean"] = len_sum / episodes
+            metrics["train/subpolicy_samples"] = samples
         self.iteration += 1
         return metrics
 

@@ -30,6 +30,7 @@ def _task(dcfg: DictConfig) -> None:
     assert isinstance(data, dict)
     resume = data.pop("resume", None)
     context = None
+    failed = True
     try:
         if resume:
             run_dir = Path(resume)
@@ -47,10 +48,11 @@ def _task(dcfg: DictConfig) -> None:
         if context is None or context.is_main:
             print(f"mlsh: run dir {run_dir}", file=sys.stderr)
         summary = train(cfg, run_dir, resume=bool(resume))
+        failed = False
     except MLSHError as exc:
         fail(str(exc))
     finally:
-        destroy_process_group()
+        destroy_process_group(barrier=not failed)
     if context is not None and not context.is_main:
         return
     state = "finished" if summary["finished"] else "stopped (resume with resume=<run dir>)"
@@ -68,14 +70,14 @@ def main() -> None:
         load_run_config(run_dir)  # refuses a corrupt or foreign run before anything is written
         # Keep Hydra's files out of the resumed run so nothing of the original run is overwritten.
         sys.argv += [f"hydra.run.dir={run_dir}", "hydra.output_subdir=null"]
-    else:
-        if launched_by_torchrun() and env_rank() != 0:
-            # Rank 0 alone writes the run dir (train() gets its path from rank 0): no Hydra files here.
-            sys.argv += ["hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_logging=disabled"]
-        if "--help" not in sys.argv and "-h" not in sys.argv and "--cfg" not in sys.argv and "-c" not in sys.argv:
-            data = compose_config("train", overrides)
-            data.pop("resume", None)
-            make_env(config_from_dict(data).env).close()  # impossible settings are refused before any work
+    if launched_by_torchrun() and env_rank() != 0:
+        # Rank 0 alone writes the run dir (train() gets its path from rank 0): no Hydra files here.
+        sys.argv += ["hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_logging=disabled"]
+    asks_help = any(flag in sys.argv for flag in ("--help", "-h", "--cfg", "-c"))
+    if not resume and not asks_help:
+        data = compose_config("train", overrides)
+        data.pop("resume", None)
+        make_env(config_from_dict(data).env).close()  # impossible settings are refused before any work
     hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(_task)()
 
 

@@ -148,12 +148,15 @@ def worker(args: argparse.Namespace) -> None:
             torch.set_num_threads(cfg.train.torch_threads)
         rate, split = mlsh_rate(cfg, args.iterations, context)
         if context.is_main:
-            print(json.dumps({"rate": rate, "split": split}))
-    finally:
-        destroy_process_group()
+            print(json.dumps({"rate": rate, "split": split}), flush=True)
+    except BaseException:
+        destroy_process_group(barrier=False)
+        raise
+    destroy_process_group()
 
 
-def torchrun_rate(args: argparse.Namespace, procs: int) -> float:
+def torchrun_rate(args: argparse.Namespace, procs: int) -> dict[str, Any]:
+    """Runs the workers under torchrun; returns rank 0's ``{"rate": env steps/s of the run, "split": ...}``."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -164,9 +167,11 @@ def torchrun_rate(args: argparse.Namespace, procs: int) -> float:
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
-    if result.returncode != 0 or not lines:
+    if not lines:
         raise SystemExit(f"torchrun with {procs} processes failed:\n{result.stderr[-3000:]}")
-    return float(json.loads(lines[-1])["rate"])
+    if result.returncode != 0:
+        print(f"warning: torchrun with {procs} processes exited with {result.returncode} after reporting its rate")
+    return json.loads(lines[-1])
 
 
 def main() -> None:
@@ -214,9 +219,11 @@ def main() -> None:
     if not args.no_scaling:
         one = torchrun_rate(args, 1)
         many = torchrun_rate(args, args.procs)
-        print(f"torchrun 1 process, {args.slots} slots      {one:>10,.0f} env steps/s")
-        print(f"torchrun {args.procs} processes, {args.procs * args.slots} slots   {many:>10,.0f} env steps/s")
-        print(f"scaling efficiency = {many / (args.procs * one):.2f}")
+        runs = ((f"1 process, {args.slots} slots", one), (f"{args.procs} processes, x{args.procs} slots", many))
+        for label, run in runs:
+            split = ", ".join(f"{name.split(' ')[0]} {100 * share:.0f}%" for name, share in run["split"].items())
+            print(f"torchrun {label:<24} {run['rate']:>10,.0f} env steps/s   (rank 0: {split})")
+        print(f"scaling efficiency = {many['rate'] / (args.procs * one['rate']):.2f}")
     load = os.getloadavg()
     print(f"load average at the end: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
 

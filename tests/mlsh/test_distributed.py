@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +73,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
             return metrics
 
         learner.update = recording_update  # type: ignore[method-assign]
-        for _ in range(ITERATIONS):
-            learner.train_iteration()
+        record["train_metrics"] = [learner.train_iteration() for _ in range(ITERATIONS)]
         learner.close()
 
         # The normaliser merge on its own: each rank a batch of its own size.
@@ -87,6 +88,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         train(cfg, run / "resumed", max_iterations=2)
         train(cfg, run / "resumed", resume=True)
         torch.save(record, run / f"rank{rank}.pt")
+        dist.barrier()  # no rank tears its gloo connections down while another still uses them
     finally:
         dist.destroy_process_group()
 
@@ -108,6 +110,17 @@ def test_subpolicies_stay_bit_identical_across_ranks(two_ranks: tuple[Path, list
     assert updated >= 3  # the sub-policies did change (every iteration has a joint slot somewhere)
     # Rank 0 had no joint slot at iteration 0 and still took the same step as rank 1.
     assert not any(records[0]["iterations"][0]["joint"]) and any(records[1]["iterations"][0]["joint"])
+
+
+def test_logged_episode_statistics_cover_every_rank(two_ranks: tuple[Path, list[dict[str, Any]]]) -> None:
+    _, records = two_ranks
+    cfg = _config()
+    per_slot = cfg.train.envs_per_slot * cfg.train.rollout_len
+    for step in range(ITERATIONS):
+        m0, m1 = (r["train_metrics"][step] for r in records)
+        joint_slots = sum(sum(r["iterations"][step]["joint"]) for r in records)
+        assert m0["train/subpolicy_samples"] == m1["train/subpolicy_samples"] == joint_slots * per_slot
+        assert m0["rollout/ep_rew_mean"] == m1["rollout/ep_rew_mean"]
 
 
 def _concat(batches: list[RolloutBatch]) -> RolloutBatch:
@@ -165,3 +178,15 @@ def test_resume_continues_exactly(two_ranks: tuple[Path, list[dict[str, Any]]]) 
 def test_slots_must_split_evenly() -> None:
     with pytest.raises(ConfigError, match="multiple of the number of processes"):
         DistContext(rank=0, world_size=3).local_slots(4)
+
+
+def test_torchrun_command_line(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    common = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}"]
+    args = ["-m", "mlsh.train", "mlsh.num_slots=2", "train.envs_per_slot=1", "train.rollout_len=10"]
+    args += ["train.total_timesteps=40", "train.progress=false", "device=cpu", f"hydra.run.dir={run_dir}"]
+    first = subprocess.run([*common, *args], cwd=tmp_path, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert first.stdout.count("finished at iteration 2/2") == 1  # rank 0 alone reports
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # the other rank wrote nothing
+    assert load_checkpoint(run_dir)["world_size"] == 2
