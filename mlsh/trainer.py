@@ -64,8 +64,8 @@ def save_run(path: Path, learner: MetaLearner) -> None:
     """Saves the run; in a multi-process run every rank takes part and rank 0 writes one file.
 
     A multi-process checkpoint holds every rank's learner state under ``rank_learners`` (what resume
-    reads, rank by rank) and, under ``learner``, rank 0's state with the masters of all global slots
-    concatenated, so that evaluation and agents read it like a one-process checkpoint of M slots.
+    reads, rank by rank) and, under ``learner``, rank 0's state with the masters and tasks of all global
+    slots concatenated, so that evaluation and agents read it like a one-process checkpoint of M slots.
     """
     context = learner.dist
     if context is None:
@@ -82,7 +82,7 @@ def save_run(path: Path, learner: MetaLearner) -> None:
         "config": learner.cfg.to_dict(),
         "env_id": learner.cfg.env.id,
         "env_signature": env_signature(learner.task_env),
-        "learner": {**states[0], "policy": policy},
+        "learner": {**states[0], "policy": policy, "tasks": [task for state in states for task in state["tasks"]]},
         "world_size": context.world_size,
         "rank_learners": states,
     }

@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from agents import MLSHAgent
 from mlsh.checkpoint import load_checkpoint
 from mlsh.distributed import DistContext, merge_rms_batches
 from mlsh.errors import ConfigError
@@ -173,6 +174,9 @@ def test_resume_continues_exactly(two_ranks: tuple[Path, list[dict[str, Any]]]) 
     masters = resumed["learner"]["policy"]["masters.actor.layers.0.weight"]
     assert masters.shape[0] == 4
     assert torch.equal(masters[2:], resumed["rank_learners"][1]["policy"]["masters.actor.layers.0.weight"])
+    assert resumed["learner"]["tasks"] == resumed["rank_learners"][0]["tasks"] + resumed["rank_learners"][1]["tasks"]
+    agent = MLSHAgent.load(out / "resumed", slot=3)  # agents read it like a one-process checkpoint of 4 slots
+    assert agent.master_task == resumed["rank_learners"][1]["tasks"][1]
 
 
 def test_slots_must_split_evenly() -> None:
