@@ -4,7 +4,11 @@
 
 Each variant is trained with ``python -m mlsh.train`` (the env's default budget unless
 ``--timesteps`` is given) and evaluated with ``python -m mlsh.evaluate`` on 20 unseen tasks with the
-same adaptation budget for every variant (``--adapt-iters``, default 9 = MovementBandits' W).
+same adaptation budget for every variant (``--adapt-iters``, default: the run's W). With ``--scratch``
+the evaluation also trains PPO from scratch on each task and the table gets the area-under-curve ratio.
+
+    python scripts/seeds_table.py --env FourRooms --seeds 0 1 2 --variants 0 --scratch --out runs/four_rooms
+
 Writes ``table.md`` and ``results.json`` into ``--out`` and prints the table.
 """
 
@@ -41,19 +45,23 @@ def run_one(variant: str, overrides: list[str], seed: int, args: argparse.Namesp
         start = time.perf_counter()
         subprocess.run(command, check=True, capture_output=True, text=True)
         train_seconds = time.perf_counter() - start
-        subprocess.run(
-            [
-                sys.executable, "-m", "mlsh.evaluate", f"checkpoint={run_dir}", f"num_tasks={args.num_tasks}",
-                f"seed={seed}", f"adapt_iters={args.adapt_iters}", f"output={result_file}",
-            ],
-            check=True, capture_output=True, text=True,
-        )  # fmt: skip
+        evaluation = [f"checkpoint={run_dir}", f"num_tasks={args.num_tasks}", f"seed={seed}", f"output={result_file}"]
+        if args.adapt_iters is not None:
+            evaluation.append(f"adapt_iters={args.adapt_iters}")
+        if args.scratch:
+            evaluation.append("baselines=[scratch]")
+        subprocess.run([sys.executable, "-m", "mlsh.evaluate", *evaluation], check=True, capture_output=True, text=True)
         result = json.loads(result_file.read_text())
         result["train_seconds"] = train_seconds
         result_file.write_text(json.dumps(result, indent=2))
     result = json.loads(result_file.read_text())
-    print(f"{variant:<50} seed {seed}: ratio {result['ratio']:.3f}", flush=True)
+    auc = f", AUC / scratch {result['auc_ratio']:.2f}" if result.get("auc_ratio") is not None else ""
+    print(f"{variant:<50} seed {seed}: ratio {result['ratio']:.3f}{auc}", flush=True)
     return {"variant": variant, "seed": seed, **result}
+
+
+def _auc(result: dict) -> str:
+    return "-" if result.get("auc_ratio") is None else f"{result['auc_ratio']:.2f}"
 
 
 def main() -> None:
@@ -63,7 +71,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--timesteps", type=int, default=None)
     parser.add_argument("--num-tasks", type=int, default=20)
-    parser.add_argument("--adapt-iters", type=int, default=9)
+    parser.add_argument("--adapt-iters", type=int, default=None, help="default: the run's mlsh.warmup_iters")
+    parser.add_argument("--scratch", action="store_true", help="also PPO from scratch per task (AUC ratio)")
     parser.add_argument("--variants", nargs="*", default=None, help="subset of variant indices, e.g. 0 3")
     parser.add_argument("--out", default="runs/seeds_table")
     args = parser.parse_args()
@@ -73,8 +82,9 @@ def main() -> None:
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         results = list(pool.map(lambda job: run_one(*job, args), jobs))
     lines = [
-        f"| variant ({args.env}, {len(args.seeds)} seeds) | return / oracle, mean ± std | per seed | return | oracle |",
-        "|---|---|---|---|---|",
+        f"| variant ({args.env}, {len(args.seeds)} seeds) | return / oracle, mean ± std | per seed | return | oracle |"
+        + (" AUC / scratch, per seed |" if args.scratch else ""),
+        "|---|---|---|---|---|" + ("---|" if args.scratch else ""),
     ]
     for name in chosen:
         rows = [r for r in results if r["variant"] == name]
@@ -85,6 +95,7 @@ def main() -> None:
             f"{' '.join(f'{x:.2f}' for x in ratios)} | "
             f"{statistics.mean(r['return_after_adaptation'] for r in rows):.1f} | "
             f"{statistics.mean(r['oracle_return'] for r in rows):.1f} |"
+            + (f" {' '.join(_auc(r) for r in rows)} |" if args.scratch else "")
         )
     table = "\n".join(lines)
     out = Path(args.out)
