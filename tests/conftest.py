@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -106,6 +107,22 @@ def small_config(env_id: str = "mlsh/MovementBandits-v0", **mlsh: Any) -> Config
         seed=0,
         device="cpu",
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trained run shared by the agent and evaluation tests: MovementBandits, K = 2, N = 5, 10 iterations
+    of 2 slots x 2 envs x 20 steps (a few seconds, once per session).
+
+    It lives here rather than in ``tests/agents/conftest.py``: pytest imports every ``conftest.py`` of
+    this directory tree under the module name ``conftest``, so a second one would replace this module
+    in ``sys.modules`` and the test envs above could no longer be pickled into checkpoints.
+    """
+    from mlsh.trainer import train
+
+    run_dir = tmp_path_factory.mktemp("tiny_run")
+    train(small_config(), run_dir)
+    return run_dir
 
 
 @pytest.fixture(autouse=True)
