@@ -97,7 +97,7 @@ def main() -> None:
     goals = fr.HELDOUT_GOALS
     if args.run:
         skills, macro_len = run_skills(args.run)
-        sets = {f"{args.run} (N = {macro_len})": (skills, [macro_len])}
+        sets = {"trained run": (skills, [macro_len])}
     else:
         corners = [(1, 1), (1, 11), (11, 1), (11, 11)]
         sets = {
