@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +112,24 @@ def small_config(env_id: str = "mlsh/MovementBandits-v0", **mlsh: Any) -> Config
         seed=0,
         device="cpu",
     )
+
+
+def start_train_and_evaluate(run_dir: Path, train_args: Sequence[str], eval_args: str) -> subprocess.Popen[str]:
+    """Starts ``mlsh.train`` (seed 0) then ``mlsh.evaluate`` (seed 0, JSON to ``run_dir/result.json``) in a
+    single-threaded subprocess, so that learning tests can run two jobs at once, one per core."""
+    script = (
+        f"{sys.executable} -m mlsh.train seed=0 train.progress=false hydra.run.dir={run_dir} {' '.join(train_args)}"
+        f" && {sys.executable} -m mlsh.evaluate checkpoint={run_dir} seed=0 output={run_dir}/result.json {eval_args}"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(["bash", "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def evaluation_result(name: str, process: subprocess.Popen[str], run_dir: Path) -> dict[str, Any]:
+    """Waits for a :func:`start_train_and_evaluate` job and returns its evaluation JSON."""
+    _, stderr = process.communicate(timeout=1800)
+    assert process.returncode == 0, f"{name}: {stderr[-2000:]}"
+    return json.loads((run_dir / "result.json").read_text())
 
 
 @pytest.fixture(scope="session")

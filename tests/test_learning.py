@@ -8,37 +8,25 @@ PPO policy trained with the same budget commits to one goal and gets about half 
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import evaluation_result, start_train_and_evaluate
+
 pytestmark = pytest.mark.learning
 
-
-def _train_and_evaluate(run_dir: Path, *overrides: str) -> subprocess.Popen[str]:
-    script = (
-        f"{sys.executable} -m mlsh.train seed=0 train.progress=false hydra.run.dir={run_dir} {' '.join(overrides)}"
-        f" && {sys.executable} -m mlsh.evaluate checkpoint={run_dir} num_tasks=20 seed=0 adapt_iters=9"
-        f" output={run_dir}/result.json"
-    )
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(["bash", "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+EVAL_ARGS = "num_tasks=20 adapt_iters=9"
 
 
 def test_mlsh_reaches_80_percent_of_oracle_on_unseen_tasks_and_flat_ppo_about_half(tmp_path: Path) -> None:
     jobs = {
-        "mlsh": _train_and_evaluate(tmp_path / "mlsh"),
-        "flat": _train_and_evaluate(tmp_path / "flat", "algo=flat_ppo"),
+        "mlsh": start_train_and_evaluate(tmp_path / "mlsh", (), EVAL_ARGS),
+        "flat": start_train_and_evaluate(tmp_path / "flat", ("algo=flat_ppo",), EVAL_ARGS),
     }
     ratios = {}
     for name, process in jobs.items():
-        stdout, stderr = process.communicate(timeout=1800)
-        assert process.returncode == 0, f"{name}: {stderr[-2000:]}"
-        result = json.loads((tmp_path / name / "result.json").read_text())
+        result = evaluation_result(name, process, tmp_path / name)
         ratios[name] = result["ratio"]
         print(f"{name}: return {result['return_after_adaptation']:.2f} / oracle {result['oracle_return']:.2f}")
     assert ratios["mlsh"] >= 0.80, ratios

@@ -12,13 +12,11 @@ must already show the effect:
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import evaluation_result, start_train_and_evaluate
 
 pytestmark = pytest.mark.learning
 
@@ -29,32 +27,19 @@ SMALL_KEY_DOOR = (
     "+env.kwargs.min_key_distance=80",
     "train.total_timesteps=4000000",
 )
-
-
-def _train_and_evaluate(run_dir: Path, train_args: tuple[str, ...], eval_args: str) -> subprocess.Popen[str]:
-    script = (
-        f"{sys.executable} -m mlsh.train seed=0 train.progress=false hydra.run.dir={run_dir} {' '.join(train_args)}"
-        f" && {sys.executable} -m mlsh.evaluate checkpoint={run_dir} seed=0 plot=false tensorboard=false"
-        f" output={run_dir}/result.json {eval_args}"
-    )
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(["bash", "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+QUIET = "plot=false tensorboard=false"
 
 
 def test_four_rooms_heldout_goals_and_small_key_door_are_learned(tmp_path: Path) -> None:
     jobs = {
-        "four_rooms": _train_and_evaluate(
+        "four_rooms": start_train_and_evaluate(
             tmp_path / "four_rooms",
             ("env=FourRooms", "train.total_timesteps=3000000"),
-            "num_tasks=10 baselines=[scratch]",
+            f"num_tasks=10 baselines=[scratch] {QUIET}",
         ),
-        "key_door": _train_and_evaluate(tmp_path / "key_door", SMALL_KEY_DOOR, "num_tasks=10"),
+        "key_door": start_train_and_evaluate(tmp_path / "key_door", SMALL_KEY_DOOR, f"num_tasks=10 {QUIET}"),
     }
-    results = {}
-    for name, process in jobs.items():
-        stdout, stderr = process.communicate(timeout=1800)
-        assert process.returncode == 0, f"{name}: {stderr[-2000:]}"
-        results[name] = json.loads((tmp_path / name / "result.json").read_text())
+    results = {name: evaluation_result(name, process, tmp_path / name) for name, process in jobs.items()}
     four_rooms, key_door = results["four_rooms"], results["key_door"]
     print(
         f"FourRooms: success {four_rooms['return_after_adaptation']:.2f}, AUC ratio {four_rooms['auc_ratio']:.2f}; "
