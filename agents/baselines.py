@@ -27,7 +27,9 @@ def flat_ppo_config(cfg: Config) -> Config:
     return flat
 
 
-def sb3_ppo_adaptation(cfg: Config, tasks: Sequence[Any], iters: int, seed: int) -> Adaptation:
+def sb3_ppo_adaptation(
+    cfg: Config, tasks: Sequence[Any], iters: int, seed: int, deterministic: bool = False
+) -> Adaptation:
     """Stable-Baselines3 PPO from scratch on each task alone, with the budget and settings of an MLSH slot.
 
     Per iteration it collects ``envs_per_slot x rollout_len`` steps, like one MLSH slot, and uses the
@@ -38,7 +40,7 @@ def sb3_ppo_adaptation(cfg: Config, tasks: Sequence[Any], iters: int, seed: int)
 
     Returns:
         The curves (mean return of the episodes that ended in each iteration) and the return
-        measured after training, one episode per env.
+        measured after training, one episode per env (most likely actions with ``deterministic``).
     """
     import torch
     from stable_baselines3 import PPO
@@ -103,7 +105,7 @@ def sb3_ppo_adaptation(cfg: Config, tasks: Sequence[Any], iters: int, seed: int)
         model.learn(iters * envs * steps, callback=returns)
         curves[:, index] = returns.curve[:iters]
         vec.training = False
-        # Sampled actions, as MLSH's return after adaptation is measured.
-        after[index] = evaluate_policy(model, vec, n_eval_episodes=envs, deterministic=False, warn=False)[0]
+        # Measured as MLSH's return after adaptation is: sampled actions unless deterministic.
+        after[index] = evaluate_policy(model, vec, n_eval_episodes=envs, deterministic=deterministic, warn=False)[0]
         vec.close()
     return Adaptation(curves, after, {})

@@ -73,9 +73,17 @@ def parse_job(config_name: str) -> dict[str, Any]:
     return data
 
 
+def _check_bool(data: dict[str, Any], key: str) -> bool:
+    value = data[key]
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key} must be true or false, got {value!r}; write {key}=true or {key}=false.")
+    return value
+
+
 def main() -> None:
     data = parse_job("evaluate")
     baselines = _check_list(data, "baselines")
+    deterministic = _check_bool(data, "deterministic")
     # env=<Name> composes configs/env/<Name>.yaml (Hydra's env group); only its env section matters here.
     env = config_from_dict({"env": data["env"]}).env if data.get("env") else None
     result = evaluate_run(
@@ -92,6 +100,7 @@ def main() -> None:
         env=env,
         split=data["split"],
         keep_masters=bool(data["video"]),
+        deterministic=deterministic,
     )
     print(format_table(result))
     output = Path(data["output"] or Path(result["run_dir"]) / "eval" / f"evaluation_seed{data['seed']}.json")

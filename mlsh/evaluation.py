@@ -191,15 +191,16 @@ def adaptation_config(cfg: Config, num_tasks: int, iters: int, seed: int, env_cf
     )
 
 
-def _measure(learner: MetaLearner, num_slots: int) -> np.ndarray:
+def _measure(learner: MetaLearner, num_slots: int, deterministic: bool = False) -> np.ndarray:
     """Mean return per slot of the current policy, collecting until every slot finished an episode.
 
     Long episodes may outlast one rollout, so this collects up to ``MAX_MEASURE_ROLLOUTS`` rollouts.
+    With ``deterministic`` masters and sub-policies take their most likely choices.
     """
     rollout_len = learner.cfg.train.rollout_len
     returns, slots = [], []
     for _ in range(MAX_MEASURE_ROLLOUTS):
-        _, stats = learner.collector.collect(rollout_len, update_obs_rms=False)
+        _, stats = learner.collector.collect(rollout_len, update_obs_rms=False, deterministic=deterministic)
         returns.append(stats.returns)
         slots.append(stats.slots)
         after = _per_slot_mean(np.concatenate(returns), np.concatenate(slots), num_slots)
@@ -211,13 +212,15 @@ def _measure(learner: MetaLearner, num_slots: int) -> np.ndarray:
     )
 
 
-def _train_and_measure(learner: MetaLearner, iters: int, num_slots: int) -> tuple[np.ndarray, np.ndarray]:
+def _train_and_measure(
+    learner: MetaLearner, iters: int, num_slots: int, deterministic: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     curve = np.full((iters, num_slots), np.nan)
     for iteration in range(iters):
         learner.train_iteration()
         stats = learner.last_episodes
         curve[iteration] = _per_slot_mean(stats.returns, stats.slots, num_slots)
-    return curve, _measure(learner, num_slots)
+    return curve, _measure(learner, num_slots, deterministic)
 
 
 def adapt_masters(
@@ -228,6 +231,7 @@ def adapt_masters(
     seed: int,
     path: Path,
     env_cfg: EnvConfig | None = None,
+    deterministic: bool = False,
 ) -> Adaptation:
     """Adapts one fresh master per task over frozen sub-policies and normaliser (the paper's test time).
 
@@ -241,12 +245,14 @@ def adapt_masters(
         seed: evaluation seed (env seeds are offset from training's).
         path: the checkpoint, for error messages.
         env_cfg: evaluate on this env instead of the run's (same spaces).
+        deterministic: measure the adapted policy with its most likely choices (the curve is
+            always that of the sampling policy being trained).
     """
     eval_cfg = adaptation_config(cfg, len(tasks), iters, seed, env_cfg)
     learner = MetaLearner(eval_cfg, fixed_tasks=list(tasks), train_subpolicies=False, update_obs_rms=False)
     try:
         load_shared_weights(learner.policy, policy_state, path)
-        curve, after = _train_and_measure(learner, iters, len(tasks))
+        curve, after = _train_and_measure(learner, iters, len(tasks), deterministic)
         masters = {f"masters.{k}": v.detach().cpu().clone() for k, v in learner.policy.masters.state_dict().items()}
     finally:
         learner.close()
@@ -260,12 +266,14 @@ def flat_ppo_adaptation(
     seed: int,
     init_policy_state: Mapping[str, torch.Tensor] | None = None,
     path: Path | None = None,
+    deterministic: bool = False,
 ) -> Adaptation:
     """Flat PPO trained on each task alone, as many steps per iteration as an MLSH slot gets.
 
     Each task gets a one-sub-policy learner (its "master" has a single choice and is inert), trained
     on every iteration with the sub-policy PPO settings of ``cfg``. From scratch by default; with
     ``init_policy_state`` (a flat run's policy) it fine-tunes that policy, normaliser frozen.
+    ``deterministic`` measures the trained policy's most likely actions.
     """
     curves = np.full((iters, len(tasks)), np.nan)
     after = np.full(len(tasks), np.nan)
@@ -281,7 +289,7 @@ def flat_ppo_adaptation(
         try:
             if init_policy_state is not None:
                 load_shared_weights(learner.policy, init_policy_state, path or Path("."))
-            curve, measured = _train_and_measure(learner, iters, 1)
+            curve, measured = _train_and_measure(learner, iters, 1, deterministic)
         finally:
             learner.close()
         curves[:, index], after[index] = curve[:, 0], measured[0]
@@ -353,6 +361,7 @@ def evaluate_run(
     env: EnvConfig | None = None,
     split: str = "heldout",
     keep_masters: bool = False,
+    deterministic: bool = False,
 ) -> dict[str, Any]:
     """Adapts fresh masters on ``num_tasks`` unseen tasks over a run's frozen sub-policies.
 
@@ -371,6 +380,8 @@ def evaluate_run(
         env: evaluate on this env (default: the run's); it must have the run's spaces.
         split: ``heldout`` (the env's test split where it has one) or ``train`` (see :func:`sample_eval_tasks`).
         keep_masters: put an :class:`AdaptedMasters` under ``"_adapted"`` (not JSON; for videos).
+        deterministic: measure every method's return after adaptation with its most likely
+            choices (Stable-Baselines3's ``evaluate_policy`` default) instead of samples.
 
     Returns:
         A dict with the mean return after adaptation, the oracle's, their ratio, per-task values,
@@ -402,16 +413,16 @@ def evaluate_run(
     tasks = sample_eval_tasks(task_cfg, num_tasks, seed, split)
     oracle_means = oracle_returns(env_cfg, tasks, oracle_episodes, seed + 2 * EVAL_ENV_SEED_OFFSET) if oracle else None
 
-    mlsh = adapt_masters(cfg, payload["learner"]["policy"], tasks, iters, seed, path, env_cfg)
+    mlsh = adapt_masters(cfg, payload["learner"]["policy"], tasks, iters, seed, path, env_cfg, deterministic)
     steps_per_iter = cfg.train.envs_per_slot * cfg.train.rollout_len
     methods = {"mlsh": _method_summary(mlsh, steps_per_iter, oracle_means)}
     for name in chosen:
         if name == "scratch":
-            adaptation, used = flat_ppo_adaptation(task_cfg, tasks, iters, seed), cfg
+            adaptation, used = flat_ppo_adaptation(task_cfg, tasks, iters, seed, deterministic=deterministic), cfg
         elif name == "sb3_scratch":
             from agents.baselines import sb3_ppo_adaptation  # agents builds on mlsh: imported when asked for
 
-            adaptation, used = sb3_ppo_adaptation(task_cfg, tasks, iters, seed), cfg
+            adaptation, used = sb3_ppo_adaptation(task_cfg, tasks, iters, seed, deterministic), cfg
         else:
             other_path, other_payload, used = runs[name]
             if device:
@@ -419,10 +430,10 @@ def evaluate_run(
             state = other_payload["learner"]["policy"]
             if name == "finetune":
                 adaptation = flat_ppo_adaptation(
-                    dataclasses.replace(used, env=env_cfg), tasks, iters, seed, state, other_path
+                    dataclasses.replace(used, env=env_cfg), tasks, iters, seed, state, other_path, deterministic
                 )
             else:
-                adaptation = adapt_masters(used, state, tasks, iters, seed, other_path, env_cfg)
+                adaptation = adapt_masters(used, state, tasks, iters, seed, other_path, env_cfg, deterministic)
             methods[name] = {"run_dir": str(other_path.parent)}
         steps = used.train.envs_per_slot * used.train.rollout_len
         methods[name] = {**methods.get(name, {}), **_method_summary(adaptation, steps, oracle_means)}
@@ -434,6 +445,7 @@ def evaluate_run(
         "num_tasks": num_tasks,
         "seed": seed,
         "adapt_iters": iters,
+        "deterministic": deterministic,
         "steps_per_task_per_iter": steps_per_iter,
         "tasks": [_jsonable(t) for t in tasks],
         "return_after_adaptation": float(np.mean(mlsh.after)),
@@ -478,7 +490,8 @@ def format_table(result: dict[str, Any]) -> str:
     has_oracle = "oracle_return" in result
     lines = [
         f"Evaluation of {result['run_dir']} on {result['num_tasks']} unseen tasks "
-        f"({result['adapt_iters']} adaptation iterations of a fresh master, sub-policies frozen)"
+        f"({result['adapt_iters']} adaptation iterations of a fresh master, sub-policies frozen"
+        f"{'; returns after adaptation measured with the most likely choices' if result.get('deterministic') else ''})"
     ]
     header = f"{'task':>6} {'value':>12} {'return':>10}" + (f" {'oracle':>10} {'ratio':>7}" if has_oracle else "")
     lines.append(header)

@@ -195,21 +195,26 @@ class HierarchicalPolicy(nn.Module):
         return self.obs_rms(flat).float() if self.normalize_obs else flat.float()
 
     @torch.no_grad()
-    def choose_subpolicies(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def choose_subpolicies(
+        self, obs: torch.Tensor, deterministic: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Samples each env's sub-policy from its slot's master.
 
         Args:
             obs: ``[M, E, obs_dim]`` normalised observations, E envs per slot.
+            deterministic: each master's most likely choice instead of a sample.
 
         Returns:
             ``(sub_idx, logprob, value)``, each ``[M, E]``.
         """
         dist = self.masters.distribution(obs)
-        sub_idx = dist.sample()
+        sub_idx = dist.probs.argmax(-1) if deterministic else dist.sample()
         return sub_idx, dist.log_prob(sub_idx), self.masters.value(obs)
 
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, sub_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def act(
+        self, obs: torch.Tensor, sub_idx: torch.Tensor, deterministic: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Samples an action from each env's active sub-policy.
 
         All K sub-policies run on all B envs (K is small) and the active one is gathered.
@@ -217,13 +222,17 @@ class HierarchicalPolicy(nn.Module):
         Args:
             obs: ``[B, obs_dim]`` normalised observations.
             sub_idx: ``[B]`` active sub-policy per env.
+            deterministic: the most likely action (the Gaussian's mean) instead of a sample.
 
         Returns:
             ``(action [B, ...], logprob [B], value [B])``.
         """
         expanded = obs.unsqueeze(0).expand(self.num_subpolicies, -1, -1)
         dist = self.subpolicies.distribution(expanded)
-        actions = dist.sample()  # [K, B, ...]
+        if not deterministic:
+            actions = dist.sample()  # [K, B, ...]
+        else:
+            actions = dist.probs.argmax(-1) if self.subpolicies.discrete else dist.mean
         logprob, _ = self.subpolicies.log_prob_entropy(dist, actions)  # [K, B]
         values = self.subpolicies.value(expanded)  # [K, B]
         index = sub_idx.view(1, -1)

@@ -124,13 +124,17 @@ class RolloutCollector:
 
     # -- collection ----------------------------------------------------------------------------
     @torch.no_grad()
-    def collect(self, rollout_len: int, update_obs_rms: bool = True) -> tuple[RolloutBatch, EpisodeStats]:
+    def collect(
+        self, rollout_len: int, update_obs_rms: bool = True, deterministic: bool = False
+    ) -> tuple[RolloutBatch, EpisodeStats]:
         """Runs ``rollout_len`` steps in every env.
 
         Args:
             rollout_len: L.
             update_obs_rms: merge the raw observations seen into the normaliser after collecting
                 (off when evaluating frozen sub-policies).
+            deterministic: masters and sub-policies take their most likely choices (evaluation
+                only: the batch's log-probabilities are then those of the chosen actions, not samples).
         """
         if self.obs is None:
             raise RuntimeError("Call reset() before collect().")
@@ -167,13 +171,15 @@ class RolloutCollector:
             obs = self._normalized(self.obs)
             decide = self.clock == 0
             if decide.any():
-                choice, logprob, value = policy.choose_subpolicies(obs.view(num_slots, per_slot, obs_dim))
+                choice, logprob, value = policy.choose_subpolicies(
+                    obs.view(num_slots, per_slot, obs_dim), deterministic
+                )
                 decide_t = torch.as_tensor(decide, device=device)
                 sub_idx = torch.where(decide_t, choice.view(-1), sub_idx)
                 decisions_buf[t] = decide_t
                 master_logprob[t] = torch.where(decide_t, logprob.view(-1), 0.0)
                 master_values[t] = torch.where(decide_t, value.view(-1), 0.0)
-            action, logprob, value = policy.act(obs, sub_idx)
+            action, logprob, value = policy.act(obs, sub_idx, deterministic)
             obs_buf[t], actions_buf[t], sub_idx_buf[t] = obs, action, sub_idx
             sub_logprob[t], sub_values[t] = logprob, value
 

@@ -50,6 +50,8 @@ def run_one(variant: str, overrides: list[str], seed: int, args: argparse.Namesp
             evaluation.append(f"adapt_iters={args.adapt_iters}")
         if args.scratch:
             evaluation.append("baselines=[scratch]")
+        if args.deterministic:
+            evaluation.append("deterministic=true")
         subprocess.run([sys.executable, "-m", "mlsh.evaluate", *evaluation], check=True, capture_output=True, text=True)
         result = json.loads(result_file.read_text())
         result["train_seconds"] = train_seconds
@@ -73,6 +75,9 @@ def main() -> None:
     parser.add_argument("--num-tasks", type=int, default=20)
     parser.add_argument("--adapt-iters", type=int, default=None, help="default: the run's mlsh.warmup_iters")
     parser.add_argument("--scratch", action="store_true", help="also PPO from scratch per task (AUC ratio)")
+    parser.add_argument(
+        "--deterministic", action="store_true", help="measure the adapted policies' most likely choices"
+    )
     parser.add_argument("--variants", nargs="*", default=None, help="subset of variant indices, e.g. 0 3")
     parser.add_argument("--out", default="runs/seeds_table")
     args = parser.parse_args()

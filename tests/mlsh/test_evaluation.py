@@ -20,7 +20,7 @@ from mlsh.cli import run_cli
 from mlsh.config import Config, ConfigError
 from mlsh.errors import CheckpointError
 from mlsh.evaluate import main as evaluate_main
-from mlsh.evaluation import evaluate_run, oracle_returns, sample_eval_tasks
+from mlsh.evaluation import evaluate_run, format_table, oracle_returns, sample_eval_tasks
 from mlsh.meta import TRAIN_TASK_STREAM, task_rng
 from mlsh.report import CSV_COLUMNS
 from mlsh.trainer import train
@@ -202,3 +202,26 @@ def test_evaluate_cli_errors_are_one_line(
     assert exit_info.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: Baseline 'flat' needs a run trained with algo=flat_ppo")
+
+
+def test_deterministic_measurement_leaves_the_curves_alone(
+    suite_runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    common = {"num_tasks": 3, "adapt_iters": 2, "oracle_episodes": 2, "baselines": ["scratch"]}
+    sampled = evaluate_run(suite_runs["mlsh"], **common)
+    greedy = evaluate_run(suite_runs["mlsh"], deterministic=True, **common)
+    again = evaluate_run(suite_runs["mlsh"], deterministic=True, **common)
+    assert (sampled["deterministic"], greedy["deterministic"]) == (False, True)
+    for name in ("mlsh", "scratch"):  # training is the same; only the measurement after it differs
+        assert greedy["methods"][name]["curve_per_task"] == sampled["methods"][name]["curve_per_task"]
+        assert greedy["methods"][name]["return_after_adaptation_per_task"] == pytest.approx(
+            again["methods"][name]["return_after_adaptation_per_task"]
+        )
+    assert greedy["return_after_adaptation_per_task"] != sampled["return_after_adaptation_per_task"]
+    assert "measured with the most likely choices" in format_table(greedy)
+    monkeypatch.setattr(sys, "argv", ["mlsh.evaluate", f"checkpoint={suite_runs['mlsh']}", "deterministic=maybe"])
+    with pytest.raises(SystemExit):
+        run_cli(evaluate_main)
+    assert capsys.readouterr().err.strip() == (
+        "error: deterministic must be true or false, got 'maybe'; write deterministic=true or deterministic=false."
+    )

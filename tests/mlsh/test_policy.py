@@ -47,6 +47,23 @@ def test_categorical_subpolicy_gathers_the_active_member() -> None:
         assert torch.allclose(logprob[b], expected, atol=1e-6)
 
 
+def test_deterministic_choices_are_the_most_likely_ones() -> None:
+    discrete = _policy(gym.spaces.Discrete(4))
+    obs = torch.randn(6, 4)
+    sub_idx = torch.tensor([2, 2, 0, 1, 0, 2])
+    logits = discrete.subpolicies.actor(obs.unsqueeze(0).expand(3, -1, -1))
+    action, _, _ = discrete.act(obs, sub_idx, deterministic=True)
+    assert torch.equal(action, logits[sub_idx, torch.arange(6)].argmax(-1))
+    choice, _, _ = discrete.choose_subpolicies(obs.view(2, 3, 4), deterministic=True)
+    assert torch.equal(choice, discrete.masters.distribution(obs.view(2, 3, 4)).probs.argmax(-1))
+    gaussian = _policy(gym.spaces.Box(-1, 1, shape=(2,), dtype=np.float32))
+    action, _, _ = gaussian.act(obs, sub_idx, deterministic=True)
+    means = gaussian.subpolicies.actor(obs.unsqueeze(0).expand(3, -1, -1))
+    assert torch.allclose(action, means[sub_idx, torch.arange(6)])
+    again, _, _ = gaussian.act(obs, sub_idx, deterministic=True)
+    assert torch.equal(action, again)
+
+
 def test_unsupported_spaces_are_refused_with_a_fix() -> None:
     with pytest.raises(ConfigError, match="Discrete or a 1-d Box"):
         _policy(gym.spaces.MultiBinary(3))
