@@ -34,7 +34,7 @@ VARIANTS: dict[str, list[str]] = {
 def run_one(variant: str, overrides: list[str], seed: int, args: argparse.Namespace) -> dict:
     slug = {name: f"v{i}" for i, name in enumerate(VARIANTS)}[variant]
     run_dir = Path(args.out) / slug / f"seed{seed}"
-    result_file = run_dir / "eval" / "table_eval.json"
+    result_file = run_dir / "eval" / ("table_eval_deterministic.json" if args.deterministic else "table_eval.json")
     if not result_file.exists():
         extra = [f"train.total_timesteps={args.timesteps}"] if args.timesteps else []
         common = [f"env={args.env}", f"seed={seed}", "train.progress=false", *extra, *overrides]
