@@ -9,6 +9,9 @@ the evaluation also trains PPO from scratch on each task and the table gets the 
 
     python scripts/seeds_table.py --env FourRooms --seeds 0 1 2 --variants 0 --scratch --out runs/four_rooms
 
+``--set`` adds training overrides to every variant; ``--deterministic`` measures the adapted policies'
+most likely choices.
+
 Writes ``table.md`` and ``results.json`` into ``--out`` and prints the table.
 """
 
@@ -37,7 +40,7 @@ def run_one(variant: str, overrides: list[str], seed: int, args: argparse.Namesp
     result_file = run_dir / "eval" / ("table_eval_deterministic.json" if args.deterministic else "table_eval.json")
     if not result_file.exists():
         extra = [f"train.total_timesteps={args.timesteps}"] if args.timesteps else []
-        common = [f"env={args.env}", f"seed={seed}", "train.progress=false", *extra, *overrides]
+        common = [f"env={args.env}", f"seed={seed}", "train.progress=false", *extra, *args.set, *overrides]
         if (run_dir / "checkpoint.pt").exists():
             command = [sys.executable, "-m", "mlsh.train", f"resume={run_dir}"]
         else:
@@ -78,6 +81,7 @@ def main() -> None:
     parser.add_argument(
         "--deterministic", action="store_true", help="measure the adapted policies' most likely choices"
     )
+    parser.add_argument("--set", nargs="*", default=[], help="extra training overrides, e.g. mlsh.num_subpolicies=6")
     parser.add_argument("--variants", nargs="*", default=None, help="subset of variant indices, e.g. 0 3")
     parser.add_argument("--out", default="runs/seeds_table")
     args = parser.parse_args()
