@@ -4,6 +4,16 @@ Env ``b`` of the vector env belongs to task slot ``b // envs_per_slot``. The vec
 ``AutoresetMode.SAME_STEP``: the observation returned with an episode end is already the next
 episode's first one, and the true final observation is in ``info["final_obs"]`` (needed to
 bootstrap truncated episodes).
+
+Host->device traffic (GPU issue): each env step makes one upload. The next observation, reward,
+terminated, truncated and the next step's decision mask (the macro clock lives on the host) are
+packed into one flat float32 staging tensor and copied at once, then sliced on the device; one more
+upload at rollout start carries the first observation, decision mask and active sub-policies. On
+CUDA the staging tensor is pinned and copied with ``non_blocking=True``; two pinned buffers
+alternate, and a CUDA event per buffer keeps a buffer from being refilled while its copy may still
+be in flight. On a CPU device each upload is a fresh tensor (never a reused buffer: the batch keeps
+slices of it). The raw observations stay on the device for the normaliser update; the only other
+upload is the final observation of a truncated episode, needed to bootstrap it.
 """
 
 from __future__ import annotations
@@ -83,12 +93,16 @@ class RolloutCollector:
         self.envs_per_slot = envs_per_slot
         self.num_envs = vec_env.num_envs
         self.macro_len = macro_len
-        self.device = device
+        self.device = torch.device(device)
         self.obs: np.ndarray | None = None
         self.clock = np.zeros(self.num_envs, dtype=np.int64)  # steps since the master's last decision
         self.sub_idx = np.zeros(self.num_envs, dtype=np.int64)
         self.episode_return = np.zeros(self.num_envs)
         self.episode_length = np.zeros(self.num_envs, dtype=np.int64)
+        # Two pinned staging buffers used in turn, each with the event of its last copy (CUDA only).
+        self._staging: list[torch.Tensor] = []
+        self._copied: list[torch.cuda.Event] = []
+        self._next_staging = 0
 
     # -- env control ---------------------------------------------------------------------------
     def reset(self, seed: int | None, tasks: list[Any]) -> None:
@@ -122,6 +136,45 @@ class RolloutCollector:
     def _normalized(self, obs: np.ndarray) -> torch.Tensor:
         return self.policy.normalize(self._tensor(obs))
 
+    def _host_staging(self, size: int) -> tuple[torch.Tensor, int | None]:
+        """A host tensor of ``size`` float32 to fill, and the index of the pinned buffer it is (CUDA)."""
+        if self.device.type != "cuda":
+            return torch.empty(size, dtype=torch.float32), None
+        if not self._staging or self._staging[0].numel() < size:
+            for event in self._copied:
+                event.synchronize()
+            self._staging = [torch.empty(size, dtype=torch.float32, pin_memory=True) for _ in range(2)]
+            self._copied = [torch.cuda.Event() for _ in range(2)]
+        index = self._next_staging
+        self._next_staging = 1 - index
+        self._copied[index].synchronize()  # its previous copy has finished reading it
+        return self._staging[index][:size], index
+
+    def _upload(self, *arrays: np.ndarray) -> list[torch.Tensor]:
+        """Copies host arrays with leading dimension B to the device in one transfer.
+
+        Args:
+            *arrays: each ``[B]`` or ``[B, ...]`` (any numeric or bool dtype).
+
+        Returns:
+            float32 device tensors, ``[B]`` for a ``[B]`` array and ``[B, n]`` (flattened) otherwise.
+        """
+        arrays = tuple(np.asarray(a) for a in arrays)
+        sizes = [a.size for a in arrays]
+        host, index = self._host_staging(sum(sizes))
+        filled = host.numpy()
+        offset = 0
+        for a, size in zip(arrays, sizes, strict=True):
+            filled[offset : offset + size] = a.reshape(-1)
+            offset += size
+        if index is None:
+            staged = host.to(self.device)
+        else:
+            staged = host.to(self.device, non_blocking=True)
+            self._copied[index].record(torch.cuda.current_stream(self.device))
+        parts = torch.split(staged, sizes)
+        return [p if a.ndim == 1 else p.view(self.num_envs, -1) for p, a in zip(parts, arrays, strict=True)]
+
     # -- collection ----------------------------------------------------------------------------
     @torch.no_grad()
     def collect(
@@ -148,7 +201,7 @@ class RolloutCollector:
             return torch.zeros(rollout_len, num_envs, *shape, dtype=dtype, device=device)
 
         obs_buf = zeros(obs_dim)
-        raw_obs = []
+        raw_obs: list[torch.Tensor] = []  # [B, obs_dim] each, raw, on the device
         actions_buf = zeros(*act_shape, dtype=torch.long if discrete else torch.float32)
         sub_idx_buf = zeros(dtype=torch.long)
         sub_logprob, sub_values, rewards = zeros(), zeros(), zeros()
@@ -160,21 +213,21 @@ class RolloutCollector:
         ep_lengths: list[int] = []
         ep_slots: list[int] = []
 
-        sub_idx = torch.as_tensor(self.sub_idx, device=device)
+        # float32 holds sub-policy indices exactly (K << 2**24).
+        raw_t, decide_t, sub_idx = self._upload(self.obs, self.clock == 0, self.sub_idx)
+        decide_t, sub_idx = decide_t != 0, sub_idx.long()
+        obs = policy.normalize(raw_t)
         low = high = None
         if not discrete:
             space = self.vec_env.single_action_space
             low, high = space.low, space.high
 
         for t in range(rollout_len):
-            raw_obs.append(self.obs)
-            obs = self._normalized(self.obs)
-            decide = self.clock == 0
-            if decide.any():
+            raw_obs.append(raw_t)
+            if (self.clock == 0).any():
                 choice, logprob, value = policy.choose_subpolicies(
                     obs.view(num_slots, per_slot, obs_dim), deterministic
                 )
-                decide_t = torch.as_tensor(decide, device=device)
                 sub_idx = torch.where(decide_t, choice.view(-1), sub_idx)
                 decisions_buf[t] = decide_t
                 master_logprob[t] = torch.where(decide_t, logprob.view(-1), 0.0)
@@ -187,38 +240,40 @@ class RolloutCollector:
             if not discrete:
                 env_action = np.clip(env_action, low, high)
             next_obs, reward, terminated, truncated, info = self.vec_env.step(env_action)
-            rewards[t] = self._tensor(reward)
-            terminated_buf[t] = torch.as_tensor(terminated, device=device)
-            truncated_buf[t] = torch.as_tensor(truncated, device=device)
+            ended = terminated | truncated
+            self.clock = (self.clock + 1) % self.macro_len
+            self.clock[ended] = 0
+            raw_t, reward_t, terminated_t, truncated_t, decide_t = self._upload(
+                next_obs, reward, terminated, truncated, self.clock == 0
+            )
+            terminated_t, truncated_t, decide_t = terminated_t != 0, truncated_t != 0, decide_t != 0
+            rewards[t], terminated_buf[t], truncated_buf[t] = reward_t, terminated_t, truncated_t
             cut = truncated & ~terminated  # a terminal state has no value to bootstrap from
             if cut.any():
                 # Bootstrap a cut episode from its true final observation at both levels.
                 final = np.stack([info["final_obs"][b] if cut[b] else next_obs[b] for b in range(num_envs)])
                 final_obs = self._normalized(final)
-                cut_t = torch.as_tensor(cut, device=device)
+                cut_t = truncated_t & ~terminated_t
                 sub_bootstrap[t] = torch.where(cut_t, policy.sub_value(final_obs, sub_idx), 0.0)
                 boot = policy.master_value(final_obs.view(num_slots, per_slot, obs_dim)).view(-1)
                 master_bootstrap[t] = torch.where(cut_t, boot, 0.0)
 
             self.episode_return += reward
             self.episode_length += 1
-            ended = terminated | truncated
             for b in np.flatnonzero(ended):
                 ep_returns.append(float(self.episode_return[b]))
                 ep_lengths.append(int(self.episode_length[b]))
                 ep_slots.append(b // per_slot)
             self.episode_return[ended] = 0.0
             self.episode_length[ended] = 0
-            self.clock = (self.clock + 1) % self.macro_len
-            self.clock[ended] = 0
             self.obs = next_obs
+            obs = policy.normalize(raw_t)
 
-        next_obs_t = self._normalized(self.obs)
-        next_sub_values = policy.sub_value(next_obs_t, sub_idx)
-        next_master_values = policy.master_value(next_obs_t.view(num_slots, per_slot, obs_dim)).view(-1)
+        next_sub_values = policy.sub_value(obs, sub_idx)
+        next_master_values = policy.master_value(obs.view(num_slots, per_slot, obs_dim)).view(-1)
         self.sub_idx = sub_idx.cpu().numpy()
         if update_obs_rms:
-            policy.obs_rms.update(self._tensor(np.stack(raw_obs)).reshape(-1, obs_dim))
+            policy.obs_rms.update(torch.stack(raw_obs).reshape(-1, obs_dim))
         batch = RolloutBatch(
             obs=obs_buf,
             actions=actions_buf,

@@ -1,8 +1,11 @@
-"""Rollout collection: macro clock, episode ends, bootstrapping, tasks per slot."""
+"""Rollout collection: macro clock, episode ends, bootstrapping, tasks per slot, host->device uploads."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+import pytest
 import torch
 
 from mlsh.meta import MetaLearner
@@ -89,3 +92,59 @@ def test_obs_normaliser_updates_only_when_asked() -> None:
     assert torch.equal(mean_before, learner.policy.obs_rms.mean)
     learner.collector.collect(30, update_obs_rms=True)
     assert not torch.equal(mean_before, learner.policy.obs_rms.mean)
+
+
+def test_one_upload_per_step_plus_one_at_rollout_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GPU issue: the next obs, reward, terminated, truncated and decision mask travel in one staging
+    # tensor; only a truncation adds the upload of its final observation (``_tensor``).
+    learner = _learner()
+    collector = learner.collector
+    calls = {"_upload": 0, "_tensor": 0, "stray": 0}
+    inside = [False]
+
+    def counted(name: str) -> Callable[..., object]:
+        method = getattr(collector, name)
+
+        def wrapper(*args: object) -> object:
+            calls[name] += 1
+            inside[0] = True
+            try:
+                return method(*args)
+            finally:
+                inside[0] = False
+
+        return wrapper
+
+    def stray(make: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        def wrapper(*args: object, **kwargs: object) -> torch.Tensor:
+            calls["stray"] += not inside[0]  # a tensor built from host data outside the upload helpers
+            return make(*args, **kwargs)
+
+        return wrapper
+
+    for name in ("_upload", "_tensor"):
+        monkeypatch.setattr(collector, name, counted(name))
+    for make in ("as_tensor", "tensor", "from_numpy"):
+        monkeypatch.setattr(torch, make, stray(getattr(torch, make)))
+    collector.reset(0, [0, 1])
+    batch, _ = collector.collect(8)  # the time limit is 9: no truncation yet
+    assert not batch.truncated.any()
+    assert calls == {"_upload": 9, "_tensor": 0, "stray": 0}
+
+    calls.update(_upload=0, _tensor=0)
+    batch, _ = collector.collect(30)
+    steps_cut = int((batch.truncated & ~batch.terminated).any(dim=1).sum())
+    assert steps_cut > 0
+    assert calls == {"_upload": 31, "_tensor": steps_cut, "stray": 0}
+
+
+def test_uploads_are_fresh_tensors_on_cpu() -> None:
+    # On a CPU device the batch keeps slices of each upload: a reused buffer would be overwritten.
+    learner = _learner()
+    collector = learner.collector
+    collector.reset(0, [0, 1])
+    first = collector._upload(np.ones((4, 2)), np.zeros(4, dtype=bool))
+    second = collector._upload(np.full((4, 2), 2.0), np.ones(4, dtype=bool))
+    assert first[0].shape == (4, 2) and first[1].shape == (4,)
+    assert torch.equal(first[0], torch.ones(4, 2)) and torch.equal(first[1], torch.zeros(4))
+    assert torch.equal(second[0], torch.full((4, 2), 2.0)) and torch.equal(second[1], torch.ones(4))
