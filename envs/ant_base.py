@@ -85,6 +85,7 @@ class AntTaskEnv(TaskEnv[TaskT]):
     :meth:`outcome` and, where needed, :meth:`physics_fields`, :meth:`visual_fields` and
     :meth:`extra_controls`. The observation is the ant's ``qpos`` (x and y included) and ``qvel``:
     ``Box(-inf, inf, (29,), float64)``, the same in every Ant task so that sub-policies transfer.
+    Envs whose task parameters hold a ``"goal"`` expose it, never observed, as :attr:`goal_position`.
 
     It reproduces what it needs of Gymnasium's ``MujocoEnv`` and ``AntEnv`` (reset noise, frame skip,
     healthy range) rather than subclassing them: importing those needs ``imageio``, and ``AntEnv``
@@ -286,6 +287,18 @@ class AntTaskEnv(TaskEnv[TaskT]):
             self._renderer = mujoco.Renderer(self.model, height=self.height, width=self.width)
         self._renderer.update_scene(self.data, camera="arena")
         return self._renderer.render()
+
+    @property
+    def goal_position(self) -> np.ndarray:
+        """The current task's goal (x, y), ``[2]`` float; ``AttributeError`` (so ``hasattr`` is false) without one.
+
+        Computed from :attr:`task` rather than read from the episode's parameters, so that it is right before
+        the first reset and right after a task change (which takes effect at the next reset).
+        """
+        params = self.task_params([self._task])
+        if "goal" not in params:
+            raise AttributeError(f"{type(self).__name__} has no goal_position: its tasks have no goal.")
+        return np.asarray(params["goal"][0], dtype=np.float64).copy()
 
     @property
     def dt(self) -> float:

@@ -23,6 +23,7 @@ class AntTwowalk(AntTaskEnv[int]):
     task 1 on the right edge at (``goal_distance``, 0). The goal is never observed and persists across
     resets, so a master policy must find out which way to walk. This is "Twowalk" of Frans et al.
     (2018), section 6.3: with K = 2 sub-policies, one should learn to walk up and the other right.
+    ``env.unwrapped.goal_position`` gives the current task's goal (for analysis; ``mlsh.inspect``).
 
     ## Action Space
     ``Box(-1, 1, (8,), float32)``: torques of Ant-v5's eight hip and ankle motors (gear 150).

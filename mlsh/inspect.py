@@ -10,7 +10,12 @@ Spots collapsed or unused sub-policies. Fresh masters first adapt on unseen task
 * **agreement**: how often two sub-policies pick the same most likely action on the observations
   either visits alone;
 * **flags**: ``unused`` (usage below ``unused_below``) and ``alike`` pairs (agreement of
-  ``ALIKE_AGREEMENT`` or more: the sub-policies have collapsed onto one behaviour).
+  ``ALIKE_AGREEMENT`` or more: the sub-policies have collapsed onto one behaviour);
+* **goal-directed choices** (envs with a ``goal_position``: AntTwowalk, AntMaze, AntObstacles): at each
+  master decision, the "right" sub-policy is the one whose mean displacement alone points most toward
+  the goal, ``argmax_k mean_displacement_k . unit(goal - position)``; the report gives the share of
+  decisions that chose it, overall and per task (the Ant issue's AntTwowalk check: >= 0.8 after warmup).
+  ``null`` for envs without a goal or without displacements (MovementBandits, FourRooms, KeyDoor).
 
 Writes ``<run dir>/inspect/inspect_seed<seed>.json`` and a PNG: visit heat-maps for grid envs
 (where k is active under the masters, and where k goes alone), displacement vectors otherwise.
@@ -80,19 +85,41 @@ def _count(visits: dict[tuple[int, ...], int], position: np.ndarray | None) -> N
         visits[key] = visits.get(key, 0) + 1
 
 
-def _run_with_master(agent: MLSHAgent, env: gym.Env, records: list[SubPolicyRecord], seed: int, grid: bool) -> None:
+def goal_direction(env: gym.Env, obs: np.ndarray) -> np.ndarray | None:
+    """Unit vector ``[2]`` from the agent to ``env.unwrapped.goal_position``; None without a goal or a
+    position, or with the agent exactly on the goal."""
+    goal = getattr(env.unwrapped, "goal_position", None)
+    position = agent_position(env, obs)[0]
+    if goal is None or position is None:
+        return None
+    offset = np.asarray(goal, dtype=float) - position[:2]
+    length = float(np.linalg.norm(offset))
+    return offset / length if length > 0 else None
+
+
+def _run_with_master(
+    agent: MLSHAgent, env: gym.Env, records: list[SubPolicyRecord], seed: int, grid: bool
+) -> list[tuple[int, np.ndarray]]:
+    """One episode under the adapted master; returns ``(chosen sub-policy, unit goal direction)`` per
+    master decision (empty for envs without a goal)."""
     obs, _ = env.reset(seed=seed)
     state, start = None, np.ones(1, dtype=bool)
+    decisions: list[tuple[int, np.ndarray]] = []
     while True:
+        # predict's convention: the master decides at an episode start or when no steps are left.
+        decides = bool(start[0]) or int(state[1][0]) <= 0
+        direction = goal_direction(env, obs) if decides else None
         action, state = agent.predict(obs, state, start)
         sub = int(state[0][0])
+        if direction is not None:
+            decisions.append((sub, direction))
         records[sub].active_steps += 1
         if grid:
             _count(records[sub].visits_active, agent_position(env, obs)[0])
         obs, _, terminated, truncated, _ = env.step(action)
         start = np.zeros(1, dtype=bool)
         if terminated or truncated:
-            return
+            return decisions
 
 
 def _modes(agent: MLSHAgent, obs: np.ndarray) -> np.ndarray:
@@ -149,6 +176,41 @@ def _summaries(agent: MLSHAgent, records: list[SubPolicyRecord], unused_below: f
     return {"subpolicies": subs, "agreement": agreement, "unused": unused, "alike": alike}
 
 
+def goal_directed_shares(
+    mean_displacements: np.ndarray, directions: np.ndarray, chosen: np.ndarray, task_index: np.ndarray, num_tasks: int
+) -> dict[str, Any]:
+    """How often the master chose the sub-policy heading for the goal.
+
+    Args:
+        mean_displacements: ``[K, 2]``, each sub-policy's mean displacement per macro step alone.
+        directions: ``[D, 2]``, the unit vector from the agent to the goal at each of D decisions.
+        chosen: ``[D]``, the sub-policy chosen at each decision.
+        task_index: ``[D]``, the task (in ``[0, num_tasks)``) of each decision.
+        num_tasks: number of tasks.
+
+    Returns:
+        ``{"overall": share, "per_task": [share or None (no decision)] * num_tasks, "decisions": D}``; the
+        right sub-policy is ``argmax_k mean_displacements[k] . direction`` (ties: the lowest k).
+    """
+    right = np.argmax(np.asarray(directions, dtype=float) @ np.asarray(mean_displacements, dtype=float).T, axis=1)
+    hits = right == np.asarray(chosen)
+    task_index = np.asarray(task_index)
+    per_task = [float(hits[task_index == t].mean()) if np.any(task_index == t) else None for t in range(num_tasks)]
+    return {"overall": float(hits.mean()) if len(hits) else None, "per_task": per_task, "decisions": int(len(hits))}
+
+
+def _goal_directed_choices(
+    subs: list[dict[str, Any]], decisions: list[tuple[int, int, np.ndarray]], num_tasks: int
+) -> dict[str, Any] | None:
+    """:func:`goal_directed_shares` of ``(task, sub-policy, direction)`` decisions; None without decisions
+    or without every sub-policy's mean displacement."""
+    if not decisions or not all("mean_displacement" in sub for sub in subs):
+        return None
+    tasks, chosen, directions = zip(*decisions)
+    means = np.array([sub["mean_displacement"] for sub in subs])[:, :2]
+    return goal_directed_shares(means, np.array(directions), np.array(chosen), np.array(tasks), num_tasks)
+
+
 def _agreement(agent: MLSHAgent, records: list[SubPolicyRecord]) -> list[list[float]]:
     """``[K, K]``: how often sub-policies i and j pick the same most likely action, on the observations
     that either visits alone (continuous actions: 1 - mean distance / the action range's diagonal)."""
@@ -190,6 +252,7 @@ def inspect_run(
     )
     adapted: AdaptedMasters = result["_adapted"]
     records: list[SubPolicyRecord] = []
+    decisions: list[tuple[int, int, np.ndarray]] = []  # (task index, chosen sub-policy, unit goal direction)
     grid = False
     for index, task in enumerate(adapted.tasks):
         agent = MLSHAgent.from_policy_state(
@@ -202,10 +265,12 @@ def inspect_run(
         grid = agent_position(env, env.reset(seed=seed)[0])[1]
         for episode in range(episodes):
             episode_seed = seed + 1000 * index + episode
-            _run_with_master(agent, env, records, episode_seed, grid)
+            chosen = _run_with_master(agent, env, records, episode_seed, grid)
+            decisions += [(index, sub, direction) for sub, direction in chosen]
             for k in range(agent.num_subpolicies):
                 _run_alone(agent, env, k, records[k], episode_seed, grid)
         env.close()
+    summaries = _summaries(agent, records, unused_below)
     report = {
         "run_dir": result["run_dir"],
         "env_id": result["env_id"],
@@ -215,7 +280,8 @@ def inspect_run(
         "adapt_iters": result["adapt_iters"],
         "return_after_adaptation": result["return_after_adaptation"],
         "grid": grid,
-        **_summaries(agent, records, unused_below),
+        **summaries,
+        "goal_directed_choices": _goal_directed_choices(summaries["subpolicies"], decisions, len(adapted.tasks)),
     }
     return report, records
 
@@ -243,6 +309,13 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append(f"action agreement between sub-policies: {', '.join(pairs) or '-'}")
     lines.append(f"unused (usage < threshold): {report['unused'] or 'none'}")
     lines.append(f"alike (collapsed pairs): {report['alike'] or 'none'}")
+    choices = report.get("goal_directed_choices")
+    if choices is not None:
+        per_task = " ".join("-" if v is None else f"{v:.2f}" for v in choices["per_task"])
+        lines.append(
+            f"master chose the sub-policy heading for the goal in {choices['overall']:.2f} of "
+            f"{choices['decisions']} decisions (per task: {per_task})"
+        )
     return "\n".join(lines)
 
 

@@ -1,19 +1,22 @@
-"""mlsh.inspect: sub-policy usage, displacement, agreement, collapse flags, grid heat-maps."""
+"""mlsh.inspect: sub-policy usage, displacement, agreement, collapse flags, grid heat-maps, goal-directed choices."""
 
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+import mlsh.inspect
 from envs.four_rooms import FREE_CELLS
 from mlsh.checkpoint import load_checkpoint, save_checkpoint
-from mlsh.inspect import inspect_run, main, plot_report
+from mlsh.inspect import format_report, goal_directed_shares, inspect_run, main, plot_report
 from mlsh.trainer import train
 from tests.conftest import small_config
 
@@ -42,6 +45,7 @@ def test_usage_displacement_and_agreement(bandits_run: Path) -> None:
         assert sum(sub["action_histogram"]) == pytest.approx(1.0)
     agreement = np.asarray(report["agreement"])
     assert agreement.shape == (2, 2) and np.allclose(agreement, agreement.T) and np.allclose(np.diag(agreement), 1.0)
+    assert report["goal_directed_choices"] is None  # MovementBandits has no goal_position
     json.dumps(report, allow_nan=False)
 
 
@@ -70,6 +74,7 @@ def test_grid_envs_get_visit_heat_maps(tmp_path: Path, monkeypatch: pytest.Monke
     main()
     report = json.loads(output.read_text())
     assert report["grid"] is True
+    assert report["goal_directed_choices"] is None  # FourRooms has no goal_position
     _, records = inspect_run(run_dir, num_tasks=2, episodes=1, adapt_iters=1)
     visited = {cell for r in records for cell in (*r.visits_active, *r.visits_alone)}
     assert visited <= set(FREE_CELLS)
@@ -77,3 +82,61 @@ def test_grid_envs_get_visit_heat_maps(tmp_path: Path, monkeypatch: pytest.Monke
     with Image.open(output.with_suffix(".png")) as image:
         assert image.format == "PNG" and image.size[0] > image.size[1] // 2 > 100
     assert plot_report(report, records, tmp_path / "again.png").is_file()
+
+
+def test_goal_directed_shares_on_hand_made_decisions() -> None:
+    means = np.array([[0.0, 1.0], [1.0, 0.0]])  # sub-policy 0 walks up (+y), 1 walks right (+x)
+    up, right = [0.0, 1.0], [1.0, 0.0]
+    directions = np.array([up, up, up, up, right, right, right, right])
+    chosen = np.array([0, 0, 0, 1, 1, 1, 0, 0])
+    tasks = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    shares = goal_directed_shares(means, directions, chosen, tasks, num_tasks=3)
+    assert shares == {"overall": 5 / 8, "per_task": [0.75, 0.5, None], "decisions": 8}
+    # Diagonal goals: the larger component decides; the second sub-policy only moves half as far.
+    slow = np.array([[0.0, 2.0], [0.5, 0.0]])
+    diagonal = np.array([[0.8, 0.6], [0.6, 0.8], [1.0, 0.0]])
+    shares = goal_directed_shares(slow, diagonal, np.array([1, 0, 1]), np.zeros(3, dtype=int), num_tasks=1)
+    assert shares == {"overall": 2 / 3, "per_task": [2 / 3], "decisions": 3}
+
+
+def test_goal_position_of_ant_twowalk_and_none_for_bandits() -> None:
+    env = gym.make("mlsh/AntTwowalk-v0")
+    env.unwrapped.task = 0
+    np.testing.assert_array_equal(env.unwrapped.goal_position, [0.0, 5.0])  # before any reset
+    env.unwrapped.task = 1
+    goal = env.unwrapped.goal_position
+    assert goal.shape == (2,) and goal.dtype == np.float64
+    np.testing.assert_array_equal(goal, [5.0, 0.0])  # right after the task change
+    env.reset(seed=0, options={"task": 0})
+    np.testing.assert_array_equal(env.unwrapped.goal_position, [0.0, 5.0])
+    env.close()
+    bandits = gym.make("mlsh/MovementBandits-v0")
+    assert not hasattr(bandits.unwrapped, "goal_position")
+    bandits.close()
+
+
+def test_goal_directed_choices_on_ant_twowalk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = small_config("mlsh/AntTwowalk-v0", macro_len=10)
+    cfg.env.max_episode_steps = 40
+    train(cfg, tmp_path)
+    seen: list[tuple[int, np.ndarray]] = []
+
+    def recording(*args: Any) -> list[tuple[int, np.ndarray]]:
+        decisions = run_with_master(*args)
+        seen.extend(decisions)
+        return decisions
+
+    run_with_master = mlsh.inspect._run_with_master
+    monkeypatch.setattr(mlsh.inspect, "_run_with_master", recording)
+    report, _ = inspect_run(tmp_path, num_tasks=2, episodes=1, adapt_iters=1)
+    choices = report["goal_directed_choices"]
+    assert choices["decisions"] == len(seen) == 2 * 1 * 4  # tasks x episodes x (40 steps / macro_len 10)
+    means = np.array([sub["mean_displacement"] for sub in report["subpolicies"]])
+    directions = np.array([d for _, d in seen])
+    np.testing.assert_allclose(np.linalg.norm(directions, axis=1), 1.0)
+    right = np.argmax(directions @ means.T, axis=1)
+    assert choices["overall"] == pytest.approx(np.mean(right == np.array([sub for sub, _ in seen])))
+    assert 0.0 <= choices["overall"] <= 1.0 and len(choices["per_task"]) == 2
+    assert choices["overall"] == pytest.approx(np.mean(choices["per_task"]))  # 4 decisions per task
+    assert f"in {choices['overall']:.2f} of 8 decisions" in format_report(report)
+    json.dumps(report, allow_nan=False)
