@@ -68,6 +68,7 @@ class TrainConfig:
     rollout_len: int = 200  # steps per env per iteration; D = envs_per_slot * rollout_len per slot
     checkpoint_every: int = 25  # iterations
     normalize_obs: bool = True  # running mean/std of observations, saved with the model
+    reward_scale: float = 1.0  # rewards are multiplied by this for learning (both levels); logged returns are raw
     progress: bool = True
     torch_threads: int | None = 1  # small MLPs run fastest single-threaded
 
@@ -190,6 +191,12 @@ def validate(cfg: Config) -> None:
         t.rollout_len % m.macro_len == 0,
         f"train.rollout_len ({t.rollout_len}) must be a multiple of mlsh.macro_len ({m.macro_len}); "
         f"set train.rollout_len={max(1, round(t.rollout_len / m.macro_len)) * m.macro_len}.",
+    )
+    _require(
+        not isinstance(t.reward_scale, bool)
+        and isinstance(t.reward_scale, (int, float))
+        and 0 < t.reward_scale < float("inf"),
+        f"train.reward_scale must be a positive number, got {t.reward_scale!r}; set e.g. train.reward_scale=0.01.",
     )
     _require(
         0.0 <= m.master_epsilon <= 1.0,

@@ -99,7 +99,9 @@ class MetaLearner:
         ).to(self.device)
         self.master_optimizer = MemberAdam(self.policy.masters.parameters(), lr=cfg.master.lr)
         self.sub_optimizer = MemberAdam(self.policy.subpolicies.parameters(), lr=cfg.sub.lr)
-        self.collector = RolloutCollector(self.vec_env, self.policy, cfg.train.envs_per_slot, m.macro_len, self.device)
+        self.collector = RolloutCollector(
+            self.vec_env, self.policy, cfg.train.envs_per_slot, m.macro_len, self.device, cfg.train.reward_scale
+        )
         if fixed_tasks is not None and len(fixed_tasks) != self.num_local_slots:
             raise ValueError(f"fixed_tasks has {len(fixed_tasks)} tasks for {self.num_local_slots} slots.")
         self.fixed_tasks = fixed_tasks

@@ -36,7 +36,7 @@ class RolloutBatch(NamedTuple):
     sub_idx: torch.Tensor  # [L, B] long, active sub-policy
     sub_logprob: torch.Tensor  # [L, B]
     sub_values: torch.Tensor  # [L, B] value of the active sub-policy
-    rewards: torch.Tensor  # [L, B]
+    rewards: torch.Tensor  # [L, B], times the collector's reward_scale
     terminated: torch.Tensor  # [L, B] bool
     truncated: torch.Tensor  # [L, B] bool
     sub_bootstrap: torch.Tensor  # [L, B] sub-policy value of the final obs where truncated
@@ -69,6 +69,7 @@ class RolloutCollector:
         envs_per_slot: E.
         macro_len: N.
         device: where the policy lives.
+        reward_scale: multiplies the rewards stored for learning (the episode returns reported stay raw).
     """
 
     def __init__(
@@ -78,6 +79,7 @@ class RolloutCollector:
         envs_per_slot: int,
         macro_len: int,
         device: torch.device,
+        reward_scale: float = 1.0,
     ) -> None:
         mode = vec_env.metadata.get("autoreset_mode")
         if mode != AutoresetMode.SAME_STEP:
@@ -93,6 +95,7 @@ class RolloutCollector:
         self.envs_per_slot = envs_per_slot
         self.num_envs = vec_env.num_envs
         self.macro_len = macro_len
+        self.reward_scale = reward_scale
         self.device = torch.device(device)
         self.obs: np.ndarray | None = None
         self.clock = np.zeros(self.num_envs, dtype=np.int64)  # steps since the master's last decision
@@ -247,7 +250,7 @@ class RolloutCollector:
                 next_obs, reward, terminated, truncated, self.clock == 0
             )
             terminated_t, truncated_t, decide_t = terminated_t != 0, truncated_t != 0, decide_t != 0
-            rewards[t], terminated_buf[t], truncated_buf[t] = reward_t, terminated_t, truncated_t
+            rewards[t], terminated_buf[t], truncated_buf[t] = reward_t * self.reward_scale, terminated_t, truncated_t
             cut = truncated & ~terminated  # a terminal state has no value to bootstrap from
             if cut.any():
                 # Bootstrap a cut episode from its true final observation at both levels.

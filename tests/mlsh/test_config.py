@@ -45,6 +45,8 @@ def test_flat_ppo_algo_is_one_subpolicy_without_warmup() -> None:
         ({"sub": {"hidden_sizes": []}}, "sub.hidden_sizes must be a non-empty list"),
         ({"sub": {"target_kl": -1}}, "sub.target_kl must be positive or null"),
         ({"device": "tpu"}, "device must be auto, cpu or cuda"),
+        ({"train": {"reward_scale": 0.0}}, "train.reward_scale must be a positive number, got 0.0"),
+        ({"train": {"reward_scale": float("nan")}}, "train.reward_scale must be a positive number, got nan"),
         ({"mlsh": 3}, "'mlsh' is a group of settings"),
         ({"train": {"rollout_len": 15}}, "set train.rollout_len=20"),
         ({"bogus": 1}, "Unknown setting 'bogus'"),

@@ -31,6 +31,29 @@ def test_rollout_batch_shapes() -> None:
     assert len(stats.returns) == len(stats.slots) > 0
 
 
+def test_reward_scale_scales_the_learning_rewards_not_the_reported_returns() -> None:
+    batches = {}
+    for scale in (1.0, 0.25):
+        torch.manual_seed(0)
+        cfg = small_config(RANDOM_END_ID, macro_len=3)
+        cfg.train.rollout_len, cfg.train.reward_scale = 30, scale
+        learner = MetaLearner(cfg)
+        learner.collector.reset(0, [0, 1])
+        batches[scale] = learner.collector.collect(30)
+    (raw, raw_stats), (scaled, scaled_stats) = batches[1.0], batches[0.25]
+    assert raw.rewards.abs().sum() > 0
+    assert torch.equal(scaled.rewards, raw.rewards * 0.25)
+    assert torch.equal(scaled.actions, raw.actions)
+    assert np.array_equal(scaled_stats.returns, raw_stats.returns)
+
+
+def test_reward_scale_reaches_the_collector_from_the_config() -> None:
+    cfg = small_config(RANDOM_END_ID, macro_len=3)
+    cfg.train.rollout_len, cfg.train.reward_scale = 30, 0.5
+    assert MetaLearner(cfg).collector.reward_scale == 0.5
+    assert _learner().collector.reward_scale == 1.0
+
+
 def test_macro_clock_one_decision_per_macro_len_and_at_every_episode_start() -> None:
     macro_len = 3
     learner = _learner(macro_len)
