@@ -217,7 +217,8 @@ class RolloutCollector:
         ep_slots: list[int] = []
 
         # float32 holds sub-policy indices exactly (K << 2**24).
-        raw_t, decide_t, sub_idx = self._upload(self.obs, self.clock == 0, self.sub_idx)
+        decide = self.clock == 0  # host copy of the decision mask; decide_t is its device twin
+        raw_t, decide_t, sub_idx = self._upload(self.obs, decide, self.sub_idx)
         decide_t, sub_idx = decide_t != 0, sub_idx.long()
         obs = policy.normalize(raw_t)
         low = high = None
@@ -227,7 +228,7 @@ class RolloutCollector:
 
         for t in range(rollout_len):
             raw_obs.append(raw_t)
-            if (self.clock == 0).any():
+            if decide.any():
                 choice, logprob, value = policy.choose_subpolicies(
                     obs.view(num_slots, per_slot, obs_dim), deterministic
                 )
@@ -246,11 +247,12 @@ class RolloutCollector:
             ended = terminated | truncated
             self.clock = (self.clock + 1) % self.macro_len
             self.clock[ended] = 0
+            decide = self.clock == 0
             raw_t, reward_t, terminated_t, truncated_t, decide_t = self._upload(
-                next_obs, reward, terminated, truncated, self.clock == 0
+                next_obs, reward, terminated, truncated, decide
             )
             terminated_t, truncated_t, decide_t = terminated_t != 0, truncated_t != 0, decide_t != 0
-            rewards[t], terminated_buf[t], truncated_buf[t] = reward_t * self.reward_scale, terminated_t, truncated_t
+            rewards[t], terminated_buf[t], truncated_buf[t] = reward_t, terminated_t, truncated_t
             cut = truncated & ~terminated  # a terminal state has no value to bootstrap from
             if cut.any():
                 # Bootstrap a cut episode from its true final observation at both levels.
@@ -275,6 +277,8 @@ class RolloutCollector:
         next_sub_values = policy.sub_value(obs, sub_idx)
         next_master_values = policy.master_value(obs.view(num_slots, per_slot, obs_dim)).view(-1)
         self.sub_idx = sub_idx.cpu().numpy()
+        if self.reward_scale != 1.0:
+            rewards.mul_(self.reward_scale)  # once per rollout, not per step: same products
         if update_obs_rms:
             policy.obs_rms.update(torch.stack(raw_obs).reshape(-1, obs_dim))
         batch = RolloutBatch(
