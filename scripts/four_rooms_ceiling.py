@@ -9,6 +9,7 @@ shortest routes to the four outer corners ("corners").
 
     python scripts/four_rooms_ceiling.py                        # hand-made skills, N = 25, 10, 5
     python scripts/four_rooms_ceiling.py --run runs/FourRooms/mlsh/<run>   # a trained run's sub-policies
+    python scripts/four_rooms_ceiling.py --run <run A> <run B>             # both runs' sub-policies pooled
 """
 
 from __future__ import annotations
@@ -92,12 +93,18 @@ def run_skills(run: str) -> tuple[list[np.ndarray], int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", default=None, help="a trained FourRooms run dir: use its sub-policies")
+    parser.add_argument(
+        "--run", nargs="+", default=None, help="trained FourRooms run dirs: their sub-policies, pooled (same macro_len)"
+    )
     args = parser.parse_args()
     goals = fr.HELDOUT_GOALS
     if args.run:
-        skills, macro_len = run_skills(args.run)
-        sets = {"trained run": (skills, [macro_len])}
+        loaded = [run_skills(run) for run in args.run]
+        lengths = {macro_len for _, macro_len in loaded}
+        if len(lengths) > 1:
+            parser.error(f"the runs have different macro_len values {sorted(lengths)}; pool runs of one macro_len.")
+        skills = [probs for run_probs, _ in loaded for probs in run_probs]
+        sets = {"trained run" if len(loaded) == 1 else f"{len(loaded)} runs": (skills, sorted(lengths))}
     else:
         corners = [(1, 1), (1, 11), (11, 1), (11, 11)]
         sets = {
