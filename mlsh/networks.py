@@ -83,9 +83,10 @@ class BatchedMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Args: x ``[G, N, in]``. Returns ``[G, N, out]``."""
-        for layer in self.layers[:-1]:
+        *hidden, last = self.layers  # (slicing a ModuleList builds a new one on every call)
+        for layer in hidden:
             x = torch.tanh(layer(x))
-        return self.layers[-1](x)
+        return last(x)
 
     def reset_member(self, member: int) -> None:
         for layer in self.layers:
@@ -144,7 +145,11 @@ class MemberAdam(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: None = None, active: torch.Tensor | None = None) -> None:  # type: ignore[override]
-        """Adam step for the members in ``active`` (``[G]`` bool; all members when ``None``)."""
+        """Adam step for the members in ``active`` (``[G]`` bool; all members when ``None``).
+
+        Every tensor operation runs on the whole parameter list at once (``torch._foreach_*``), with
+        the same arithmetic, in the same order, as a per-parameter loop.
+        """
         all_active = active is None or bool(active.all())
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
@@ -155,29 +160,37 @@ class MemberAdam(torch.optim.Optimizer):
             grads = [p.grad for p in params]
             exp_avgs = [state["exp_avg"] for state in states]
             exp_avg_sqs = [state["exp_avg_sq"] for state in states]
+            steps = [state["step"] for state in states]
+            shapes = [(-1, *([1] * (p.dim() - 1))) for p in params]
             if all_active:
-                # Fast path (the usual case): plain Adam moment updates on every tensor at once.
+                torch._foreach_add_(steps, 1.0)
                 torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
                 torch._foreach_mul_(exp_avg_sqs, beta2)
                 torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
-            for p, state, grad in zip(params, states, grads, strict=True):
-                shape = (-1, *([1] * (p.dim() - 1)))
-                if all_active:
-                    state["step"] += 1.0
-                else:
-                    mask = active.view(shape)
-                    state["step"] += active.to(torch.float64)
-                    state["exp_avg"].copy_(torch.where(mask, state["exp_avg"].lerp(grad, 1 - beta1), state["exp_avg"]))
-                    updated_sq = state["exp_avg_sq"] * beta2 + grad * grad * (1 - beta2)
-                    state["exp_avg_sq"].copy_(torch.where(mask, updated_sq, state["exp_avg_sq"]))
-                step = state["step"].clamp_min(1.0)
-                bias1 = (1 - beta1**step).to(p.dtype).view(shape)
-                bias2_sqrt = (1 - beta2**step).sqrt().to(p.dtype).view(shape)
-                denom = state["exp_avg_sq"].sqrt() / bias2_sqrt + group["eps"]
-                update = state["exp_avg"] / (bias1 * denom)
-                if not all_active:
-                    update = update * active.view(shape)
-                p.add_(update, alpha=-group["lr"])
+            else:
+                masks = [active.view(shape) for shape in shapes]
+                torch._foreach_add_(steps, [active.to(torch.float64)] * len(steps))
+                moved = torch._foreach_lerp(exp_avgs, grads, 1 - beta1)
+                for exp_avg, mask, new in zip(exp_avgs, masks, moved, strict=True):
+                    exp_avg.copy_(torch.where(mask, new, exp_avg))
+                squares = torch._foreach_mul(grads, grads)
+                torch._foreach_mul_(squares, 1 - beta2)
+                updated_sqs = torch._foreach_mul(exp_avg_sqs, beta2)
+                torch._foreach_add_(updated_sqs, squares)
+                for exp_avg_sq, mask, new in zip(exp_avg_sqs, masks, updated_sqs, strict=True):
+                    exp_avg_sq.copy_(torch.where(mask, new, exp_avg_sq))
+            # Bias corrections of every parameter at once: [P, G] (each parameter has its own count).
+            counts = torch.stack(steps).clamp_min(1.0)
+            bias1 = (1 - beta1**counts).to(params[0].dtype)
+            bias2_sqrt = (1 - beta2**counts).sqrt().to(params[0].dtype)
+            denoms = torch._foreach_sqrt(exp_avg_sqs)
+            torch._foreach_div_(denoms, [bias2_sqrt[i].view(shape) for i, shape in enumerate(shapes)])
+            torch._foreach_add_(denoms, group["eps"])
+            torch._foreach_mul_(denoms, [bias1[i].view(shape) for i, shape in enumerate(shapes)])
+            updates = torch._foreach_div(exp_avgs, denoms)
+            if not all_active:
+                torch._foreach_mul_(updates, masks)
+            torch._foreach_add_(params, updates, alpha=-group["lr"])
 
     @torch.no_grad()
     def reset_member(self, member: int) -> None:

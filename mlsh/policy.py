@@ -90,10 +90,12 @@ class SubPolicies(nn.Module):
             A distribution with batch shape ``[K, N]`` (Normal: ``[K, N, act_dim]``).
         """
         out = self.actor(obs)
+        # No argument checks (they cost more than the network here): the trainer checks every
+        # parameter and metric for NaN after each iteration instead.
         if self.discrete:
-            return Categorical(logits=out)
+            return Categorical(logits=out, validate_args=False)
         log_std = self.log_std.unsqueeze(1).expand_as(out)
-        return Normal(out, log_std.exp())
+        return Normal(out, log_std.exp(), validate_args=False)
 
     def log_prob_entropy(self, dist: Categorical | Normal, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probability of ``actions`` and entropy, both with shape ``dist``'s ``[K, N]``."""
@@ -129,8 +131,8 @@ class Masters(nn.Module):
         logits = self.actor(obs)
         if self.epsilon > 0.0:
             probs = (1.0 - self.epsilon) * logits.softmax(-1) + self.epsilon / self.num_subpolicies
-            return Categorical(probs=probs)
-        return Categorical(logits=logits)
+            return Categorical(probs=probs, validate_args=False)
+        return Categorical(logits=logits, validate_args=False)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """``[M, N, obs_dim] -> [M, N]``."""
