@@ -37,6 +37,9 @@ class MLSHConfig:
     num_slots: int = 10  # M: task slots, each with its own task and master
     stagger: bool = True  # offset the slots' schedules so sub-policies get gradients every iteration
     master_epsilon: float = 0.0  # original code: prob. of replacing the master's choice at random
+    # Normalise the sub-policies' advantages per (sub-policy, task slot) rather than per sub-policy,
+    # so that every joint task weighs the same in a sub-policy's gradient (see README, KeyDoor).
+    sub_adv_norm_per_slot: bool = False
 
 
 @dataclass

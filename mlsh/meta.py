@@ -288,9 +288,18 @@ class MetaLearner:
                 logprob, entropy = policy.subpolicies.log_prob_entropy(dist, actions)
                 return logprob, entropy, policy.subpolicies.value(obs)
 
+            per_slot_norm = cfg.mlsh.sub_adv_norm_per_slot
             if self.dist is None:
+                num_subs = cfg.mlsh.num_subpolicies
+                norm_groups = (sub_data.group_ids * self.num_local_slots + slots[j], num_subs * self.num_local_slots)
                 sub_metrics = ppo_update(
-                    sub_data, cfg.mlsh.num_subpolicies, evaluate_sub, self.sub_optimizer, cfg.sub, "sub"
+                    sub_data,
+                    num_subs,
+                    evaluate_sub,
+                    self.sub_optimizer,
+                    cfg.sub,
+                    "sub",
+                    norm_groups=norm_groups if per_slot_norm else None,
                 )
             else:
                 # Samples are identified globally (step t, global env) and sharded by global slot, so the
@@ -309,6 +318,7 @@ class MetaLearner:
                     cfg=cfg.sub,
                     level="sub",
                     reduce=self.dist.all_reduce,
+                    norm_per_shard=per_slot_norm,
                 )
             for key, value in sub_metrics.items():
                 metrics[f"sub/{key}"] = value

@@ -70,11 +70,13 @@ def ppo_update(
     optimizer: MemberAdam,
     cfg: PPOConfig,
     level: str,
+    norm_groups: tuple[torch.Tensor, int] | None = None,
 ) -> dict[str, float]:
     """Runs ``cfg.update_epochs`` epochs of minibatch PPO on the members of one level.
 
     Every member sees its own samples only (batched forward over ``[G, n, ...]`` layouts), its
-    advantages are normalised over its own samples, and its gradient is clipped on its own.
+    advantages are normalised over its own samples (or within finer groups: ``norm_groups`` =
+    ``(ids [N], count)``), and its gradient is clipped on its own.
 
     Returns:
         Scalar metrics averaged over members with data (policy_loss, value_loss, entropy,
@@ -87,7 +89,8 @@ def ppo_update(
         return {}
     advantages = data.advantages
     if cfg.norm_adv:
-        advantages = normalize_advantages(advantages, data.group_ids, num_groups)
+        ids, count = norm_groups if norm_groups is not None else (data.group_ids, num_groups)
+        advantages = normalize_advantages(advantages, ids, count)
     has_data = torch.bincount(data.group_ids, minlength=num_groups) > 0
     params = [p for group in optimizer.param_groups for p in group["params"]]
     totals: dict[str, torch.Tensor] = {}
@@ -188,6 +191,7 @@ def sharded_ppo_update(
     cfg: PPOConfig,
     level: str,
     reduce: AllReduce,
+    norm_per_shard: bool = False,
 ) -> dict[str, float]:
     """PPO on replicated members (the sub-policies) whose samples are spread over processes.
 
@@ -219,6 +223,7 @@ def sharded_ppo_update(
         cfg: the level's PPO settings.
         level: ``"sub"`` or ``"master"``, for messages.
         reduce: sums a tensor over processes in place (identity in one process).
+        norm_per_shard: normalise advantages per (member, shard) instead of per member.
 
     Returns:
         The metrics of :func:`ppo_update`, over all processes' samples.
@@ -229,9 +234,12 @@ def sharded_ppo_update(
     device = data.advantages.device
     num_mb = cfg.num_minibatches
     advantages = data.advantages
-    if cfg.norm_adv:
-        advantages = _global_normalize(advantages, data.group_ids, num_groups, reduce)
     cells = data.group_ids * num_shards + shard_ids
+    if cfg.norm_adv:
+        if norm_per_shard:
+            advantages = _global_normalize(advantages, cells, num_groups * num_shards, reduce)
+        else:
+            advantages = _global_normalize(advantages, data.group_ids, num_groups, reduce)
     cell_counts = torch.bincount(cells, minlength=num_groups * num_shards)
     # How many samples of each member each minibatch holds does not depend on the keys: count once.
     _, part = _minibatch_parts(cells, cell_counts, torch.zeros_like(cells), num_mb)

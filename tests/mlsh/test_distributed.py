@@ -194,3 +194,60 @@ def test_torchrun_command_line(tmp_path: Path) -> None:
     assert first.stdout.count("finished at iteration 2/2") == 1  # rank 0 alone reports
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # the other rank wrote nothing
     assert load_checkpoint(run_dir)["world_size"] == 2
+
+
+@pytest.mark.parametrize("per_shard", [False, True])
+def test_sharded_update_normalises_per_member_or_per_member_and_shard(
+    per_shard: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gymnasium as gym
+
+    import mlsh.update as update_module
+    from mlsh.config import PPOConfig
+    from mlsh.networks import MemberAdam
+    from mlsh.policy import SubPolicies
+
+    seen: list[tuple[torch.Tensor, int, torch.Tensor]] = []
+    original = update_module._global_normalize
+
+    def recording(advantages: torch.Tensor, ids: torch.Tensor, count: int, reduce: Any) -> torch.Tensor:
+        out = original(advantages, ids, count, reduce)
+        seen.append((ids.clone(), count, out))
+        return out
+
+    monkeypatch.setattr(update_module, "_global_normalize", recording)
+    torch.manual_seed(0)
+    groups, shards, n = 2, 3, 60
+    subs = SubPolicies(groups, 3, gym.spaces.Discrete(2), [8])
+    group_ids, shard_ids = torch.arange(n) % groups, (torch.arange(n) // groups) % shards
+    # Shard s's advantages sit around 10 * s: per-member normalisation keeps the shards apart.
+    advantages = torch.randn(n) + 10.0 * shard_ids
+    data = update_module.LevelData(
+        obs=torch.randn(n, 3),
+        actions=torch.randint(0, 2, (n,)),
+        old_logprob=torch.full((n,), -0.69),
+        old_values=torch.zeros(n),
+        advantages=advantages,
+        returns=torch.randn(n),
+        group_ids=group_ids,
+    )
+
+    def evaluate(obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        dist_ = subs.distribution(obs)
+        return (*subs.log_prob_entropy(dist_, actions), subs.value(obs))
+
+    update_module.sharded_ppo_update(
+        data, shard_ids, torch.arange(n), 0, groups, shards, evaluate, MemberAdam(subs.parameters(), lr=1e-3),
+        PPOConfig(update_epochs=1, num_minibatches=2), "sub", lambda t: t, norm_per_shard=per_shard,
+    )  # fmt: skip
+    ((ids, count, normalised),) = seen
+    assert count == (groups * shards if per_shard else groups)
+    cell_means = torch.stack(
+        [normalised[(group_ids == g) & (shard_ids == s)].mean() for g in range(groups) for s in range(shards)]
+    )
+    if per_shard:
+        assert torch.equal(ids, group_ids * shards + shard_ids)
+        assert float(cell_means.abs().max()) < 1e-5
+    else:
+        assert torch.equal(ids, group_ids)
+        assert float(cell_means.abs().max()) > 1.0

@@ -126,3 +126,43 @@ def test_warmup_iterations_can_be_zero() -> None:
     subs = _params(learner.policy.subpolicies)
     learner.train_iteration()
     assert not _same(subs, _params(learner.policy.subpolicies))
+
+
+@pytest.mark.parametrize("per_slot", [False, True])
+def test_sub_advantages_are_normalised_per_slot_when_asked(per_slot: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlsh.update as update_module
+
+    calls: list[tuple[torch.Tensor, int, torch.Tensor, torch.Tensor]] = []
+    original = update_module.normalize_advantages
+
+    def recording(advantages: torch.Tensor, group_ids: torch.Tensor, num_groups: int) -> torch.Tensor:
+        out = original(advantages, group_ids, num_groups)
+        calls.append((group_ids.clone(), num_groups, advantages.clone(), out))
+        return out
+
+    monkeypatch.setattr(update_module, "normalize_advantages", recording)
+    num_slots, num_subs = 3, 2
+    cfg = small_config(
+        num_slots=num_slots, num_subpolicies=num_subs, warmup_iters=0, joint_iters=1, sub_adv_norm_per_slot=per_slot
+    )
+    learner = MetaLearner(cfg)
+    learner.train_iteration()
+    assert len(calls) == 2  # the masters', then the sub-policies'
+    ids, count, raw, normalised = calls[1]
+    assert count == (num_subs * num_slots if per_slot else num_subs)
+    cells = torch.unique(ids)
+    samples_per_slot = cfg.train.envs_per_slot * cfg.train.rollout_len
+    assert ids.numel() == num_slots * samples_per_slot
+    if per_slot:
+        # Samples come slot after slot ([T, envs] flattened by env within a step): cell = sub * M + slot.
+        slot_of_sample = (torch.arange(ids.numel()) % (num_slots * cfg.train.envs_per_slot)) // cfg.train.envs_per_slot
+        assert torch.equal(ids % num_slots, slot_of_sample)
+    for cell in cells:
+        values = normalised[ids == cell]
+        if values.numel() > 1:
+            assert abs(float(values.mean())) < 1e-5
+            assert abs(float(values.std(unbiased=False)) - 1.0) < 1e-3
+    if not per_slot:  # per sub-policy only: some (sub, slot) cell keeps a non-zero mean
+        slot_ids = (torch.arange(ids.numel()) % (num_slots * cfg.train.envs_per_slot)) // cfg.train.envs_per_slot
+        means = [float(normalised[(ids == s) & (slot_ids == m)].mean()) for s in cells for m in range(num_slots)]
+        assert max(abs(x) for x in means if x == x) > 1e-3
