@@ -98,6 +98,8 @@ class KeyDoor(TaskEnv[int]):
     Agent at (``size``/2, ``size``/2) without the key (with it if the key was drawn within
     ``radius`` of the centre: the key is collected whenever the agent is within ``radius`` of it,
     at reset or at the end of a step); key and doors redrawn at every reset.
+    ``reset(options={"has_key": True})`` starts holding the key, to study the door skills alone
+    (``scripts/key_door_skills.py``).
 
     ## Episode End
     No termination. Truncation after ``max_episode_steps`` (100, by the registered ``TimeLimit``).
@@ -172,7 +174,8 @@ class KeyDoor(TaskEnv[int]):
                 break
         self._key = key
         self._doors = np.stack([door0, door1])
-        self._has_key = self._near(self._key)
+        self._has_key = bool(options.get("has_key", False)) if options else False
+        self._has_key = self._has_key or self._near(self._key)
         return self._obs(), {"reward_door": 0.0, "has_key": self._has_key}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:

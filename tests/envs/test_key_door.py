@@ -104,6 +104,25 @@ def test_key_pickup_sets_has_key_for_the_rest_of_the_episode() -> None:
     assert picked >= 15
 
 
+def test_reset_option_has_key_starts_holding_the_key_and_draws_the_same_layout() -> None:
+    env = gym.make(ENV_ID)
+    for seed in range(5):
+        plain, _ = env.reset(seed=seed, options={"task": 1})
+        held, info = env.reset(seed=seed, options={"task": 1, "has_key": True})
+        assert held[8] == 1.0 and info["has_key"] and env.unwrapped.has_key
+        np.testing.assert_array_equal(held[:8], plain[:8])
+        door = env.unwrapped.door_positions[1]
+        agent = _layout(held)[0]
+        reward = 0.0
+        for _ in range(40):  # straight to the correct door: it pays without a detour to the key
+            obs, reward, *_ = env.step(_toward(agent, door))
+            agent = _layout(obs)[0]
+            if reward:
+                break
+        assert reward == 1.0
+        assert env.reset(seed=seed, options={"has_key": False})[0][8] == plain[8]
+
+
 def test_reward_needs_the_key_and_the_correct_door() -> None:
     """Visit correct door, wrong door, key, wrong door, correct door; reward only on the last leg's steps."""
     env = gym.make(ENV_ID, max_episode_steps=400)
