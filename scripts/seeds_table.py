@@ -42,7 +42,7 @@ def run_one(variant: str, overrides: list[str], seed: int, args: argparse.Namesp
         extra = [f"train.total_timesteps={args.timesteps}"] if args.timesteps else []
         common = [f"env={args.env}", f"seed={seed}", "train.progress=false", *extra, *args.set, *overrides]
         if (run_dir / "checkpoint.pt").exists():
-            command = [sys.executable, "-m", "mlsh.train", f"resume={run_dir}"]
+            command = [sys.executable, "-m", "mlsh.train", f"resume={run_dir}", *extra]  # --timesteps extends it
         else:
             command = [sys.executable, "-m", "mlsh.train", *common, f"hydra.run.dir={run_dir}"]
         start = time.perf_counter()
