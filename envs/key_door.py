@@ -174,8 +174,7 @@ class KeyDoor(TaskEnv[int]):
                 break
         self._key = key
         self._doors = np.stack([door0, door1])
-        self._has_key = bool(options.get("has_key", False)) if options else False
-        self._has_key = self._has_key or self._near(self._key)
+        self._has_key = bool(options and options.get("has_key")) or self._near(self._key)
         return self._obs(), {"reward_door": 0.0, "has_key": self._has_key}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:

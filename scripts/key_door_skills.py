@@ -20,16 +20,17 @@ import argparse
 import json
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 
 import envs  # noqa: F401  (registers mlsh/*)
 from agents import MLSHAgent
+from mlsh.config import EnvConfig
+from mlsh.envs import make_env
 
 
-def skill_shares(agent: MLSHAgent, env_kwargs: dict, episodes: int, seed: int = 10_000) -> list[dict[str, float]]:
+def skill_shares(agent: MLSHAgent, env_cfg: EnvConfig, episodes: int, seed: int = 10_000) -> list[dict[str, float]]:
     """Per sub-policy: ``{"key": share, "door 0": share, "door 1": share}`` over ``episodes`` layouts."""
-    env = gym.make("mlsh/KeyDoor-v0", **env_kwargs)
+    env = make_env(env_cfg)
     base = env.unwrapped
     horizon = env.spec.max_episode_steps or 100
     shares = []
@@ -67,7 +68,7 @@ def main() -> None:
         agent = MLSHAgent.load(run)
         if agent.cfg.env.id != "mlsh/KeyDoor-v0":
             raise SystemExit(f"error: {run} was trained on {agent.cfg.env.id}; pass a KeyDoor run.")
-        shares = skill_shares(agent, dict(agent.cfg.env.kwargs), args.episodes)
+        shares = skill_shares(agent, agent.cfg.env, args.episodes)
         print(f"{run}:")
         print("  k   key  door 0  door 1  skill")
         for k, share in enumerate(shares):

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from mlsh.config import EnvConfig
+
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "key_door_skills.py"
 SIZE, STEP = 400.0, 20.0
 
@@ -48,7 +50,7 @@ class _ScriptedAgent:
 
 def test_shares_name_key_door_0_door_1_and_nothing() -> None:
     module = _load_script()
-    shares = module.skill_shares(_ScriptedAgent(), {}, episodes=10)
+    shares = module.skill_shares(_ScriptedAgent(), EnvConfig(id="mlsh/KeyDoor-v0"), episodes=10)
     assert [module.skill_name(s) for s in shares] == ["key", "door 0", "door 1", "-"]
     assert shares[0]["key"] == 1.0 and shares[1]["door 0"] == 1.0 and shares[2]["door 1"] == 1.0
     assert shares[1]["door 1"] == 0.0 and shares[2]["door 0"] == 0.0  # doors are at least 100 apart, radius 50
