@@ -290,16 +290,12 @@ class MetaLearner:
 
             per_slot_norm = cfg.mlsh.sub_adv_norm_per_slot
             if self.dist is None:
-                num_subs = cfg.mlsh.num_subpolicies
-                norm_groups = (sub_data.group_ids * self.num_local_slots + slots[j], num_subs * self.num_local_slots)
+                num_subs, num_slots = cfg.mlsh.num_subpolicies, self.num_local_slots
+                norm_groups = None
+                if per_slot_norm:  # (sub-policy, slot) cells
+                    norm_groups = (sub_data.group_ids * num_slots + slots[j], num_subs * num_slots)
                 sub_metrics = ppo_update(
-                    sub_data,
-                    num_subs,
-                    evaluate_sub,
-                    self.sub_optimizer,
-                    cfg.sub,
-                    "sub",
-                    norm_groups=norm_groups if per_slot_norm else None,
+                    sub_data, num_subs, evaluate_sub, self.sub_optimizer, cfg.sub, "sub", norm_groups=norm_groups
                 )
             else:
                 # Samples are identified globally (step t, global env) and sharded by global slot, so the
