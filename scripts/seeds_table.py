@@ -10,7 +10,8 @@ the evaluation also trains PPO from scratch on each task and the table gets the 
     python scripts/seeds_table.py --env FourRooms --seeds 0 1 2 --variants 0 --scratch --out runs/four_rooms
 
 ``--set`` adds training overrides to every variant; ``--deterministic`` measures the adapted policies'
-most likely choices.
+most likely choices. Results are cached per run: a rerun reuses those made with the same settings,
+extends the runs when ``--timesteps`` grows (then evaluates again), and refuses other ``--set`` overrides.
 
 Writes ``table.md`` and ``results.json`` into ``--out`` and prints the table.
 """
@@ -34,11 +35,47 @@ VARIANTS: dict[str, list[str]] = {
 }
 
 
+def run_settings(args: argparse.Namespace) -> dict:
+    """What a cached result must have been made with to be reused (``--deterministic`` picks the file)."""
+    return {
+        "timesteps": args.timesteps,
+        "set": list(args.set),
+        "num_tasks": args.num_tasks,
+        "adapt_iters": args.adapt_iters,
+        "scratch": args.scratch,
+    }
+
+
+def cached_result(result_file: Path, settings: dict) -> dict | None:
+    """The cached evaluation in ``result_file`` if it was made with ``settings``, else None.
+
+    A result made with another ``--timesteps`` or other evaluation options is redone (a resumed run
+    is extended to the new budget). Results written before settings were recorded are reused.
+
+    Raises:
+        SystemExit: the run was trained with other ``--set`` overrides, which resuming cannot change.
+    """
+    if not result_file.exists():
+        return None
+    result = json.loads(result_file.read_text())
+    made_with = result.get("settings")
+    if made_with is None:
+        return result
+    if made_with["set"] != settings["set"]:
+        raise SystemExit(
+            f"error: {result_file.parent.parent} was trained with --set {' '.join(made_with['set']) or '(nothing)'}; "
+            f"pass the same --set, or another --out for new settings."
+        )
+    return result if made_with == settings else None
+
+
 def run_one(variant: str, overrides: list[str], seed: int, args: argparse.Namespace) -> dict:
     slug = {name: f"v{i}" for i, name in enumerate(VARIANTS)}[variant]
     run_dir = Path(args.out) / slug / f"seed{seed}"
     result_file = run_dir / "eval" / ("table_eval_deterministic.json" if args.deterministic else "table_eval.json")
-    if not result_file.exists():
+    settings = run_settings(args)
+    result = cached_result(result_file, settings)
+    if result is None:
         extra = [f"train.total_timesteps={args.timesteps}"] if args.timesteps else []
         common = [f"env={args.env}", f"seed={seed}", "train.progress=false", *extra, *args.set, *overrides]
         if (run_dir / "checkpoint.pt").exists():
@@ -58,8 +95,8 @@ def run_one(variant: str, overrides: list[str], seed: int, args: argparse.Namesp
         subprocess.run([sys.executable, "-m", "mlsh.evaluate", *evaluation], check=True, capture_output=True, text=True)
         result = json.loads(result_file.read_text())
         result["train_seconds"] = train_seconds
+        result["settings"] = settings
         result_file.write_text(json.dumps(result, indent=2))
-    result = json.loads(result_file.read_text())
     auc = f", AUC / scratch {result['auc_ratio']:.2f}" if result.get("auc_ratio") is not None else ""
     print(f"{variant:<50} seed {seed}: ratio {result['ratio']:.3f}{auc}", flush=True)
     return {"variant": variant, "seed": seed, **result}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -152,3 +153,13 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _seed_everything() -> None:
     torch.manual_seed(0)
     np.random.seed(0)
+
+
+def load_script(name: str) -> Any:
+    """Imports ``scripts/<name>.py`` (scripts are not a package) and returns the module."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from typing import Any
-
 import numpy as np
 
 from mlsh.config import EnvConfig
+from tests.conftest import load_script
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "key_door_skills.py"
 SIZE, STEP = 400.0, 20.0
-
-
-def _load_script() -> Any:
-    spec = importlib.util.spec_from_file_location("key_door_skills", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["key_door_skills"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 class _Toward:
@@ -49,7 +36,7 @@ class _ScriptedAgent:
 
 
 def test_shares_name_key_door_0_door_1_and_nothing() -> None:
-    module = _load_script()
+    module = load_script("key_door_skills")
     shares = module.skill_shares(_ScriptedAgent(), EnvConfig(id="mlsh/KeyDoor-v0"), episodes=10)
     assert [module.skill_name(s) for s in shares] == ["key", "door 0", "door 1", "-"]
     assert shares[0]["key"] == 1.0 and shares[1]["door 0"] == 1.0 and shares[2]["door 1"] == 1.0
