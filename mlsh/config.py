@@ -74,6 +74,9 @@ class TrainConfig:
     reward_scale: float = 1.0  # rewards are multiplied by this for learning (both levels); logged returns are raw
     progress: bool = True
     torch_threads: int | None = 1  # small MLPs run fastest single-threaded
+    # Threads of the PPO updates (CPU): null = torch_threads; 0 = every core this process may use. The env's
+    # threads are idle during updates, and their minibatches are large enough to gain from more.
+    update_threads: int | None = None
 
 
 @dataclass
@@ -201,6 +204,11 @@ def validate(cfg: Config) -> None:
         and 0 < t.reward_scale < float("inf"),
         f"train.reward_scale must be a positive number, got {t.reward_scale!r}; set e.g. train.reward_scale=0.01.",
     )
+    for key, value in [("train.torch_threads", t.torch_threads), ("train.update_threads", t.update_threads)]:
+        _require(
+            value is None or (_is_int(value) and value >= 0),
+            f"{key} must be null or an integer >= 0, got {value!r}; set e.g. {key}=1.",
+        )
     _require(
         0.0 <= m.master_epsilon <= 1.0,
         f"mlsh.master_epsilon must lie in [0, 1], got {m.master_epsilon}.",

@@ -4,10 +4,16 @@ Conventions: time-major tensors ``[T, B]`` (T steps of B envs). ``terminated[t]`
 say that the step taken at t ended the episode; ``bootstrap_values[t]`` is the value of the true
 final observation of a truncated episode (ignored elsewhere). Termination does not bootstrap;
 truncation does, from ``bootstrap_values``; the rollout's end bootstraps from ``next_values``.
+
+The backward recursions run in numpy on host copies, whatever the tensors' device: a step of the
+recursion is a handful of operations on ``[B]`` vectors, where each torch operation (a kernel
+launch on a GPU) costs several times a numpy one. The results come back on the inputs' device;
+the arithmetic is the same float32 arithmetic, in the same order, as a torch loop.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -36,21 +42,24 @@ def compute_gae(
     Returns:
         ``(advantages, returns)``, both ``[T, B]``; ``returns = advantages + values``.
     """
-    num_steps = rewards.shape[0]
-    advantages = torch.zeros_like(rewards)
-    next_value = next_values
-    next_advantage = torch.zeros_like(next_values)
-    for t in reversed(range(num_steps)):
-        ended = terminated[t] | truncated[t]
-        # Value of what follows step t: 0 after termination, V(final obs) after truncation.
-        following = torch.where(
-            terminated[t], torch.zeros_like(next_value), torch.where(truncated[t], bootstrap_values[t], next_value)
-        )
-        delta = rewards[t] + gamma * following - values[t]
-        advantages[t] = delta + gamma * gae_lambda * (~ended) * next_advantage
-        next_value = values[t]
-        next_advantage = advantages[t]
-    return advantages, advantages + values
+    r, v, term, trunc, boot, last = _host(rewards, values, terminated, truncated, bootstrap_values, next_values)
+    # Value of what follows step t: V(s_{t+1}), V(final obs) after truncation, 0 after termination.
+    following = np.concatenate([v[1:], last[None]])
+    following = np.where(term, np.float32(0.0), np.where(trunc, boot, following))
+    delta = r + gamma * following - v
+    carry_coef = np.float32(gamma * gae_lambda) * ~(term | trunc)  # GAE carries over within an episode only
+    advantages = np.empty_like(r)
+    carry = np.zeros_like(r[0])
+    for t in range(r.shape[0] - 1, -1, -1):
+        advantages[t] = delta[t] + carry_coef[t] * carry
+        carry = advantages[t]
+    adv = torch.from_numpy(advantages).to(rewards.device)
+    return adv, adv + values
+
+
+def _host(*tensors: torch.Tensor) -> list[np.ndarray]:
+    """Host numpy arrays of ``tensors`` (views for CPU tensors)."""
+    return [t.detach().cpu().numpy() for t in tensors]
 
 
 def compute_macro_gae(
@@ -87,27 +96,32 @@ def compute_macro_gae(
     Returns:
         ``(advantages, returns)``, both ``[T, B]``, meaningful where ``decisions`` (zero elsewhere).
     """
-    num_steps = rewards.shape[0]
-    advantages = torch.zeros_like(rewards)
-    returns = torch.zeros_like(rewards)
-    segment_next_value = next_values.clone()  # value of the state after the current macro-step
-    segment_next_advantage = torch.zeros_like(next_values)
-    segment_reward = torch.zeros_like(next_values)
-    zeros = torch.zeros_like(next_values)
-    for t in reversed(range(num_steps)):
-        ended = terminated[t] | truncated[t]
+    r, decided, v, term, trunc, boot, last = _host(
+        rewards, decisions, values, terminated, truncated, bootstrap_values, next_values
+    )
+    ended = term | trunc
+    advantages = np.zeros_like(r)
+    returns = np.zeros_like(r)
+    zero = np.float32(0.0)
+    coef = np.float32(gamma * gae_lambda)
+    segment_next_value = last.copy()  # value of the state after the current macro-step
+    segment_next_advantage = np.zeros_like(last)
+    segment_reward = np.zeros_like(last)
+    for t in range(r.shape[0] - 1, -1, -1):
         # An episode end closes the macro-step that contains t; nothing after it carries over.
-        segment_next_value = torch.where(
-            terminated[t], zeros, torch.where(truncated[t], bootstrap_values[t], segment_next_value)
-        )
-        segment_next_advantage = torch.where(ended, zeros, segment_next_advantage)
-        segment_reward = torch.where(ended, zeros, segment_reward) + rewards[t]
-        decided = decisions[t]
-        delta = segment_reward + gamma * segment_next_value - values[t]
-        advantage = delta + gamma * gae_lambda * segment_next_advantage
-        advantages[t] = torch.where(decided, advantage, zeros)
-        returns[t] = torch.where(decided, advantage + values[t], zeros)
-        segment_next_value = torch.where(decided, values[t], segment_next_value)
-        segment_next_advantage = torch.where(decided, advantage, segment_next_advantage)
-        segment_reward = torch.where(decided, zeros, segment_reward)
-    return advantages, returns
+        if ended[t].any():
+            segment_next_value = np.where(term[t], zero, np.where(trunc[t], boot[t], segment_next_value))
+            segment_next_advantage = np.where(ended[t], zero, segment_next_advantage)
+            segment_reward = np.where(ended[t], zero, segment_reward)
+        segment_reward = segment_reward + r[t]
+        if decided[t].any():
+            d = decided[t]
+            delta = segment_reward + gamma * segment_next_value - v[t]
+            advantage = delta + coef * segment_next_advantage
+            advantages[t] = np.where(d, advantage, zero)
+            returns[t] = np.where(d, advantage + v[t], zero)
+            segment_next_value = np.where(d, v[t], segment_next_value)
+            segment_next_advantage = np.where(d, advantage, segment_next_advantage)
+            segment_reward = np.where(d, zero, segment_reward)
+    device = rewards.device
+    return torch.from_numpy(advantages).to(device), torch.from_numpy(returns).to(device)

@@ -10,7 +10,10 @@ iteration (the original staggered its MPI groups the same way).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import pickle
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -52,6 +55,27 @@ def task_rng(seed: int, stream: int) -> np.random.Generator:
 def slot_task_rng(seed: int, stream: int, slot: int) -> np.random.Generator:
     """The task-sampling generator of global slot ``slot`` (multi-process runs: the same for any P)."""
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream, slot)))
+
+
+@contextlib.contextmanager
+def update_threads(threads: int | None, device: torch.device) -> Iterator[None]:
+    """Runs the block with ``threads`` torch threads on a CPU device (0: every core this process may
+    use; ``None``: unchanged), then restores the previous count.
+
+    The rollout's small per-step networks run fastest on one thread, but the env's threads are idle
+    during the updates, whose minibatches are large enough to share out.
+    """
+    if threads is None or device.type != "cpu":
+        yield
+        return
+    if threads == 0:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 class MetaLearner:
@@ -189,7 +213,8 @@ class MetaLearner:
                 merge_rms_batches(self.policy.obs_rms, raw_obs, self.dist)
         self.last_episodes = stats
         metrics = self._rollout_metrics(batch, stats, positions)
-        metrics.update(self.update(batch, joint))
+        with update_threads(self.cfg.train.update_threads, self.device):
+            metrics.update(self.update(batch, joint))
         self.gradient_steps += int(metrics.get("master/gradient_steps", 0) + metrics.get("sub/gradient_steps", 0))
         metrics["train/n_updates"] = float(self.gradient_steps)
         metrics["train/learning_rate"] = self.cfg.sub.lr

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -12,6 +13,8 @@ from torch.distributions import Categorical, Normal
 
 from mlsh.errors import ConfigError
 from mlsh.networks import BatchedMLP
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 class RunningMeanStd(nn.Module):
@@ -46,6 +49,23 @@ class RunningMeanStd(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         normalised = (x - self.mean.to(x.dtype)) / torch.sqrt(self.var.to(x.dtype) + self.eps)
         return normalised.clamp(-self.clip, self.clip)
+
+    @torch.no_grad()
+    def frozen(self, dtype: torch.dtype = torch.float32) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The normalisation with the current statistics, converted once (a rollout's loop calls it per step).
+
+        Three tensor operations per call instead of seven; the scale is computed in float64 and
+        rounded once, so results agree with :meth:`forward` to float32 rounding. Later updates of
+        the statistics do not reach the returned function.
+        """
+        mean = self.mean.to(dtype)
+        scale = torch.rsqrt(self.var + self.eps).to(dtype)
+        clip = self.clip
+
+        def normalize(x: torch.Tensor) -> torch.Tensor:
+            return ((x - mean) * scale).clamp_(-clip, clip)
+
+        return normalize
 
 
 class SubPolicies(nn.Module):
@@ -106,6 +126,60 @@ class SubPolicies(nn.Module):
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """``[K, N, obs_dim] -> [K, N]``."""
         return self.critic(obs).squeeze(-1)
+
+
+class SubPolicySnapshot:
+    """The K sub-policies with their weights of now, arranged for one env step at a time (a rollout).
+
+    A rollout runs the K actors and K critics on every env at every step, with weights that change
+    only after it. Their hidden layers are stacked here once into 2K members (K actors, then K
+    critics), so that each hidden layer is one batched matmul instead of two; each member computes
+    exactly what its own network does. The Gaussian's standard deviations and the constant part of
+    its log-density are precomputed per sub-policy. Later updates of the module do not reach it.
+
+    Args:
+        subs: the sub-policies (actor and critic of the same depth, as built by :class:`SubPolicies`).
+    """
+
+    @torch.no_grad()
+    def __init__(self, subs: SubPolicies) -> None:
+        self.num_subpolicies = subs.num_subpolicies
+        self.discrete = subs.discrete
+        actor, critic = list(subs.actor.layers), list(subs.critic.layers)
+        self.hidden = [
+            (torch.cat([a.bias, c.bias]).unsqueeze(1), torch.cat([a.weight, c.weight]))
+            for a, c in zip(actor[:-1], critic[:-1], strict=True)
+        ]
+        self.actor_out = (actor[-1].bias.detach().unsqueeze(1).clone(), actor[-1].weight.detach().clone())
+        self.critic_out = (critic[-1].bias.detach().unsqueeze(1).clone(), critic[-1].weight.detach().clone())
+        if not self.discrete:
+            log_std = subs.log_std.detach()
+            self.std = log_std.exp()  # [K, A]
+            self.logprob_const = -(log_std + _HALF_LOG_2PI).sum(-1)  # [K]: log-density at the mean
+
+    @torch.no_grad()
+    def act(
+        self, obs: torch.Tensor, sub_idx: torch.Tensor, deterministic: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """See :meth:`HierarchicalPolicy.act`."""
+        k = self.num_subpolicies
+        x = obs.unsqueeze(0).expand(2 * k, -1, -1)
+        for bias, weight in self.hidden:
+            x = torch.tanh(torch.baddbmm(bias, x, weight))
+        out = torch.baddbmm(self.actor_out[0], x[:k], self.actor_out[1])  # [K, B, A]: means or logits
+        values = torch.baddbmm(self.critic_out[0], x[k:], self.critic_out[1])  # [K, B, 1]
+        envs = torch.arange(obs.shape[0], device=obs.device)
+        out, value = out[sub_idx, envs], values[sub_idx, envs, 0]  # the active member's outputs
+        if self.discrete:
+            log_probs = out.log_softmax(-1)
+            action = log_probs.argmax(-1) if deterministic else torch.multinomial(log_probs.exp(), 1)[:, 0]
+            return action, log_probs.gather(-1, action.unsqueeze(-1))[:, 0], value
+        if deterministic:
+            return out, self.logprob_const[sub_idx], value
+        noise = torch.randn_like(out)
+        action = out + self.std[sub_idx] * noise
+        logprob = self.logprob_const[sub_idx] - 0.5 * noise.square().sum(-1)
+        return action, logprob, value
 
 
 class Masters(nn.Module):
@@ -196,6 +270,16 @@ class HierarchicalPolicy(nn.Module):
         flat = obs.reshape(*obs.shape[: obs.dim() - len(self.obs_rms.mean.shape)], -1)
         return self.obs_rms(flat).float() if self.normalize_obs else flat.float()
 
+    def frozen_normalizer(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """:meth:`normalize` for flat float32 ``[..., obs_dim]`` inputs, with the statistics of now.
+
+        For loops that normalise every step while the statistics stay put (a rollout): see
+        :meth:`RunningMeanStd.frozen`.
+        """
+        if self.normalize_obs:
+            return self.obs_rms.frozen()
+        return lambda obs: obs
+
     @torch.no_grad()
     def choose_subpolicies(
         self, obs: torch.Tensor, deterministic: bool = False
@@ -213,13 +297,22 @@ class HierarchicalPolicy(nn.Module):
         sub_idx = dist.probs.argmax(-1) if deterministic else dist.sample()
         return sub_idx, dist.log_prob(sub_idx), self.masters.value(obs)
 
+    def subpolicy_snapshot(self) -> SubPolicySnapshot:
+        """The sub-policies with their current weights, for a loop of :meth:`act` calls (a rollout)."""
+        return SubPolicySnapshot(self.subpolicies)
+
     @torch.no_grad()
     def act(
         self, obs: torch.Tensor, sub_idx: torch.Tensor, deterministic: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Samples an action from each env's active sub-policy.
 
-        All K sub-policies run on all B envs (K is small) and the active one is gathered.
+        All K sub-policies run on all B envs (K is small: one batched matmul per layer) and the
+        active one's outputs are picked; only that distribution is then sampled. The Gaussian is
+        sampled and scored by hand (mean + std * noise; log-density from the noise), without
+        ``torch.distributions`` objects, whose construction costs more than the networks at rollout
+        batch sizes; the values are those of ``Normal.log_prob``. A loop over env steps with fixed
+        weights should take :meth:`subpolicy_snapshot` once and call its ``act``, as this does.
 
         Args:
             obs: ``[B, obs_dim]`` normalised observations.
@@ -229,17 +322,7 @@ class HierarchicalPolicy(nn.Module):
         Returns:
             ``(action [B, ...], logprob [B], value [B])``.
         """
-        expanded = obs.unsqueeze(0).expand(self.num_subpolicies, -1, -1)
-        dist = self.subpolicies.distribution(expanded)
-        if not deterministic:
-            actions = dist.sample()  # [K, B, ...]
-        else:
-            actions = dist.probs.argmax(-1) if self.subpolicies.discrete else dist.mean
-        logprob, _ = self.subpolicies.log_prob_entropy(dist, actions)  # [K, B]
-        values = self.subpolicies.value(expanded)  # [K, B]
-        index = sub_idx.view(1, -1)
-        action = actions.gather(0, index.view(1, -1, *([1] * (actions.dim() - 2))).expand(1, *actions.shape[1:]))
-        return action[0], logprob.gather(0, index)[0], values.gather(0, index)[0]
+        return SubPolicySnapshot(self.subpolicies).act(obs, sub_idx, deterministic)
 
     @torch.no_grad()
     def sub_value(self, obs: torch.Tensor, sub_idx: torch.Tensor) -> torch.Tensor:

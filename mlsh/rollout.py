@@ -179,7 +179,7 @@ class RolloutCollector:
         return [p if a.ndim == 1 else p.view(self.num_envs, -1) for p, a in zip(parts, arrays, strict=True)]
 
     # -- collection ----------------------------------------------------------------------------
-    @torch.no_grad()
+    @torch.inference_mode()
     def collect(
         self, rollout_len: int, update_obs_rms: bool = True, deterministic: bool = False
     ) -> tuple[RolloutBatch, EpisodeStats]:
@@ -220,11 +220,14 @@ class RolloutCollector:
         decide = self.clock == 0  # host copy of the decision mask; decide_t is its device twin
         raw_t, decide_t, sub_idx = self._upload(self.obs, decide, self.sub_idx)
         decide_t, sub_idx = decide_t != 0, sub_idx.long()
-        obs = policy.normalize(raw_t)
+        # The weights and the normaliser's statistics change after the rollout only.
+        normalize, subpolicies = policy.frozen_normalizer(), policy.subpolicy_snapshot()
+        obs = normalize(raw_t)
         low = high = None
-        if not discrete:
+        if not discrete:  # the env gets actions clipped to its bounds; the batch keeps the samples
             space = self.vec_env.single_action_space
-            low, high = space.low, space.high
+            low = torch.as_tensor(space.low, dtype=torch.float32, device=device)
+            high = torch.as_tensor(space.high, dtype=torch.float32, device=device)
 
         for t in range(rollout_len):
             raw_obs.append(raw_t)
@@ -236,17 +239,17 @@ class RolloutCollector:
                 decisions_buf[t] = decide_t
                 master_logprob[t] = torch.where(decide_t, logprob.view(-1), 0.0)
                 master_values[t] = torch.where(decide_t, value.view(-1), 0.0)
-            action, logprob, value = policy.act(obs, sub_idx, deterministic)
+            action, logprob, value = subpolicies.act(obs, sub_idx, deterministic)
             obs_buf[t], actions_buf[t], sub_idx_buf[t] = obs, action, sub_idx
             sub_logprob[t], sub_values[t] = logprob, value
 
-            env_action = action.cpu().numpy()
-            if not discrete:
-                env_action = np.clip(env_action, low, high)
+            env_action = (action if discrete else torch.clamp(action, low, high)).cpu().numpy()
             next_obs, reward, terminated, truncated, info = self.vec_env.step(env_action)
             ended = terminated | truncated
+            any_ended = bool(ended.any())
             self.clock = (self.clock + 1) % self.macro_len
-            self.clock[ended] = 0
+            if any_ended:
+                self.clock[ended] = 0
             decide = self.clock == 0
             raw_t, reward_t, terminated_t, truncated_t, decide_t = self._upload(
                 next_obs, reward, terminated, truncated, decide
@@ -265,14 +268,15 @@ class RolloutCollector:
 
             self.episode_return += reward
             self.episode_length += 1
-            for b in np.flatnonzero(ended):
-                ep_returns.append(float(self.episode_return[b]))
-                ep_lengths.append(int(self.episode_length[b]))
-                ep_slots.append(b // per_slot)
-            self.episode_return[ended] = 0.0
-            self.episode_length[ended] = 0
+            if any_ended:
+                for b in np.flatnonzero(ended):
+                    ep_returns.append(float(self.episode_return[b]))
+                    ep_lengths.append(int(self.episode_length[b]))
+                    ep_slots.append(b // per_slot)
+                self.episode_return[ended] = 0.0
+                self.episode_length[ended] = 0
             self.obs = next_obs
-            obs = policy.normalize(raw_t)
+            obs = normalize(raw_t)
 
         next_sub_values = policy.sub_value(obs, sub_idx)
         next_master_values = policy.master_value(obs.view(num_slots, per_slot, obs_dim)).view(-1)

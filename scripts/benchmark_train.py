@@ -1,8 +1,8 @@
 """End-to-end training throughput of mlsh on an Ant task, against its references, in one run (issue 6).
 
-    python scripts/benchmark_train.py [--env AntMaze] [--slots 8] [--envs-per-slot 2] [--rollout-len 200]
-                                      [--iterations 3] [--sb3-steps 4096] [--raw-steps 200] [--procs 2]
-                                      [--device cpu] [--no-sb3] [--no-scaling]
+    python scripts/benchmark_train.py [--env AntMaze] [--slots M] [--envs-per-slot E] [--rollout-len L]
+                                      [--iterations 3] [--repeats 1] [--sb3-steps 4096] [--raw-steps 200]
+                                      [--procs 2] [--device cpu] [--no-sb3] [--no-scaling]
 
 Prints env-steps per second of
   (a) mlsh training (collection + master and sub-policy PPO) on the batched ``mujoco.batch`` vector env,
@@ -11,8 +11,13 @@ Prints env-steps per second of
   (c) raw ``mujoco.batch`` stepping of the same model with as many simulations as (a) has envs;
 and the ratios a/b and a/c; then (a) under ``torchrun`` with 1 and with P processes, each process
 with ``--slots`` slots (weak scaling: P times the slots), pinned to its share of the cores, and the
-scaling efficiency rate(P) / (P x rate(1)). The defaults take a minute or two on 2 CPU cores;
-raise ``--iterations``, ``--sb3-steps`` and ``--raw-steps`` for steadier figures.
+scaling efficiency rate(P) / (P x rate(1)).
+
+(a) runs the env's training configuration (``configs/env/<env>.yaml``: for AntMaze 10 slots x 2 envs,
+rollouts of 1000 steps, K = 4), what ``python -m mlsh.train env=AntMaze`` runs; ``--slots``,
+``--envs-per-slot`` and ``--rollout-len`` override it. With ``--repeats R`` the three measurements
+take turns R times and the medians are reported, so that a passing load affects all three alike.
+The defaults take about a minute on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -44,15 +49,15 @@ from mlsh.envs import make_env  # noqa: E402
 from mlsh.meta import MetaLearner  # noqa: E402
 
 
-def make_config(args: argparse.Namespace, num_slots: int) -> Config:
-    overrides = [
-        f"env={args.env}",
-        f"mlsh.num_slots={num_slots}",
-        f"train.envs_per_slot={args.envs_per_slot}",
-        f"train.rollout_len={args.rollout_len}",
-        f"device={args.device}",
-        "train.progress=false",
-    ]
+def make_config(args: argparse.Namespace, num_slots: int | None) -> Config:
+    """The env's training configuration, with the command line's slots, envs per slot and rollout length."""
+    overrides = [f"env={args.env}", f"device={args.device}", "train.progress=false"]
+    if num_slots is not None:
+        overrides.append(f"mlsh.num_slots={num_slots}")
+    if args.envs_per_slot is not None:
+        overrides.append(f"train.envs_per_slot={args.envs_per_slot}")
+    if args.rollout_len is not None:
+        overrides.append(f"train.rollout_len={args.rollout_len}")
     data = compose_config("train", overrides)
     data.pop("resume", None)
     return config_from_dict(data)
@@ -143,7 +148,8 @@ def worker(args: argparse.Namespace) -> None:
     context = init_process_group(args.device)
     try:
         pin_to_share_of_cores(context.rank, context.world_size)
-        cfg = make_config(args, args.slots * context.world_size)
+        slots = args.slots if args.slots is not None else make_config(args, None).mlsh.num_slots
+        cfg = make_config(args, slots * context.world_size)
         if cfg.train.torch_threads:
             torch.set_num_threads(cfg.train.torch_threads)
         rate, split = mlsh_rate(cfg, args.iterations, context)
@@ -162,9 +168,11 @@ def torchrun_rate(args: argparse.Namespace, procs: int) -> dict[str, Any]:
         port = sock.getsockname()[1]
     command = [
         sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={procs}", f"--master_port={port}",
-        __file__, "--worker", f"--env={args.env}", f"--slots={args.slots}", f"--envs-per-slot={args.envs_per_slot}",
-        f"--rollout-len={args.rollout_len}", f"--iterations={args.iterations}", f"--device={args.device}",
+        __file__, "--worker", f"--env={args.env}", f"--iterations={args.iterations}", f"--device={args.device}",
     ]  # fmt: skip
+    for name in ("slots", "envs_per_slot", "rollout_len"):
+        if getattr(args, name) is not None:
+            command.append(f"--{name.replace('_', '-')}={getattr(args, name)}")
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     if not lines:
@@ -177,10 +185,11 @@ def torchrun_rate(args: argparse.Namespace, procs: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="AntMaze", help="an env config name (configs/env)")
-    parser.add_argument("--slots", type=int, default=8, help="task slots (per process under torchrun)")
-    parser.add_argument("--envs-per-slot", type=int, default=2)
-    parser.add_argument("--rollout-len", type=int, default=200, help="steps per env and iteration")
+    parser.add_argument("--slots", type=int, help="task slots (per process under torchrun); default: the env's")
+    parser.add_argument("--envs-per-slot", type=int, help="default: the env config's")
+    parser.add_argument("--rollout-len", type=int, help="steps per env and iteration; default: the env config's")
     parser.add_argument("--iterations", type=int, default=3, help="timed mlsh iterations (after one warm-up)")
+    parser.add_argument("--repeats", type=int, default=1, help="turns of the three measurements (medians)")
     parser.add_argument("--sb3-steps", type=int, default=4096, help="SB3 PPO learn() steps (2048 per update)")
     parser.add_argument("--raw-steps", type=int, default=200, help="vector steps of raw mujoco.batch")
     parser.add_argument("--procs", type=int, default=2, help="processes of the scaling run")
@@ -200,17 +209,30 @@ def main() -> None:
     load = os.getloadavg()
     print(
         f"{cfg.env.id}: mlsh {cfg.mlsh.num_slots} slots x {cfg.train.envs_per_slot} envs, rollout "
-        f"{cfg.train.rollout_len}, K={cfg.mlsh.num_subpolicies}, device {args.device}, {args.iterations} iterations; "
-        f"{len(os.sched_getaffinity(0))} cores, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
+        f"{cfg.train.rollout_len}, K={cfg.mlsh.num_subpolicies}, device {args.device}, {args.iterations} iterations "
+        f"x {args.repeats} repeats; {len(os.sched_getaffinity(0))} cores, load average "
+        f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
     )
-    a, split = mlsh_rate(cfg, args.iterations)
+    rates: dict[str, list[float]] = {"a": [], "b": [], "c": []}
+    splits: list[dict[str, float]] = []
+    for _ in range(args.repeats):
+        a, split = mlsh_rate(cfg, args.iterations)
+        rates["a"].append(a)
+        splits.append(split)
+        rates["c"].append(raw_rate(cfg, num_envs, args.raw_steps))
+        if not args.no_sb3:
+            rates["b"].append(sb3_rate(cfg, args.sb3_steps))
+    if args.repeats > 1:
+        for key, values in rates.items():
+            if values:
+                print(f"    ({key}) each turn: " + ", ".join(f"{v:,.0f}" for v in values))
+    a, c = float(np.median(rates["a"])), float(np.median(rates["c"]))
     print(f"(a) mlsh training, batched env          {a:>10,.0f} env steps/s")
-    for name, share in split.items():
+    for name in splits[0]:
+        share = float(np.median([split[name] for split in splits]))
         print(f"      {name:<32} {100 * share:5.1f}%")
-    c = raw_rate(cfg, num_envs, args.raw_steps)
-    b = None
-    if not args.no_sb3:
-        b = sb3_rate(cfg, args.sb3_steps)
+    b = float(np.median(rates["b"])) if rates["b"] else None
+    if b is not None:
         print(f"(b) SB3 PPO defaults, single env        {b:>10,.0f} env steps/s")
     print(f"(c) raw mujoco.batch, {num_envs} simulations  {c:>10,.0f} env steps/s")
     if b is not None:
@@ -219,7 +241,8 @@ def main() -> None:
     if not args.no_scaling:
         one = torchrun_rate(args, 1)
         many = torchrun_rate(args, args.procs)
-        runs = ((f"1 process, {args.slots} slots", one), (f"{args.procs} processes, x{args.procs} slots", many))
+        slots = args.slots if args.slots is not None else cfg.mlsh.num_slots
+        runs = ((f"1 process, {slots} slots", one), (f"{args.procs} processes, x{args.procs} slots", many))
         for label, run in runs:
             split = ", ".join(f"{name.split(' ')[0]} {100 * share:.0f}%" for name, share in run["split"].items())
             print(f"torchrun {label:<24} {run['rate']:>10,.0f} env steps/s   (rank 0: {split})")

@@ -50,6 +50,8 @@ def test_flat_ppo_algo_is_one_subpolicy_without_warmup() -> None:
         ({"mlsh": 3}, "'mlsh' is a group of settings"),
         ({"train": {"rollout_len": 15}}, "set train.rollout_len=20"),
         ({"bogus": 1}, "Unknown setting 'bogus'"),
+        ({"train": {"update_threads": -1}}, "train.update_threads must be null or an integer >= 0, got -1"),
+        ({"train": {"torch_threads": -2}}, "train.torch_threads must be null or an integer >= 0, got -2"),
     ],
 )
 def test_impossible_settings_are_refused_with_the_fix(data: dict, message: str) -> None:

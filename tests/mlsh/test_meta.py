@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
@@ -166,3 +167,24 @@ def test_sub_advantages_are_normalised_per_slot_when_asked(per_slot: bool, monke
         slot_ids = (torch.arange(ids.numel()) % (num_slots * cfg.train.envs_per_slot)) // cfg.train.envs_per_slot
         means = [float(normalised[(ids == s) & (slot_ids == m)].mean()) for s in cells for m in range(num_slots)]
         assert max(abs(x) for x in means if x == x) > 1e-3
+
+
+@pytest.mark.parametrize("threads", [None, 0, 2])
+def test_updates_run_on_update_threads_and_the_rollout_count_comes_back(
+    threads: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = small_config()
+    cfg.train.update_threads = threads
+    learner = MetaLearner(cfg)
+    seen: list[int] = []
+    update = learner.update
+    monkeypatch.setattr(learner, "update", lambda *args: (seen.append(torch.get_num_threads()), update(*args))[1])
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        learner.train_iteration()
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    cores = len(os.sched_getaffinity(0))
+    assert seen == [{None: 1, 0: cores, 2: 2}[threads]]

@@ -91,3 +91,43 @@ def test_running_mean_std_matches_numpy() -> None:
     assert {"obs_rms.mean", "obs_rms.var", "obs_rms.count"} <= set(
         HierarchicalPolicy(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(2), 2, 2).state_dict()
     )
+
+
+def test_frozen_normalizer_matches_the_module_and_ignores_later_updates() -> None:
+    rms = RunningMeanStd((3,), clip=2.0)
+    rms.update(torch.as_tensor(np.random.default_rng(1).normal(5.0, 0.5, size=(200, 3))))
+    x = torch.as_tensor(np.random.default_rng(2).normal(5.0, 1.0, size=(50, 3)), dtype=torch.float32)
+    frozen = rms.frozen()
+    expected = rms(x)
+    torch.testing.assert_close(frozen(x), expected, rtol=1e-6, atol=1e-6)
+    assert float(expected.abs().max()) == 2.0  # some entries are clipped
+    rms.update(torch.zeros(10, 3, dtype=torch.float64))  # the rollout's statistics stay in force
+    torch.testing.assert_close(frozen(x), expected, rtol=1e-6, atol=1e-6)
+    policy = _policy(gym.spaces.Discrete(2))
+    policy.normalize_obs = False
+    assert policy.frozen_normalizer()(x) is x
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_subpolicy_snapshot_computes_what_the_networks_do_and_keeps_its_weights(discrete: bool) -> None:
+    space = gym.spaces.Discrete(4) if discrete else gym.spaces.Box(-1, 1, shape=(2,), dtype=np.float32)
+    policy = _policy(space)
+    obs, sub_idx = torch.randn(7, 4), torch.tensor([0, 1, 2, 2, 1, 0, 2])
+    expanded = obs.unsqueeze(0).expand(3, -1, -1)
+    envs = torch.arange(7)
+    snapshot = policy.subpolicy_snapshot()
+    action, logprob, value = snapshot.act(obs, sub_idx, deterministic=True)
+    outputs = policy.subpolicies.actor(expanded)[sub_idx, envs]
+    assert torch.equal(value, policy.subpolicies.value(expanded)[sub_idx, envs])  # the same arithmetic
+    if discrete:
+        assert torch.equal(action, outputs.argmax(-1))
+        torch.testing.assert_close(logprob, outputs.log_softmax(-1).max(-1).values)
+    else:
+        assert torch.equal(action, outputs)
+        dist = policy.subpolicies.distribution(expanded)
+        torch.testing.assert_close(logprob, dist.log_prob(dist.mean).sum(-1)[sub_idx, envs])
+    with torch.no_grad():
+        for parameter in policy.subpolicies.parameters():
+            parameter.add_(1.0)
+    again = snapshot.act(obs, sub_idx, deterministic=True)
+    assert torch.equal(again[0], action) and torch.equal(again[2], value)

@@ -1,0 +1,32 @@
+"""The benchmark scripts run end to end and print the figures the README quotes (tiny settings)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_benchmark_train_prints_rates_split_and_ratios() -> None:
+    command = [
+        sys.executable, "scripts/benchmark_train.py", "--slots", "1", "--envs-per-slot", "1", "--rollout-len", "200",
+        "--iterations", "1", "--raw-steps", "5", "--sb3-steps", "64", "--no-scaling", "--repeats", "2",
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "mlsh/AntMaze-v0: mlsh 1 slots x 1 envs, rollout 200, K=4" in out
+    assert "Warning" not in result.stderr, result.stderr[-3000:]
+    rates = {
+        key: float(value.replace(",", ""))
+        for key, value in re.findall(r"^\((a|b|c)\) .*?([\d,]+) env steps/s", out, re.M)
+    }
+    assert set(rates) == {"a", "b", "c"} and all(rate > 0 for rate in rates.values()), out
+    assert len(re.findall(r"^    \((a|b|c)\) each turn: [\d,]+, [\d,]+$", out, re.M)) == 3, out
+    shares = [float(x) for x in re.findall(r"^      .*?(-?[\d.]+)%$", out, re.M)]
+    assert len(shares) == 4 and abs(sum(shares) - 100.0) < 1.0, out
+    a_b = float(re.search(r"^a/b = ([\d.]+)", out, re.M).group(1))
+    assert abs(a_b - rates["a"] / rates["b"]) < 0.01 + 0.01 * a_b
