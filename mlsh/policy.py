@@ -14,7 +14,7 @@ from torch.distributions import Categorical, Normal
 from mlsh.errors import ConfigError
 from mlsh.networks import BatchedMLP
 
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+_LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))  # as in torch.distributions.Normal
 
 
 class RunningMeanStd(nn.Module):
@@ -54,16 +54,16 @@ class RunningMeanStd(nn.Module):
     def frozen(self, dtype: torch.dtype = torch.float32) -> Callable[[torch.Tensor], torch.Tensor]:
         """The normalisation with the current statistics, converted once (a rollout's loop calls it per step).
 
-        Three tensor operations per call instead of seven; the scale is computed in float64 and
-        rounded once, so results agree with :meth:`forward` to float32 rounding. Later updates of
-        the statistics do not reach the returned function.
+        Three tensor operations per call instead of seven, with the same arithmetic as
+        :meth:`forward` (the same bits). Later updates of the statistics do not reach the returned
+        function.
         """
         mean = self.mean.to(dtype)
-        scale = torch.rsqrt(self.var + self.eps).to(dtype)
+        std = torch.sqrt(self.var.to(dtype) + self.eps)
         clip = self.clip
 
         def normalize(x: torch.Tensor) -> torch.Tensor:
-            return ((x - mean) * scale).clamp_(-clip, clip)
+            return ((x - mean) / std).clamp_(-clip, clip)
 
         return normalize
 
@@ -134,8 +134,8 @@ class SubPolicySnapshot:
     A rollout runs the K actors and K critics on every env at every step, with weights that change
     only after it. Their hidden layers are stacked here once into 2K members (K actors, then K
     critics), so that each hidden layer is one batched matmul instead of two; each member computes
-    exactly what its own network does. The Gaussian's standard deviations and the constant part of
-    its log-density are precomputed per sub-policy. Later updates of the module do not reach it.
+    exactly what its own network does. The Gaussian's standard deviations are precomputed. Later
+    updates of the module do not reach it.
 
     Args:
         subs: the sub-policies (actor and critic of the same depth, as built by :class:`SubPolicies`).
@@ -153,9 +153,8 @@ class SubPolicySnapshot:
         self.actor_out = (actor[-1].bias.detach().unsqueeze(1).clone(), actor[-1].weight.detach().clone())
         self.critic_out = (critic[-1].bias.detach().unsqueeze(1).clone(), critic[-1].weight.detach().clone())
         if not self.discrete:
-            log_std = subs.log_std.detach()
-            self.std = log_std.exp()  # [K, A]
-            self.logprob_const = -(log_std + _HALF_LOG_2PI).sum(-1)  # [K]: log-density at the mean
+            self.std = subs.log_std.detach().exp()  # [K, A]
+            self.log_scale = self.std.log()  # as Normal computes it from the scale
 
     @torch.no_grad()
     def act(
@@ -169,17 +168,23 @@ class SubPolicySnapshot:
         out = torch.baddbmm(self.actor_out[0], x[:k], self.actor_out[1])  # [K, B, A]: means or logits
         values = torch.baddbmm(self.critic_out[0], x[k:], self.critic_out[1])  # [K, B, 1]
         envs = torch.arange(obs.shape[0], device=obs.device)
-        out, value = out[sub_idx, envs], values[sub_idx, envs, 0]  # the active member's outputs
+        value = values[sub_idx, envs, 0]  # the active member's
+        # Every member's distribution is sampled, as torch.distributions would, so that the random
+        # stream, and with it a seeded run, is the same as with Normal / Categorical objects; the
+        # formulas are theirs, so are the bits.
         if self.discrete:
-            log_probs = out.log_softmax(-1)
-            action = log_probs.argmax(-1) if deterministic else torch.multinomial(log_probs.exp(), 1)[:, 0]
-            return action, log_probs.gather(-1, action.unsqueeze(-1))[:, 0], value
-        if deterministic:
-            return out, self.logprob_const[sub_idx], value
-        noise = torch.randn_like(out)
-        action = out + self.std[sub_idx] * noise
-        logprob = self.logprob_const[sub_idx] - 0.5 * noise.square().sum(-1)
-        return action, logprob, value
+            logits = out - out.logsumexp(-1, keepdim=True)
+            probs = logits.softmax(-1)
+            if deterministic:
+                actions = probs.argmax(-1)
+            else:
+                actions = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, True).view(k, -1)
+            action = actions[sub_idx, envs]
+            return action, logits[sub_idx, envs].gather(-1, action.unsqueeze(-1))[:, 0], value
+        mean, scale = out[sub_idx, envs], self.std[sub_idx]
+        action = mean if deterministic else torch.normal(out, self.std.unsqueeze(1).expand_as(out))[sub_idx, envs]
+        log_density = -((action - mean) ** 2) / (2 * scale**2) - self.log_scale[sub_idx] - _LOG_SQRT_2PI
+        return action, log_density.sum(-1), value
 
 
 class Masters(nn.Module):
@@ -308,10 +313,9 @@ class HierarchicalPolicy(nn.Module):
         """Samples an action from each env's active sub-policy.
 
         All K sub-policies run on all B envs (K is small: one batched matmul per layer) and the
-        active one's outputs are picked; only that distribution is then sampled. The Gaussian is
-        sampled and scored by hand (mean + std * noise; log-density from the noise), without
-        ``torch.distributions`` objects, whose construction costs more than the networks at rollout
-        batch sizes; the values are those of ``Normal.log_prob``. A loop over env steps with fixed
+        active one's action is picked. Sampling and scoring use the formulas and the random draws of
+        ``torch.distributions`` (same results, bit for bit), without building distribution objects,
+        which cost more than the networks at rollout batch sizes. A loop over env steps with fixed
         weights should take :meth:`subpolicy_snapshot` once and call its ``act``, as this does.
 
         Args:

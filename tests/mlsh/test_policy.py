@@ -99,10 +99,10 @@ def test_frozen_normalizer_matches_the_module_and_ignores_later_updates() -> Non
     x = torch.as_tensor(np.random.default_rng(2).normal(5.0, 1.0, size=(50, 3)), dtype=torch.float32)
     frozen = rms.frozen()
     expected = rms(x)
-    torch.testing.assert_close(frozen(x), expected, rtol=1e-6, atol=1e-6)
+    assert torch.equal(frozen(x), expected)
     assert float(expected.abs().max()) == 2.0  # some entries are clipped
     rms.update(torch.zeros(10, 3, dtype=torch.float64))  # the rollout's statistics stay in force
-    torch.testing.assert_close(frozen(x), expected, rtol=1e-6, atol=1e-6)
+    assert torch.equal(frozen(x), expected)
     policy = _policy(gym.spaces.Discrete(2))
     policy.normalize_obs = False
     assert policy.frozen_normalizer()(x) is x
@@ -131,3 +131,38 @@ def test_subpolicy_snapshot_computes_what_the_networks_do_and_keeps_its_weights(
             parameter.add_(1.0)
     again = snapshot.act(obs, sub_idx, deterministic=True)
     assert torch.equal(again[0], action) and torch.equal(again[2], value)
+
+
+def _distributions_act(
+    policy: HierarchicalPolicy, obs: torch.Tensor, sub_idx: torch.Tensor, deterministic: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Acting through torch.distributions objects for every member, then gathering the active one."""
+    subs = policy.subpolicies
+    expanded = obs.unsqueeze(0).expand(subs.num_subpolicies, -1, -1)
+    dist = subs.distribution(expanded)
+    most_likely = dist.probs.argmax(-1) if subs.discrete else dist.mean
+    actions = most_likely if deterministic else dist.sample()
+    logprob, _ = subs.log_prob_entropy(dist, actions)
+    envs = torch.arange(obs.shape[0])
+    return actions[sub_idx, envs], logprob[sub_idx, envs], subs.value(expanded)[sub_idx, envs]
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+@pytest.mark.parametrize("discrete", [False, True])
+def test_act_draws_and_scores_bit_for_bit_as_the_distributions_do(discrete: bool, deterministic: bool) -> None:
+    space = gym.spaces.Discrete(5) if discrete else gym.spaces.Box(-1, 1, shape=(3,), dtype=np.float32)
+    policy = _policy(space, num_subpolicies=4)
+    if not discrete:
+        with torch.no_grad():
+            policy.subpolicies.log_std.copy_(torch.linspace(-1.5, 0.5, 12).view(4, 3))
+    obs, sub_idx = torch.randn(9, 4), torch.tensor([0, 3, 1, 2, 2, 3, 0, 1, 3])
+    torch.manual_seed(7)
+    expected = _distributions_act(policy, obs, sub_idx, deterministic)
+    torch.manual_seed(7)
+    got = policy.act(obs, sub_idx, deterministic)
+    for name, a, b in zip(("action", "logprob", "value"), got, expected, strict=True):
+        assert torch.equal(a, b), name
+    after_act = torch.rand(3)  # the generator has consumed as many draws either way
+    torch.manual_seed(7)
+    _distributions_act(policy, obs, sub_idx, deterministic)
+    assert torch.equal(after_act, torch.rand(3))
