@@ -2,7 +2,7 @@
 
     python scripts/benchmark_train.py [--env AntMaze] [--slots M] [--envs-per-slot E] [--rollout-len L]
                                       [--iterations 3] [--repeats 1] [--sb3-steps 4096] [--raw-steps 200]
-                                      [--procs 2] [--device cpu] [--no-sb3] [--no-scaling]
+                                      [--procs 2] [--device cpu] [--no-sb3] [--no-scaling] [--set KEY=VALUE ...]
 
 Prints env-steps per second of
   (a) mlsh training (collection + master and sub-policy PPO) on the batched ``mujoco.batch`` vector env,
@@ -15,9 +15,9 @@ scaling efficiency rate(P) / (P x rate(1)).
 
 (a) runs the env's training configuration (``configs/env/<env>.yaml``: for AntMaze 10 slots x 2 envs,
 rollouts of 1000 steps, K = 4), what ``python -m mlsh.train env=AntMaze`` runs; ``--slots``,
-``--envs-per-slot`` and ``--rollout-len`` override it. With ``--repeats R`` the three measurements
-take turns R times and the medians are reported, so that a passing load affects all three alike.
-The defaults take about a minute on 2 CPU cores.
+``--envs-per-slot`` and ``--rollout-len`` override it, and ``--set`` any other setting. With
+``--repeats R`` the three measurements take turns R times and the medians are reported, so that a
+passing load affects all three alike. The defaults take about a minute on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from mlsh.meta import MetaLearner  # noqa: E402
 
 def make_config(args: argparse.Namespace, num_slots: int | None) -> Config:
     """The env's training configuration, with the command line's slots, envs per slot and rollout length."""
-    overrides = [f"env={args.env}", f"device={args.device}", "train.progress=false"]
+    overrides = [f"env={args.env}", f"device={args.device}", "train.progress=false", *args.set]
     if num_slots is not None:
         overrides.append(f"mlsh.num_slots={num_slots}")
     if args.envs_per_slot is not None:
@@ -169,6 +169,7 @@ def torchrun_rate(args: argparse.Namespace, procs: int) -> dict[str, Any]:
     command = [
         sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={procs}", f"--master_port={port}",
         __file__, "--worker", f"--env={args.env}", f"--iterations={args.iterations}", f"--device={args.device}",
+        "--set", *args.set,
     ]  # fmt: skip
     for name in ("slots", "envs_per_slot", "rollout_len"):
         if getattr(args, name) is not None:
@@ -190,6 +191,13 @@ def main() -> None:
     parser.add_argument("--rollout-len", type=int, help="steps per env and iteration; default: the env config's")
     parser.add_argument("--iterations", type=int, default=3, help="timed mlsh iterations (after one warm-up)")
     parser.add_argument("--repeats", type=int, default=1, help="turns of the three measurements (medians)")
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="more training config overrides, e.g. train.update_threads=null",
+    )
     parser.add_argument("--sb3-steps", type=int, default=4096, help="SB3 PPO learn() steps (2048 per update)")
     parser.add_argument("--raw-steps", type=int, default=200, help="vector steps of raw mujoco.batch")
     parser.add_argument("--procs", type=int, default=2, help="processes of the scaling run")

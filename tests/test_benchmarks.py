@@ -14,11 +14,12 @@ def test_benchmark_train_prints_rates_split_and_ratios() -> None:
     command = [
         sys.executable, "scripts/benchmark_train.py", "--slots", "1", "--envs-per-slot", "1", "--rollout-len", "200",
         "--iterations", "1", "--raw-steps", "5", "--sb3-steps", "64", "--no-scaling", "--repeats", "2",
+        "--set", "mlsh.num_subpolicies=3",
     ]  # fmt: skip
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
-    assert "mlsh/AntMaze-v0: mlsh 1 slots x 1 envs, rollout 200, K=4" in out
+    assert "mlsh/AntMaze-v0: mlsh 1 slots x 1 envs, rollout 200, K=3" in out
     assert "Warning" not in result.stderr, result.stderr[-3000:]
     rates = {
         key: float(value.replace(",", ""))
