@@ -224,10 +224,9 @@ class RolloutCollector:
         normalize, subpolicies = policy.frozen_normalizer(), policy.subpolicy_snapshot()
         obs = normalize(raw_t)
         low = high = None
-        if not discrete:  # the env gets actions clipped to its bounds; the batch keeps the samples
+        if not discrete:
             space = self.vec_env.single_action_space
-            low = torch.as_tensor(space.low, dtype=torch.float32, device=device)
-            high = torch.as_tensor(space.high, dtype=torch.float32, device=device)
+            low, high = space.low, space.high
 
         for t in range(rollout_len):
             raw_obs.append(raw_t)
@@ -243,7 +242,9 @@ class RolloutCollector:
             obs_buf[t], actions_buf[t], sub_idx_buf[t] = obs, action, sub_idx
             sub_logprob[t], sub_values[t] = logprob, value
 
-            env_action = (action if discrete else torch.clamp(action, low, high)).cpu().numpy()
+            env_action = action.cpu().numpy()
+            if not discrete:
+                env_action = np.clip(env_action, low, high)
             next_obs, reward, terminated, truncated, info = self.vec_env.step(env_action)
             ended = terminated | truncated
             any_ended = bool(ended.any())
