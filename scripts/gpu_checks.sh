@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The checks that need the GPU machine (16 cores + one H100/H200), in one run of about 6 minutes:
+#   1. `pytest -m gpu`: the learner on CUDA against the CPU (issue 6);
+#   2. scripts/benchmark_train.py with device=cuda and the GPU preset (issue 6: a >= 20,000 env steps/s);
+#   3. scripts/benchmark_envs.py on 16 cores (issue 4: b/a and b/c of the batched env).
+# From the project root, here first: ../shared/tools/device-wheels.sh (puts the wheels the machine lacks
+# in .whl/), then run `bash scripts/gpu_checks.sh` there, carrying .whl. Outputs go to $OUT (or
+# /tmp/gpu_checks), one file per check; each check has its own time limit, and a failing one does not
+# stop the others. Leave MUJOCO_GL unset there.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+if [ -d .whl ] && compgen -G ".whl/*.whl" > /dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+  export PYTHONPATH="/tmp/site:$PWD"
+fi
+OUT="${OUT:-/tmp/gpu_checks}"
+mkdir -p "$OUT"
+status=0
+
+check() {  # check NAME SECONDS COMMAND...: runs COMMAND with a time limit, output to $OUT/NAME.txt
+  local name=$1 seconds=$2
+  shift 2
+  echo "== $name: $*"
+  local start=$SECONDS
+  timeout "$seconds" "$@" > "$OUT/$name.txt" 2>&1
+  local rc=$?
+  tail -n 25 "$OUT/$name.txt"
+  echo "== $name: exit $rc after $((SECONDS - start)) s"
+  [ "$rc" -eq 0 ] || status=1
+}
+
+{ nvidia-smi; nproc; python3 -c "import torch, mujoco; print(torch.__version__, mujoco.__version__, torch.cuda.is_available())"; } \
+  > "$OUT/machine.txt" 2>&1
+cat "$OUT/machine.txt"
+check pytest_gpu 180 python3 -m pytest -q -m gpu -p no:cacheprovider tests/mlsh/test_gpu.py
+check benchmark_train 240 python3 scripts/benchmark_train.py --device cuda --set +preset=gpu --iterations 2 --no-scaling
+check benchmark_envs 120 python3 scripts/benchmark_envs.py --num-envs 256 --repeats 3
+exit "$status"
