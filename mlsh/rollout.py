@@ -185,6 +185,10 @@ class RolloutCollector:
     ) -> tuple[RolloutBatch, EpisodeStats]:
         """Runs ``rollout_len`` steps in every env.
 
+        Runs under ``torch.inference_mode``: the batch's tensors are inference tensors. Index them,
+        copy them or feed them to networks; outside inference mode, do not modify them in place
+        (``.clone()`` first).
+
         Args:
             rollout_len: L.
             update_obs_rms: merge the raw observations seen into the normaliser after collecting
