@@ -1,4 +1,4 @@
-"""The benchmark scripts run end to end and print the figures the README quotes (tiny settings)."""
+"""The benchmark and plotting scripts run end to end and print the figures the README quotes (tiny settings)."""
 
 from __future__ import annotations
 
@@ -31,3 +31,22 @@ def test_benchmark_train_prints_rates_split_and_ratios() -> None:
     assert len(shares) == 4 and abs(sum(shares) - 100.0) < 1.0, out
     a_b = float(re.search(r"^a/b = ([\d.]+)", out, re.M).group(1))
     assert abs(a_b - rates["a"] / rates["b"]) < 0.01 + 0.01 * a_b
+
+
+def test_plot_training_writes_a_png_and_a_table_of_the_curves(tmp_path: Path) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path / "run" / "tb"))
+    for i in range(1, 21):
+        writer.add_scalar("rollout/ep_rew_mean", -100.0 + 5 * i, i * 1000)
+        writer.add_scalar("sub/explained_variance", 0.5, i * 1000)
+    writer.close()
+    script = [sys.executable, "scripts/plot_training.py"]
+    result = subprocess.run([*script, str(tmp_path / "run"), "--rows", "2"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert lines[0] == "| env steps | rollout/ep_rew_mean | sub/explained_variance |"
+    assert lines[2] == "| 0.0M-0.0M | -72.50 | 0.50 |"  # steps 1,000-10,000: mean of -95 ... -50
+    assert (tmp_path / "run" / "training.png").stat().st_size > 10_000
+    missing = subprocess.run([*script, str(tmp_path / "nothing")], cwd=REPO, capture_output=True, text=True)
+    assert missing.returncode != 0 and "pass a run dir written by python -m mlsh.train" in missing.stderr
