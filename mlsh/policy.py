@@ -145,6 +145,7 @@ class SubPolicySnapshot:
     def __init__(self, subs: SubPolicies) -> None:
         self.num_subpolicies = subs.num_subpolicies
         self.discrete = subs.discrete
+        self._envs: torch.Tensor | None = None  # arange(B), kept across the steps of a rollout
         actor, critic = list(subs.actor.layers), list(subs.critic.layers)
         self.hidden = [
             (torch.cat([a.bias, c.bias]).unsqueeze(1), torch.cat([a.weight, c.weight]))
@@ -167,7 +168,9 @@ class SubPolicySnapshot:
             x = torch.tanh(torch.baddbmm(bias, x, weight))
         out = torch.baddbmm(self.actor_out[0], x[:k], self.actor_out[1])  # [K, B, A]: means or logits
         values = torch.baddbmm(self.critic_out[0], x[k:], self.critic_out[1])  # [K, B, 1]
-        envs = torch.arange(obs.shape[0], device=obs.device)
+        envs = self._envs
+        if envs is None or envs.shape[0] != obs.shape[0] or envs.device != obs.device:
+            envs = self._envs = torch.arange(obs.shape[0], device=obs.device)  # once per rollout
         value = values[sub_idx, envs, 0]  # the active member's
         # Every member's distribution is sampled, as torch.distributions would, so that the random
         # stream, and with it a seeded run, is the same as with Normal / Categorical objects; the
