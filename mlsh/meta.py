@@ -11,7 +11,6 @@ iteration (the original staggered its MPI groups the same way).
 from __future__ import annotations
 
 import contextlib
-import os
 import pickle
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from envs.mujoco_batch import available_cores
 from mlsh.config import Config
 from mlsh.distributed import DistContext, captured_rms_batches, merge_rms_batches, rank_seed
 from mlsh.envs import make_env, make_vec_env
@@ -69,7 +69,7 @@ def update_threads(threads: int | None, device: torch.device) -> Iterator[None]:
         yield
         return
     if threads == 0:
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        threads = available_cores()
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

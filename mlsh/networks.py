@@ -83,14 +83,10 @@ class BatchedMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Args: x ``[G, N, in]``. Returns ``[G, N, out]``."""
-        # The layers' matmuls are called directly, not through their modules: a rollout runs these
-        # small networks every env step, where the modules' call machinery costs as much as the math.
-        last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
-            x = torch.baddbmm(layer.bias.unsqueeze(1), x, layer.weight)
-            if i < last:
-                x = torch.tanh(x)
-        return x
+        *hidden, last = self.layers  # (slicing a ModuleList builds a new one on every call)
+        for layer in hidden:
+            x = torch.tanh(layer(x))
+        return last(x)
 
     def reset_member(self, member: int) -> None:
         for layer in self.layers:

@@ -151,10 +151,10 @@ class SubPolicySnapshot:
             (torch.cat([a.bias, c.bias]).unsqueeze(1), torch.cat([a.weight, c.weight]))
             for a, c in zip(actor[:-1], critic[:-1], strict=True)
         ]
-        self.actor_out = (actor[-1].bias.detach().unsqueeze(1).clone(), actor[-1].weight.detach().clone())
-        self.critic_out = (critic[-1].bias.detach().unsqueeze(1).clone(), critic[-1].weight.detach().clone())
+        self.actor_out = (actor[-1].bias.unsqueeze(1).clone(), actor[-1].weight.clone())
+        self.critic_out = (critic[-1].bias.unsqueeze(1).clone(), critic[-1].weight.clone())
         if not self.discrete:
-            self.std = subs.log_std.detach().exp()  # [K, A]
+            self.std = subs.log_std.exp()  # [K, A]
             self.log_scale = self.std.log()  # as Normal computes it from the scale
 
     @torch.no_grad()
@@ -329,7 +329,7 @@ class HierarchicalPolicy(nn.Module):
         Returns:
             ``(action [B, ...], logprob [B], value [B])``.
         """
-        return SubPolicySnapshot(self.subpolicies).act(obs, sub_idx, deterministic)
+        return self.subpolicy_snapshot().act(obs, sub_idx, deterministic)
 
     @torch.no_grad()
     def sub_value(self, obs: torch.Tensor, sub_idx: torch.Tensor) -> torch.Tensor:

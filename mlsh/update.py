@@ -117,8 +117,8 @@ def ppo_update(
         if cfg.target_kl is not None and torch.stack(epoch_kl).mean() > cfg.target_kl:
             break
     result = {key: float(value) / max(count, 1) for key, value in totals.items()}
-    with torch.no_grad():  # (one sample has no variance: 0, without torch's degrees-of-freedom warning)
-        var_returns = data.returns.var() if data.returns.numel() > 1 else torch.zeros(())
+    with torch.no_grad():  # (one sample has no variance, and torch would warn of its degrees of freedom)
+        var_returns = float(data.returns.var()) if data.returns.numel() > 1 else 0.0
         result["explained_variance"] = (
             float(1.0 - (data.returns - data.old_values).var() / var_returns) if var_returns > 0 else 0.0
         )

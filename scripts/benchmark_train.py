@@ -42,6 +42,7 @@ from benchmark_envs import raw_batch, timed  # noqa: E402
 
 import envs  # noqa: E402, F401  (registers mlsh/*)
 from envs.ant_base import ANT_NU  # noqa: E402
+from envs.mujoco_batch import available_cores  # noqa: E402
 from mlsh.cli import compose_config  # noqa: E402
 from mlsh.config import Config, config_from_dict  # noqa: E402
 from mlsh.distributed import DistContext, destroy_process_group, init_process_group  # noqa: E402
@@ -148,8 +149,7 @@ def worker(args: argparse.Namespace) -> None:
     context = init_process_group(args.device)
     try:
         pin_to_share_of_cores(context.rank, context.world_size)
-        slots = args.slots if args.slots is not None else make_config(args, None).mlsh.num_slots
-        cfg = make_config(args, slots * context.world_size)
+        cfg = make_config(args, args.slots * context.world_size)  # main() resolved the slots
         if cfg.train.torch_threads:
             torch.set_num_threads(cfg.train.torch_threads)
         rate, split = mlsh_rate(cfg, args.iterations, context)
@@ -168,12 +168,10 @@ def torchrun_rate(args: argparse.Namespace, procs: int) -> dict[str, Any]:
         port = sock.getsockname()[1]
     command = [
         sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={procs}", f"--master_port={port}",
-        __file__, "--worker", f"--env={args.env}", f"--iterations={args.iterations}", f"--device={args.device}",
+        __file__, "--worker", f"--env={args.env}", f"--slots={args.slots}", f"--envs-per-slot={args.envs_per_slot}",
+        f"--rollout-len={args.rollout_len}", f"--iterations={args.iterations}", f"--device={args.device}",
         "--set", *args.set,
     ]  # fmt: skip
-    for name in ("slots", "envs_per_slot", "rollout_len"):
-        if getattr(args, name) is not None:
-            command.append(f"--{name.replace('_', '-')}={getattr(args, name)}")
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     if not lines:
@@ -211,6 +209,12 @@ def main() -> None:
         return
 
     cfg = make_config(args, args.slots)
+    # The torchrun workers get the resolved sizes (the env config's where the command line gave none).
+    args.slots, args.envs_per_slot, args.rollout_len = (
+        cfg.mlsh.num_slots,
+        cfg.train.envs_per_slot,
+        cfg.train.rollout_len,
+    )
     if cfg.train.torch_threads:
         torch.set_num_threads(cfg.train.torch_threads)
     num_envs = cfg.mlsh.num_slots * cfg.train.envs_per_slot
@@ -218,7 +222,7 @@ def main() -> None:
     print(
         f"{cfg.env.id}: mlsh {cfg.mlsh.num_slots} slots x {cfg.train.envs_per_slot} envs, rollout "
         f"{cfg.train.rollout_len}, K={cfg.mlsh.num_subpolicies}, device {args.device}, {args.iterations} iterations "
-        f"x {args.repeats} repeats; {len(os.sched_getaffinity(0))} cores, load average "
+        f"x {args.repeats} repeats; {available_cores()} cores, load average "
         f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
     )
     rates: dict[str, list[float]] = {"a": [], "b": [], "c": []}
@@ -249,8 +253,7 @@ def main() -> None:
     if not args.no_scaling:
         one = torchrun_rate(args, 1)
         many = torchrun_rate(args, args.procs)
-        slots = args.slots if args.slots is not None else cfg.mlsh.num_slots
-        runs = ((f"1 process, {slots} slots", one), (f"{args.procs} processes, x{args.procs} slots", many))
+        runs = ((f"1 process, {args.slots} slots", one), (f"{args.procs} processes, x{args.procs} slots", many))
         for label, run in runs:
             split = ", ".join(f"{name.split(' ')[0]} {100 * share:.0f}%" for name, share in run["split"].items())
             print(f"torchrun {label:<24} {run['rate']:>10,.0f} env steps/s   (rank 0: {split})")

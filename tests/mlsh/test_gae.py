@@ -1,4 +1,4 @@
-"""Tests for mlsh/gae.py: primitive and macro-step GAE against closed forms and naive loops."""
+"""Tests for mlsh/gae.py: primitive and macro-step GAE against closed forms, naive loops and torch loops."""
 
 from __future__ import annotations
 
@@ -311,3 +311,76 @@ def test_compute_macro_gae_matches_naive_transition_list(num_steps: int, num_env
     # Non-decision entries are exactly zero.
     assert torch.all(advantages[~decisions] == 0)
     assert torch.all(returns[~decisions] == 0)
+
+
+def _torch_step_gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    terminated: torch.Tensor,
+    truncated: torch.Tensor,
+    bootstrap_values: torch.Tensor,
+    next_values: torch.Tensor,
+    gamma: float,
+    gae_lambda: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Primitive GAE as a loop of [B]-vector torch operations (the form gae.py had before numpy)."""
+    advantages = torch.zeros_like(rewards)
+    next_value, next_advantage = next_values, torch.zeros_like(next_values)
+    for t in reversed(range(rewards.shape[0])):
+        ended = terminated[t] | truncated[t]
+        following = torch.where(
+            terminated[t], torch.zeros_like(next_value), torch.where(truncated[t], bootstrap_values[t], next_value)
+        )
+        delta = rewards[t] + gamma * following - values[t]
+        advantages[t] = delta + gamma * gae_lambda * (~ended) * next_advantage
+        next_value, next_advantage = values[t], advantages[t]
+    return advantages, advantages + values
+
+
+def _torch_step_macro_gae(
+    rewards: torch.Tensor,
+    decisions: torch.Tensor,
+    values: torch.Tensor,
+    terminated: torch.Tensor,
+    truncated: torch.Tensor,
+    bootstrap_values: torch.Tensor,
+    next_values: torch.Tensor,
+    gamma: float,
+    gae_lambda: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Macro GAE as a loop of [B]-vector torch operations (the form gae.py had before numpy)."""
+    advantages, returns = torch.zeros_like(rewards), torch.zeros_like(rewards)
+    zeros = torch.zeros_like(next_values)
+    seg_value, seg_advantage, seg_reward = next_values.clone(), zeros.clone(), zeros.clone()
+    for t in reversed(range(rewards.shape[0])):
+        ended, decided = terminated[t] | truncated[t], decisions[t]
+        seg_value = torch.where(terminated[t], zeros, torch.where(truncated[t], bootstrap_values[t], seg_value))
+        seg_advantage = torch.where(ended, zeros, seg_advantage)
+        seg_reward = torch.where(ended, zeros, seg_reward) + rewards[t]
+        advantage = seg_reward + gamma * seg_value - values[t] + gamma * gae_lambda * seg_advantage
+        advantages[t] = torch.where(decided, advantage, zeros)
+        returns[t] = torch.where(decided, advantage + values[t], zeros)
+        seg_value = torch.where(decided, values[t], seg_value)
+        seg_advantage = torch.where(decided, advantage, seg_advantage)
+        seg_reward = torch.where(decided, zeros, seg_reward)
+    return advantages, returns
+
+
+def test_numpy_recursions_give_the_float32_bits_of_a_torch_loop() -> None:
+    gen = torch.Generator().manual_seed(5)
+    rollout = {key: value.float() for key, value in _random_rollout(gen, 300, 8, end_prob=0.05).items()}
+    rollout["terminated"], rollout["truncated"] = rollout["terminated"].bool(), rollout["truncated"].bool()
+    decisions = torch.rand(300, 8, generator=gen) < 0.1
+    decisions[1:] |= (rollout["terminated"] | rollout["truncated"])[:-1]
+    for got, expected in zip(
+        compute_gae(**rollout, gamma=0.99, gae_lambda=0.95),
+        _torch_step_gae(**rollout, gamma=0.99, gae_lambda=0.95),
+        strict=True,
+    ):
+        assert got.dtype == torch.float32 and torch.equal(got, expected)
+    for got, expected in zip(
+        compute_macro_gae(decisions=decisions, **rollout, gamma=0.99, gae_lambda=0.98),
+        _torch_step_macro_gae(decisions=decisions, **rollout, gamma=0.99, gae_lambda=0.98),
+        strict=True,
+    ):
+        assert torch.equal(got, expected)

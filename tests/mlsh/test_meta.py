@@ -178,7 +178,12 @@ def test_updates_run_on_update_threads_and_the_rollout_count_comes_back(
     learner = MetaLearner(cfg)
     seen: list[int] = []
     update = learner.update
-    monkeypatch.setattr(learner, "update", lambda *args: (seen.append(torch.get_num_threads()), update(*args))[1])
+
+    def counting_update(*args: object) -> dict[str, float]:
+        seen.append(torch.get_num_threads())
+        return update(*args)
+
+    monkeypatch.setattr(learner, "update", counting_update)
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -166,3 +166,27 @@ def test_act_draws_and_scores_bit_for_bit_as_the_distributions_do(discrete: bool
     torch.manual_seed(7)
     _distributions_act(policy, obs, sub_idx, deterministic)
     assert torch.equal(after_act, torch.rand(3))
+
+
+@pytest.mark.parametrize("env_id", [None, CONTINUOUS_ID])
+def test_training_with_the_rollout_shortcuts_equals_training_through_the_modules(
+    env_id: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The rollout's snapshot and frozen normaliser against torch.distributions and RunningMeanStd.forward:
+    # a seeded run must end with the same parameters, bit for bit.
+    def train(shortcuts: bool) -> list[torch.Tensor]:
+        learner = MetaLearner(small_config() if env_id is None else small_config(env_id))
+        policy = learner.policy
+        if not shortcuts:
+
+            class ThroughTheModules:
+                def act(self, obs: torch.Tensor, sub_idx: torch.Tensor, deterministic: bool = False) -> tuple:
+                    return _distributions_act(policy, obs, sub_idx, deterministic)
+
+            monkeypatch.setattr(policy, "subpolicy_snapshot", ThroughTheModules)
+            monkeypatch.setattr(policy, "frozen_normalizer", lambda: policy.normalize)
+        for _ in range(3):
+            learner.train_iteration()
+        return [value.clone() for value in policy.state_dict().values()]
+
+    assert all(torch.equal(a, b) for a, b in zip(train(True), train(False), strict=True))
