@@ -88,6 +88,9 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
     device: str = "auto"
+    # A run (directory or checkpoint) whose sub-policies and observation normaliser this run starts from;
+    # masters, optimisers and the schedule start afresh (mlsh.trainer.init_from_run).
+    init_from: str | None = None
 
     @property
     def steps_per_iteration(self) -> int:
@@ -249,4 +252,9 @@ def validate(cfg: Config) -> None:
     _require(
         cfg.device == "auto" or cfg.device == "cpu" or cfg.device.startswith("cuda"),
         f"device must be auto, cpu or cuda[:N], got {cfg.device!r}.",
+    )
+    _require(
+        cfg.init_from is None or (isinstance(cfg.init_from, str) and cfg.init_from.strip() != ""),
+        f"init_from must be a run directory (or its checkpoint.pt) or null, got {cfg.init_from!r}; "
+        f"set e.g. init_from=runs/AntMaze/mlsh/<run>.",
     )

@@ -22,7 +22,7 @@ from mlsh.config import config_from_dict
 from mlsh.distributed import destroy_process_group, env_rank, init_process_group, launched_by_torchrun
 from mlsh.envs import make_env
 from mlsh.errors import MLSHError
-from mlsh.trainer import load_run_config, train
+from mlsh.trainer import init_source, load_run_config, train
 
 
 def _task(dcfg: DictConfig) -> None:
@@ -47,6 +47,8 @@ def _task(dcfg: DictConfig) -> None:
             context.local_slots(cfg.mlsh.num_slots)  # refuses a slot count that does not split evenly
         if context is None or context.is_main:
             print(f"mlsh: run dir {run_dir}", file=sys.stderr)
+            if cfg.init_from and not resume:
+                print(f"mlsh: sub-policies and normaliser from {cfg.init_from}", file=sys.stderr)
         summary = train(cfg, run_dir, resume=bool(resume))
         failed = False
     except MLSHError as exc:
@@ -77,7 +79,10 @@ def main() -> None:
     if not resume and not asks_help:
         data = compose_config("train", overrides)
         data.pop("resume", None)
-        make_env(config_from_dict(data).env).close()  # impossible settings are refused before any work
+        cfg = config_from_dict(data)
+        make_env(cfg.env).close()  # impossible settings are refused before any work
+        if cfg.init_from:
+            init_source(cfg)  # so is a missing or mismatched init_from run
     hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(_task)()
 
 

@@ -16,7 +16,8 @@ from mlsh.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from mlsh.config import Config, config_from_dict
 from mlsh.distributed import DistContext
 from mlsh.envs import env_signature
-from mlsh.errors import CheckpointError, TrainingDivergedError
+from mlsh.errors import CheckpointError, ConfigError, TrainingDivergedError
+from mlsh.evaluation import check_fits_env, load_shared_weights
 from mlsh.logger import RunLogger
 from mlsh.meta import MetaLearner
 
@@ -128,6 +129,46 @@ def load_run_config(run_dir: Path) -> Config:
     return config_from_dict(load_checkpoint(run_dir)["config"])
 
 
+def init_source(cfg: Config) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint named by ``cfg.init_from``, checked to fit this run: ``(path, payload)``.
+
+    Raises:
+        CheckpointError: the checkpoint is missing or corrupt, or its env has other spaces.
+        ConfigError: its sub-policies have another shape (the message names the setting to change).
+    """
+    assert cfg.init_from is not None
+    path = checkpoint_path(cfg.init_from)
+    try:
+        payload = load_checkpoint(path)
+    except CheckpointError as exc:
+        raise CheckpointError(f"init_from={cfg.init_from}: {exc}") from exc
+    source = config_from_dict(payload["config"])
+    for key, ours, theirs in (
+        ("mlsh.num_subpolicies", cfg.mlsh.num_subpolicies, source.mlsh.num_subpolicies),
+        ("sub.hidden_sizes", list(cfg.sub.hidden_sizes), list(source.sub.hidden_sizes)),
+        ("train.normalize_obs", cfg.train.normalize_obs, source.train.normalize_obs),
+    ):
+        if ours != theirs:
+            shown = f"[{','.join(map(str, theirs))}]" if isinstance(theirs, list) else str(theirs).lower()
+            raise ConfigError(
+                f"init_from={cfg.init_from} has {key}={shown} but this run has {ours}; set {key}={shown} "
+                f"to start from its sub-policies."
+            )
+    check_fits_env(payload, cfg.env, path)
+    return path, payload
+
+
+def init_from_run(learner: MetaLearner, cfg: Config) -> None:
+    """Starts a new run from another run's sub-policies and observation normaliser (``init_from``).
+
+    The masters, both optimisers and the task schedule start afresh, as in any new run: this continues
+    sub-policies under other settings (more envs per slot, another learning rate) or moves them to another
+    task distribution with the same spaces. Every process of a torchrun job loads the same file.
+    """
+    path, payload = init_source(cfg)
+    load_shared_weights(learner.policy, payload["learner"]["policy"], path)
+
+
 def train(cfg: Config, run_dir: Path, resume: bool = False, max_iterations: int | None = None) -> dict[str, Any]:
     """Trains (or continues training) into ``run_dir``.
 
@@ -164,9 +205,12 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, max_iterations: int 
                 f"Checkpoint {ckpt} does not match the run's settings ({exc}); resume with the settings it was "
                 f"saved with (run_dir/{CONFIG_NAME})."
             ) from exc
-    elif is_main:
-        with open(run_dir / CONFIG_NAME, "w") as handle:
-            yaml.safe_dump(cfg.to_dict(), handle, sort_keys=False)
+    else:
+        if cfg.init_from:
+            init_from_run(learner, cfg)
+        if is_main:
+            with open(run_dir / CONFIG_NAME, "w") as handle:
+                yaml.safe_dump(cfg.to_dict(), handle, sort_keys=False)
 
     total = cfg.num_iterations
     if is_main:

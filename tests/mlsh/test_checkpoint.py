@@ -1,18 +1,21 @@
-"""Checkpoints: atomic writes, round trip, exact resume, corrupt / mismatched files, NaN guard."""
+"""Checkpoints: atomic writes, round trip, exact resume, corrupt / mismatched files, NaN guard, init_from."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from mlsh import trainer as trainer_module
 from mlsh.checkpoint import load_checkpoint, save_checkpoint
-from mlsh.errors import CheckpointError, TrainingDivergedError
+from mlsh.errors import CheckpointError, ConfigError, TrainingDivergedError
 from mlsh.evaluation import evaluate_run
-from mlsh.trainer import train
-from tests.conftest import RANDOM_END_ID, small_config
+from mlsh.meta import MetaLearner
+from mlsh.trainer import init_from_run, init_source, train
+from tests.conftest import CONTINUOUS_ID, RANDOM_END_ID, small_config
 
 
 def _tiny(total_iterations: int = 4, env_id: str = "mlsh/MovementBandits-v0"):
@@ -143,3 +146,70 @@ def test_each_iteration_is_saved_once(tmp_path: Path, monkeypatch: pytest.Monkey
     assert saves == [2, 3]  # the periodic save, then the final one; never the same iteration twice
     train(cfg, tmp_path, resume=True)  # already finished: nothing to run, nothing rewritten
     assert saves == [2, 3]
+
+
+def _policy_tensors(state: dict[str, torch.Tensor], masters: bool) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in state.items() if k.startswith("masters.") == masters}
+
+
+def test_init_from_starts_from_another_runs_subpolicies_and_normaliser(tmp_path: Path) -> None:
+    source_dir = tmp_path / "source"
+    train(_tiny(3), source_dir)
+    source = load_checkpoint(source_dir / "checkpoint.pt")["learner"]["policy"]
+    cfg = _tiny(1)
+    cfg.seed, cfg.init_from = 1, str(source_dir)
+    fresh = MetaLearner(dataclasses.replace(cfg, init_from=None)).policy.state_dict()
+    learner = MetaLearner(cfg)
+    init_from_run(learner, cfg)
+    state = learner.policy.state_dict()
+    shared = _policy_tensors(source, masters=False)
+    assert set(shared) >= {"obs_rms.mean", "obs_rms.var", "obs_rms.count", "subpolicies.actor.layers.0.weight"}
+    for key, value in shared.items():
+        assert torch.equal(state[key], value), key
+        assert not torch.equal(fresh[key], value), f"{key} was already equal before loading"
+    for key, value in _policy_tensors(fresh, masters=True).items():  # masters start afresh
+        assert torch.equal(state[key], value), key
+    assert learner.iteration == 0 and learner.timesteps == 0
+
+    run_dir = tmp_path / "run"
+    summary = train(cfg, run_dir)
+    assert summary["finished"] and summary["iteration"] == 1
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["init_from"] == str(source_dir)
+    # Resuming does not load the source again: the run's own checkpoint wins.
+    resumed = dataclasses.replace(
+        cfg, train=dataclasses.replace(cfg.train, total_timesteps=2 * cfg.steps_per_iteration)
+    )
+    assert train(resumed, run_dir, resume=True)["iteration"] == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"num_subpolicies": 3}, r"has mlsh.num_subpolicies=2 but this run has 3; set mlsh.num_subpolicies=2"),
+        ({"hidden_sizes": [32]}, r"has sub.hidden_sizes=\[16\] but this run has \[32\]; set sub.hidden_sizes=\[16\]"),
+    ],
+)
+def test_init_from_a_run_of_another_shape_names_the_setting(
+    tmp_path: Path, change: dict[str, object], message: str
+) -> None:
+    train(_tiny(1), tmp_path / "source")
+    cfg = _tiny(1)
+    cfg.init_from = str(tmp_path / "source")
+    if "num_subpolicies" in change:
+        cfg.mlsh.num_subpolicies = int(change["num_subpolicies"])  # type: ignore[call-overload]
+    else:
+        cfg.sub.hidden_sizes = list(change["hidden_sizes"])  # type: ignore[call-overload]
+    with pytest.raises(ConfigError, match=message):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_init_from_a_missing_run_or_another_env_is_refused(tmp_path: Path) -> None:
+    cfg = _tiny(1)
+    cfg.init_from = str(tmp_path / "nowhere")
+    with pytest.raises(CheckpointError, match=r"init_from=.*nowhere: No checkpoint at .*pass the run directory"):
+        init_source(cfg)
+    train(_tiny(1, CONTINUOUS_ID), tmp_path / "continuous")
+    cfg.init_from = str(tmp_path / "continuous")
+    with pytest.raises(CheckpointError, match="was trained on 'mlsh_test/ContinuousTarget-v0'"):
+        init_source(cfg)

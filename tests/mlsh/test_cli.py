@@ -50,6 +50,8 @@ def _run(module: str, *args: str, cwd: Path, timeout: float = 120) -> subprocess
         (["env.id=CartPole-v1"], "does not follow the task contract"),
         (["master.lr=-1"], "master.lr must be positive"),
         (["train.total_timesteps=10"], "is below one iteration"),
+        (["init_from=nowhere"], "init_from=nowhere: No checkpoint at nowhere/checkpoint.pt; pass the run directory"),
+        (["init_from="], "init_from must be a run directory (or its checkpoint.pt) or null, got ''"),
     ],
 )
 def test_train_refuses_bad_input_in_one_sentence(tmp_path: Path, args: list[str], message: str) -> None:
