@@ -1,11 +1,12 @@
 """A run's training curves as one PNG, and a table of them by stretches of env steps.
 
-    python scripts/plot_training.py RUN_DIR [--out FILE.png] [--window 50] [--rows 10]
+    python scripts/plot_training.py RUN_DIR [--out FILE.png] [--window 50] [--rows 10] [--extra TAG ...]
 
 Reads the run's TensorBoard scalars (``RUN_DIR/tb``, written by ``python -m mlsh.train``) and plots,
 against env steps: the training return (``rollout/ep_rew_mean``, with a moving mean over
 ``--window`` iterations), and the critics' explained variance at both levels. It prints the mean
-of each over ``--rows`` equal stretches of the run, so the curve can be quoted in numbers.
+of each over ``--rows`` equal stretches of the run, so the curve can be quoted in numbers;
+``--extra`` adds other scalars to the table (e.g. ``master/entropy``, ``meta/ep_rew_after_warmup``).
 The PNG goes to ``--out`` (default ``RUN_DIR/training.png``).
 """
 
@@ -23,11 +24,11 @@ CURVES = {
 }
 
 
-def read_scalars(run_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``tag -> (env steps, values)`` for the tags of :data:`CURVES` that the run logged.
+def read_scalars(run_dir: Path, extra: tuple[str, ...] = ()) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``tag -> (env steps, values)`` for the tags of :data:`CURVES` that the run logged, then ``extra``.
 
     Raises:
-        SystemExit: the run has no TensorBoard scalars, with the fix.
+        SystemExit: the run has no TensorBoard scalars, or lacks an ``extra`` tag, with the fix.
     """
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -39,8 +40,11 @@ def read_scalars(run_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     tags = set(events.Tags()["scalars"])
     if "rollout/ep_rew_mean" not in tags:
         raise SystemExit(f"{tb} holds no rollout/ep_rew_mean yet; let the run finish an iteration first.")
+    unknown = [tag for tag in extra if tag not in tags]
+    if unknown:
+        raise SystemExit(f"{tb} has no scalar {unknown[0]}; the run logged: {', '.join(sorted(tags))}.")
     out = {}
-    for tag in CURVES:
+    for tag in [*CURVES, *extra]:
         if tag in tags:
             scalars = events.Scalars(tag)
             steps = {s.step: s.value for s in scalars}  # a resumed run may rewrite a step: keep the last
@@ -107,8 +111,9 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=50, help="iterations per moving mean")
     parser.add_argument("--rows", type=int, default=10, help="stretches of the printed table")
     parser.add_argument("--title", default=None)
+    parser.add_argument("--extra", nargs="*", default=[], metavar="TAG", help="more scalars for the table")
     args = parser.parse_args()
-    curves = read_scalars(args.run_dir)
+    curves = read_scalars(args.run_dir, tuple(dict.fromkeys(args.extra)))
     out = args.out or args.run_dir / "training.png"
     plot(curves, max(1, args.window), args.title or str(args.run_dir), out)
     print("\n".join(stretch_table(curves, max(1, args.rows))))

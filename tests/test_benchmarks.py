@@ -40,6 +40,7 @@ def test_plot_training_writes_a_png_and_a_table_of_the_curves(tmp_path: Path) ->
     for i in range(1, 21):
         writer.add_scalar("rollout/ep_rew_mean", -100.0 + 5 * i, i * 1000)
         writer.add_scalar("sub/explained_variance", 0.5, i * 1000)
+        writer.add_scalar("master/entropy", 0.25, i * 1000)
     writer.close()
     script = [sys.executable, "scripts/plot_training.py"]
     result = subprocess.run([*script, str(tmp_path / "run"), "--rows", "2"], cwd=REPO, capture_output=True, text=True)
@@ -48,5 +49,10 @@ def test_plot_training_writes_a_png_and_a_table_of_the_curves(tmp_path: Path) ->
     assert lines[0] == "| env steps | rollout/ep_rew_mean | sub/explained_variance |"
     assert lines[2] == "| 0.0M-0.0M | -72.50 | 0.50 |"  # steps 1,000-10,000: mean of -95 ... -50
     assert (tmp_path / "run" / "training.png").stat().st_size > 10_000
+    extra = [*script, str(tmp_path / "run"), "--rows", "2", "--out", str(tmp_path / "x.png"), "--extra"]
+    result = subprocess.run([*extra, "master/entropy"], cwd=REPO, capture_output=True, text=True)
+    assert result.stdout.splitlines()[2] == "| 0.0M-0.0M | -72.50 | 0.50 | 0.25 |", result.stderr[-3000:]
+    result = subprocess.run([*extra, "nope/x"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode != 0 and "has no scalar nope/x; the run logged: master/entropy, rollout" in result.stderr
     missing = subprocess.run([*script, str(tmp_path / "nothing")], cwd=REPO, capture_output=True, text=True)
     assert missing.returncode != 0 and "pass a run dir written by python -m mlsh.train" in missing.stderr
