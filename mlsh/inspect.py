@@ -15,7 +15,9 @@ Spots collapsed or unused sub-policies. Fresh masters first adapt on unseen task
   master decision, the "right" sub-policy is the one whose mean displacement alone points most toward
   the goal, ``argmax_k mean_displacement_k . unit(goal - position)``; the report gives the share of
   decisions that chose it, overall and per task (the Ant issue's AntTwowalk check: >= 0.8 after warmup).
-  ``null`` for envs without a goal or without displacements (MovementBandits, FourRooms, KeyDoor).
+  ``null`` for envs without a goal or without displacements (MovementBandits, FourRooms, KeyDoor);
+* **goal reached** (envs whose ``info`` has ``is_success`` or ``goal_reached``: AntMaze, AntObstacles):
+  the share of the adapted masters' episodes in which it became true, overall and per task.
 
 Writes ``<run dir>/inspect/inspect_seed<seed>.json`` and a PNG: visit heat-maps for grid envs
 (where k is active under the masters, and where k goes alone), displacement vectors otherwise.
@@ -26,7 +28,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -97,14 +99,31 @@ def goal_direction(env: gym.Env, obs: np.ndarray) -> np.ndarray | None:
     return offset / length if length > 0 else None
 
 
-def _run_with_master(
-    agent: MLSHAgent, env: gym.Env, records: list[SubPolicyRecord], seed: int, grid: bool
-) -> list[tuple[int, np.ndarray]]:
-    """One episode under the adapted master; returns ``(chosen sub-policy, unit goal direction)`` per
-    master decision (empty for envs without a goal)."""
+# ``info`` keys that flag reaching the goal: Gymnasium's / Stable-Baselines3's convention, then ours.
+SUCCESS_KEYS = ("is_success", "goal_reached")
+
+
+class Episode(NamedTuple):
+    """One episode under an adapted master."""
+
+    decisions: list[tuple[int, np.ndarray]]  # (chosen sub-policy, unit goal direction) per decision
+    reached: bool | None  # a SUCCESS_KEYS flag became true; None: the env reports none
+
+
+def _success(info: dict[str, Any]) -> bool | None:
+    for key in SUCCESS_KEYS:
+        if key in info:
+            return bool(info[key])
+    return None
+
+
+def _run_with_master(agent: MLSHAgent, env: gym.Env, records: list[SubPolicyRecord], seed: int, grid: bool) -> Episode:
+    """One episode under the adapted master: its decisions (empty for envs without a goal) and whether
+    it reached the goal."""
     obs, _ = env.reset(seed=seed)
     state, start = None, np.ones(1, dtype=bool)
     decisions: list[tuple[int, np.ndarray]] = []
+    reached: bool | None = None
     while True:
         # predict's convention: the master decides at an episode start or when no steps are left.
         decides = bool(start[0]) or int(state[1][0]) <= 0
@@ -116,10 +135,13 @@ def _run_with_master(
         records[sub].active_steps += 1
         if grid:
             _count(records[sub].visits_active, agent_position(env, obs)[0])
-        obs, _, terminated, truncated, _ = env.step(action)
+        obs, _, terminated, truncated, info = env.step(action)
+        success = _success(info)
+        if success is not None:
+            reached = bool(reached) or success
         start = np.zeros(1, dtype=bool)
         if terminated or truncated:
-            return decisions
+            return Episode(decisions, reached)
 
 
 def _modes(agent: MLSHAgent, obs: np.ndarray) -> np.ndarray:
@@ -211,6 +233,16 @@ def _goal_directed_choices(
     return goal_directed_shares(means, np.array(directions), np.array(chosen), np.array(tasks), num_tasks)
 
 
+def _goal_reached(reached: list[tuple[int, bool]], num_tasks: int) -> dict[str, Any] | None:
+    """Share of episodes that reached the goal, overall and per task; None where the env never flags it."""
+    if not reached:
+        return None
+    tasks = np.array([task for task, _ in reached])
+    hits = np.array([hit for _, hit in reached], dtype=float)
+    per_task = [float(hits[tasks == t].mean()) if np.any(tasks == t) else None for t in range(num_tasks)]
+    return {"overall": float(hits.mean()), "per_task": per_task, "episodes": len(hits)}
+
+
 def _agreement(agent: MLSHAgent, records: list[SubPolicyRecord]) -> list[list[float]]:
     """``[K, K]``: how often sub-policies i and j pick the same most likely action, on the observations
     that either visits alone (continuous actions: 1 - mean distance / the action range's diagonal)."""
@@ -253,6 +285,7 @@ def inspect_run(
     adapted: AdaptedMasters = result["_adapted"]
     records: list[SubPolicyRecord] = []
     decisions: list[tuple[int, int, np.ndarray]] = []  # (task index, chosen sub-policy, unit goal direction)
+    reached: list[tuple[int, bool]] = []  # (task index, goal reached) per episode, where the env flags it
     grid = False
     for index, task in enumerate(adapted.tasks):
         agent = MLSHAgent.from_policy_state(
@@ -265,8 +298,10 @@ def inspect_run(
         grid = agent_position(env, env.reset(seed=seed)[0])[1]
         for episode in range(episodes):
             episode_seed = seed + 1000 * index + episode
-            chosen = _run_with_master(agent, env, records, episode_seed, grid)
-            decisions += [(index, sub, direction) for sub, direction in chosen]
+            episode_run = _run_with_master(agent, env, records, episode_seed, grid)
+            decisions += [(index, sub, direction) for sub, direction in episode_run.decisions]
+            if episode_run.reached is not None:
+                reached.append((index, episode_run.reached))
             for k in range(agent.num_subpolicies):
                 _run_alone(agent, env, k, records[k], episode_seed, grid)
         env.close()
@@ -282,6 +317,7 @@ def inspect_run(
         "grid": grid,
         **summaries,
         "goal_directed_choices": _goal_directed_choices(summaries["subpolicies"], decisions, len(adapted.tasks)),
+        "goal_reached": _goal_reached(reached, len(adapted.tasks)),
     }
     return report, records
 
@@ -315,6 +351,13 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(
             f"master chose the sub-policy heading for the goal in {choices['overall']:.2f} of "
             f"{choices['decisions']} decisions (per task: {per_task})"
+        )
+    goal = report.get("goal_reached")
+    if goal is not None:
+        per_task = " ".join("-" if v is None else f"{v:.2f}" for v in goal["per_task"])
+        lines.append(
+            f"adapted masters reached the goal in {goal['overall']:.2f} of {goal['episodes']} episodes "
+            f"(per task: {per_task})"
         )
     return "\n".join(lines)
 

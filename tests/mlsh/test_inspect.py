@@ -121,10 +121,10 @@ def test_goal_directed_choices_on_ant_twowalk(tmp_path: Path, monkeypatch: pytes
     train(cfg, tmp_path)
     seen: list[tuple[int, np.ndarray]] = []
 
-    def recording(*args: Any) -> list[tuple[int, np.ndarray]]:
-        decisions = run_with_master(*args)
-        seen.extend(decisions)
-        return decisions
+    def recording(*args: Any) -> mlsh.inspect.Episode:
+        episode = run_with_master(*args)
+        seen.extend(episode.decisions)
+        return episode
 
     run_with_master = mlsh.inspect._run_with_master
     monkeypatch.setattr(mlsh.inspect, "_run_with_master", recording)
@@ -139,4 +139,25 @@ def test_goal_directed_choices_on_ant_twowalk(tmp_path: Path, monkeypatch: pytes
     assert 0.0 <= choices["overall"] <= 1.0 and len(choices["per_task"]) == 2
     assert choices["overall"] == pytest.approx(np.mean(choices["per_task"]))  # 4 decisions per task
     assert f"in {choices['overall']:.2f} of 8 decisions" in format_report(report)
+    assert report["goal_reached"] is None  # AntTwowalk flags no success
+    assert "reached the goal" not in format_report(report)
     json.dumps(report, allow_nan=False)
+
+
+def test_goal_reached_share_on_ant_maze(tmp_path: Path) -> None:
+    cfg = small_config("mlsh/AntMaze-v0", macro_len=10)
+    cfg.env.max_episode_steps = 20
+    cfg.env.kwargs = {"goal_radius": 100.0}  # the whole arena is the goal region: every episode reaches it
+    train(cfg, tmp_path)
+    report, _ = inspect_run(tmp_path, num_tasks=2, episodes=2, adapt_iters=1)
+    assert report["goal_reached"] == {"overall": 1.0, "per_task": [1.0, 1.0], "episodes": 4}
+    assert "adapted masters reached the goal in 1.00 of 4 episodes (per task: 1.00 1.00)" in format_report(report)
+
+
+def test_goal_reached_counts_episodes_per_task() -> None:
+    assert mlsh.inspect._success({"goal_reached": np.bool_(True)}) is True
+    assert mlsh.inspect._success({"is_success": 0.0, "goal_reached": True}) is False  # Gymnasium's key first
+    assert mlsh.inspect._success({"distance_to_goal": 3.0}) is None
+    shares = mlsh.inspect._goal_reached([(0, True), (0, False), (2, True)], num_tasks=3)
+    assert shares == {"overall": pytest.approx(2 / 3), "per_task": [0.5, None, 1.0], "episodes": 3}
+    assert mlsh.inspect._goal_reached([], num_tasks=3) is None
