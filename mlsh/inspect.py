@@ -345,20 +345,14 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append(f"action agreement between sub-policies: {', '.join(pairs) or '-'}")
     lines.append(f"unused (usage < threshold): {report['unused'] or 'none'}")
     lines.append(f"alike (collapsed pairs): {report['alike'] or 'none'}")
-    choices = report.get("goal_directed_choices")
-    if choices is not None:
-        per_task = " ".join("-" if v is None else f"{v:.2f}" for v in choices["per_task"])
-        lines.append(
-            f"master chose the sub-policy heading for the goal in {choices['overall']:.2f} of "
-            f"{choices['decisions']} decisions (per task: {per_task})"
-        )
-    goal = report.get("goal_reached")
-    if goal is not None:
-        per_task = " ".join("-" if v is None else f"{v:.2f}" for v in goal["per_task"])
-        lines.append(
-            f"adapted masters reached the goal in {goal['overall']:.2f} of {goal['episodes']} episodes "
-            f"(per task: {per_task})"
-        )
+    for key, what, count in (
+        ("goal_directed_choices", "master chose the sub-policy heading for the goal", "decisions"),
+        ("goal_reached", "adapted masters reached the goal", "episodes"),
+    ):
+        shares = report.get(key)
+        if shares is not None:
+            per_task = " ".join("-" if v is None else f"{v:.2f}" for v in shares["per_task"])
+            lines.append(f"{what} in {shares['overall']:.2f} of {shares[count]} {count} (per task: {per_task})")
     return "\n".join(lines)
 
 
