@@ -101,6 +101,7 @@ def main() -> None:
         split=data["split"],
         keep_masters=bool(data["video"]),
         deterministic=deterministic,
+        envs_per_task=data["envs_per_task"],
     )
     print(format_table(result))
     output = Path(data["output"] or Path(result["run_dir"]) / "eval" / f"evaluation_seed{data['seed']}.json")

@@ -319,6 +319,10 @@ def _method_summary(adaptation: Adaptation, steps_per_iter: int, oracle: np.ndar
     return summary
 
 
+def _with_envs(cfg: Config, envs_per_slot: int) -> Config:
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, envs_per_slot=envs_per_slot))
+
+
 def _load_run(run_dir: str | Path) -> tuple[Path, dict[str, Any], Config]:
     path = checkpoint_path(run_dir)
     payload = load_checkpoint(path)
@@ -362,6 +366,7 @@ def evaluate_run(
     split: str = "heldout",
     keep_masters: bool = False,
     deterministic: bool = False,
+    envs_per_task: int | None = None,
 ) -> dict[str, Any]:
     """Adapts fresh masters on ``num_tasks`` unseen tasks over a run's frozen sub-policies.
 
@@ -382,6 +387,9 @@ def evaluate_run(
         keep_masters: put an :class:`AdaptedMasters` under ``"_adapted"`` (not JSON; for videos).
         deterministic: measure every method's return after adaptation with its most likely
             choices (Stable-Baselines3's ``evaluate_policy`` default) instead of samples.
+        envs_per_task: episodes' envs per task in each adaptation iteration, for every method
+            (default: each run's ``train.envs_per_slot``); the original's masters learned from a group
+            of 12 workers each.
 
     Returns:
         A dict with the mean return after adaptation, the oracle's, their ratio, per-task values,
@@ -399,6 +407,12 @@ def evaluate_run(
     path, payload, cfg = _load_run(run_dir)
     if cfg.train.torch_threads:  # as in training: small MLPs run fastest single-threaded
         torch.set_num_threads(cfg.train.torch_threads)
+    if envs_per_task is not None:
+        if not isinstance(envs_per_task, int) or isinstance(envs_per_task, bool) or envs_per_task < 1:
+            raise ConfigError(
+                f"envs_per_task must be a positive integer or null, got {envs_per_task!r}; set e.g. envs_per_task=8."
+            )
+        cfg = _with_envs(cfg, envs_per_task)
     iters = cfg.mlsh.warmup_iters if adapt_iters is None else adapt_iters
     if not isinstance(iters, int) or isinstance(iters, bool) or iters < 0:
         raise ConfigError(f"adapt_iters must be a non-negative integer, got {iters!r}.")
@@ -425,6 +439,8 @@ def evaluate_run(
             adaptation, used = sb3_ppo_adaptation(task_cfg, tasks, iters, seed, deterministic), cfg
         else:
             other_path, other_payload, used = runs[name]
+            if envs_per_task is not None:
+                used = _with_envs(used, envs_per_task)
             if device:
                 used = dataclasses.replace(used, device=device)
             state = other_payload["learner"]["policy"]

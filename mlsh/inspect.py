@@ -269,18 +269,27 @@ def inspect_run(
     adapt_iters: int | None = None,
     device: str | None = None,
     unused_below: float = 0.05,
+    envs_per_task: int | None = None,
 ) -> tuple[dict[str, Any], list[SubPolicyRecord]]:
     """Adapts fresh masters on ``num_tasks`` unseen tasks, then records every sub-policy.
 
     Args:
         episodes: episodes per task with the adapted master, and per task and sub-policy alone.
         unused_below: usage share under which a sub-policy is flagged unused.
+        envs_per_task: envs per task in each adaptation iteration (default: the run's ``envs_per_slot``).
 
     Returns:
         ``(report, records)``: a JSON-able report, and the raw records (for the plots).
     """
     result = evaluate_run(
-        run_dir, num_tasks=num_tasks, seed=seed, adapt_iters=adapt_iters, oracle=False, device=device, keep_masters=True
+        run_dir,
+        num_tasks=num_tasks,
+        seed=seed,
+        adapt_iters=adapt_iters,
+        oracle=False,
+        device=device,
+        keep_masters=True,
+        envs_per_task=envs_per_task,
     )
     adapted: AdaptedMasters = result["_adapted"]
     records: list[SubPolicyRecord] = []
@@ -313,6 +322,7 @@ def inspect_run(
         "episodes": episodes,
         "seed": seed,
         "adapt_iters": result["adapt_iters"],
+        "steps_per_task_per_iter": result["steps_per_task_per_iter"],
         "return_after_adaptation": result["return_after_adaptation"],
         "grid": grid,
         **summaries,
@@ -326,7 +336,8 @@ def format_report(report: dict[str, Any]) -> str:
     """A table, one row per sub-policy, then the flags."""
     lines = [
         f"Sub-policies of {report['run_dir']} ({report['env_id']}), {report['num_tasks']} unseen tasks, "
-        f"masters adapted {report['adapt_iters']} iterations; return after adaptation "
+        f"masters adapted {report['adapt_iters']} iterations of {report['steps_per_task_per_iter']} steps each; "
+        f"return after adaptation "
         f"{report['return_after_adaptation']:.2f}",
         f"{'k':>3} {'usage':>6}  {'mean displacement / macro step':<32} {'actions (alone)'}",
     ]
@@ -409,6 +420,7 @@ def main() -> None:
         adapt_iters=data["adapt_iters"],
         device=data["device"],
         unused_below=data["unused_below"],
+        envs_per_task=data["envs_per_task"],
     )
     print(format_report(report))
     output = Path(data["output"] or Path(report["run_dir"]) / "inspect" / f"inspect_seed{data['seed']}.json")

@@ -225,3 +225,22 @@ def test_deterministic_measurement_leaves_the_curves_alone(
     assert capsys.readouterr().err.strip() == (
         "error: deterministic must be true or false, got 'maybe'; write deterministic=true or deterministic=false."
     )
+
+
+def test_envs_per_task_sets_every_methods_adaptation_budget(suite_runs: dict[str, Path]) -> None:
+    common = {
+        "num_tasks": 2,
+        "adapt_iters": 1,
+        "oracle": False,
+        "baseline_runs": {"no_warmup": suite_runs["no_warmup"]},
+    }
+    default = evaluate_run(suite_runs["mlsh"], baselines=["scratch", "no_warmup"], **common)
+    assert default["steps_per_task_per_iter"] == 2 * 20  # the run's envs_per_slot x rollout_len
+    more = evaluate_run(
+        suite_runs["mlsh"], baselines=["scratch", "no_warmup"], envs_per_task=3, keep_masters=True, **common
+    )
+    assert more["steps_per_task_per_iter"] == 3 * 20 and more["_adapted"].cfg.train.envs_per_slot == 3
+    for name in ("mlsh", "scratch", "no_warmup"):
+        assert more["methods"][name]["steps_per_task_per_iter"] == 3 * 20, name
+    with pytest.raises(ConfigError, match="envs_per_task must be a positive integer or null, got 0; set e.g."):
+        evaluate_run(suite_runs["mlsh"], envs_per_task=0, **common)
