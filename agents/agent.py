@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from mlsh.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
-from mlsh.config import Config, EnvConfig, config_from_dict
+from mlsh.config import Config, EnvConfig, config_from_dict, is_int
 from mlsh.envs import env_signature, make_env
 from mlsh.errors import ConfigError
 from mlsh.evaluation import adapt_masters, check_fits_env, load_shared_weights
@@ -285,7 +285,7 @@ class MLSHAgent:
             The adaptation curve: mean episode return per iteration (None where no episode ended).
         """
         iters = self.cfg.mlsh.warmup_iters if iterations is None else iterations
-        if not isinstance(iters, int) or isinstance(iters, bool) or iters < 1:
+        if not is_int(iters) or iters < 1:
             raise ConfigError(f"iterations must be a positive integer, got {iters!r}.")
         if isinstance(env, EnvConfig):
             env_cfg, probe = env, make_env(env)

@@ -18,6 +18,7 @@ import numpy as np
 from gymnasium import spaces
 
 from agents.agent import MLSHAgent
+from mlsh.config import is_int
 from mlsh.errors import ConfigError
 
 
@@ -82,7 +83,7 @@ class SubPolicyEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
             policies = list(subpolicies)
         if not policies:
             raise ConfigError("SubPolicyEnv needs at least one sub-policy.")
-        if not isinstance(macro_len, int) or isinstance(macro_len, bool) or macro_len < 1:
+        if not is_int(macro_len) or macro_len < 1:
             raise ConfigError(f"macro_len must be a positive integer, got {macro_len!r}; pass e.g. macro_len=10.")
         self.subpolicies = policies
         self.macro_len = macro_len

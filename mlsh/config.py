@@ -172,7 +172,8 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
+    """An int that is not a bool (YAML and Hydra give true/false as bools, which Python counts as ints)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -190,7 +191,7 @@ def validate(cfg: Config) -> None:
         ("train.total_timesteps", t.total_timesteps, 1),
         ("train.checkpoint_every", t.checkpoint_every, 1),
     ]:
-        _require(_is_int(value), f"{key} must be an integer, got {value!r}; set e.g. {key}={max(low, 1)}.")
+        _require(is_int(value), f"{key} must be an integer, got {value!r}; set e.g. {key}={max(low, 1)}.")
         _require(value >= low, f"{key} must be at least {low}, got {value}; set {key}={max(low, 1)} or more.")
     _require(
         m.warmup_iters + m.joint_iters >= 1,
@@ -209,7 +210,7 @@ def validate(cfg: Config) -> None:
     )
     for key, value in [("train.torch_threads", t.torch_threads), ("train.update_threads", t.update_threads)]:
         _require(
-            value is None or (_is_int(value) and value >= 0),
+            value is None or (is_int(value) and value >= 0),
             f"{key} must be null or an integer >= 0, got {value!r}; set e.g. {key}=1.",
         )
     _require(
@@ -226,11 +227,11 @@ def validate(cfg: Config) -> None:
         p: PPOConfig = getattr(cfg, level)
         _require(p.lr > 0, f"{level}.lr must be positive, got {p.lr}.")
         _require(
-            _is_int(p.update_epochs) and p.update_epochs >= 1,
+            is_int(p.update_epochs) and p.update_epochs >= 1,
             f"{level}.update_epochs must be an integer >= 1, got {p.update_epochs}.",
         )
         _require(
-            _is_int(p.num_minibatches) and p.num_minibatches >= 1,
+            is_int(p.num_minibatches) and p.num_minibatches >= 1,
             f"{level}.num_minibatches must be an integer >= 1, got {p.num_minibatches}.",
         )
         _require(p.clip_coef > 0, f"{level}.clip_coef must be positive, got {p.clip_coef}.")
@@ -246,7 +247,7 @@ def validate(cfg: Config) -> None:
         _require(0 <= p.gae_lambda <= 1, f"{level}.gae_lambda must lie in [0, 1], got {p.gae_lambda}.")
         _require(p.max_grad_norm > 0, f"{level}.max_grad_norm must be positive, got {p.max_grad_norm}.")
         _require(
-            len(p.hidden_sizes) >= 1 and all(_is_int(h) and h >= 1 for h in p.hidden_sizes),
+            len(p.hidden_sizes) >= 1 and all(is_int(h) and h >= 1 for h in p.hidden_sizes),
             f"{level}.hidden_sizes must be a non-empty list of positive integers, got {p.hidden_sizes}.",
         )
     _require(

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from mlsh.checkpoint import checkpoint_path, load_checkpoint
-from mlsh.config import Config, EnvConfig, config_from_dict
+from mlsh.config import Config, EnvConfig, config_from_dict, is_int
 from mlsh.envs import env_signature, make_env
 from mlsh.errors import CheckpointError, ConfigError
 from mlsh.meta import EVAL_TASK_STREAM, MetaLearner, task_rng
@@ -396,7 +396,7 @@ def evaluate_run(
         the adaptation curve (mean return per adaptation iteration) and, under ``methods``, every
         method's per-task curves and summary.
     """
-    if not isinstance(num_tasks, int) or isinstance(num_tasks, bool) or num_tasks < 1:
+    if not is_int(num_tasks) or num_tasks < 1:
         raise ConfigError(f"num_tasks must be a positive integer, got {num_tasks!r}; set e.g. num_tasks=20.")
     chosen = list(dict.fromkeys([*baselines, *(["scratch"] if scratch_baseline else [])]))
     unknown = [name for name in chosen if name not in BASELINES]
@@ -408,13 +408,13 @@ def evaluate_run(
     if cfg.train.torch_threads:  # as in training: small MLPs run fastest single-threaded
         torch.set_num_threads(cfg.train.torch_threads)
     if envs_per_task is not None:
-        if not isinstance(envs_per_task, int) or isinstance(envs_per_task, bool) or envs_per_task < 1:
+        if not is_int(envs_per_task) or envs_per_task < 1:
             raise ConfigError(
                 f"envs_per_task must be a positive integer or null, got {envs_per_task!r}; set e.g. envs_per_task=8."
             )
         cfg = _with_envs(cfg, envs_per_task)
     iters = cfg.mlsh.warmup_iters if adapt_iters is None else adapt_iters
-    if not isinstance(iters, int) or isinstance(iters, bool) or iters < 0:
+    if not is_int(iters) or iters < 0:
         raise ConfigError(f"adapt_iters must be a non-negative integer, got {iters!r}.")
     if iters == 0 and chosen:
         raise ConfigError("Baselines need adaptation iterations to compare; set adapt_iters=1 or more.")
