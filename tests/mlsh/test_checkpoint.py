@@ -175,7 +175,8 @@ def test_init_from_starts_from_another_runs_subpolicies_and_normaliser(tmp_path:
     summary = train(cfg, run_dir)
     assert summary["finished"] and summary["iteration"] == 1
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["init_from"] == str(source_dir)
-    # Resuming does not load the source again: the run's own checkpoint wins.
+    # Resuming reads the run's own checkpoint only: the source may be gone by then.
+    (source_dir / "checkpoint.pt").unlink()
     resumed = dataclasses.replace(
         cfg, train=dataclasses.replace(cfg.train, total_timesteps=2 * cfg.steps_per_iteration)
     )
@@ -183,22 +184,24 @@ def test_init_from_starts_from_another_runs_subpolicies_and_normaliser(tmp_path:
 
 
 @pytest.mark.parametrize(
-    ("change", "message"),
+    ("section", "key", "value", "message"),
     [
-        ({"num_subpolicies": 3}, r"has mlsh.num_subpolicies=2 but this run has 3; set mlsh.num_subpolicies=2"),
-        ({"hidden_sizes": [32]}, r"has sub.hidden_sizes=\[16\] but this run has \[32\]; set sub.hidden_sizes=\[16\]"),
+        ("mlsh", "num_subpolicies", 3, r"has mlsh.num_subpolicies=2 but this run has 3; set mlsh.num_subpolicies=2"),
+        (
+            "sub",
+            "hidden_sizes",
+            [32],
+            r"has sub.hidden_sizes=\[16\] but this run has \[32\]; set sub.hidden_sizes=\[16\]",
+        ),
     ],
 )
 def test_init_from_a_run_of_another_shape_names_the_setting(
-    tmp_path: Path, change: dict[str, object], message: str
+    tmp_path: Path, section: str, key: str, value: object, message: str
 ) -> None:
     train(_tiny(1), tmp_path / "source")
     cfg = _tiny(1)
     cfg.init_from = str(tmp_path / "source")
-    if "num_subpolicies" in change:
-        cfg.mlsh.num_subpolicies = int(change["num_subpolicies"])  # type: ignore[call-overload]
-    else:
-        cfg.sub.hidden_sizes = list(change["hidden_sizes"])  # type: ignore[call-overload]
+    setattr(getattr(cfg, section), key, value)
     with pytest.raises(ConfigError, match=message):
         train(cfg, tmp_path / "run")
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
