@@ -167,6 +167,17 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     return cfg
 
 
+def replace_section(cfg: Config, section: str, values: dict[str, Any]) -> Config:
+    """``cfg`` with settings under ``section`` (e.g. ``master``) replaced by ``values``, type-checked and validated.
+
+    Raises:
+        ConfigError: unknown key or impossible value, naming the setting as ``<section>.<key>``.
+    """
+    out = dataclasses.replace(cfg, **{section: _build(getattr(cfg, section), values, f"{section}.")})
+    validate(out)
+    return out
+
+
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)

@@ -102,6 +102,7 @@ def main() -> None:
         keep_masters=bool(data["video"]),
         deterministic=deterministic,
         envs_per_task=data["envs_per_task"],
+        master=data["master"],
     )
     print(format_table(result))
     output = Path(data["output"] or Path(result["run_dir"]) / "eval" / f"evaluation_seed{data['seed']}.json")

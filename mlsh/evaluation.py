@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from mlsh.checkpoint import checkpoint_path, load_checkpoint
-from mlsh.config import Config, EnvConfig, config_from_dict, is_int
+from mlsh.config import Config, EnvConfig, config_from_dict, is_int, replace_section
 from mlsh.envs import env_signature, make_env
 from mlsh.errors import CheckpointError, ConfigError
 from mlsh.meta import EVAL_TASK_STREAM, MetaLearner, task_rng
@@ -216,6 +216,8 @@ def _train_and_measure(
     learner: MetaLearner, iters: int, num_slots: int, deterministic: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     curve = np.full((iters, num_slots), np.nan)
+    if iters == 0:
+        learner.start()  # tasks and envs as the first iteration would set them, masters untrained
     for iteration in range(iters):
         learner.train_iteration()
         stats = learner.last_episodes
@@ -367,6 +369,7 @@ def evaluate_run(
     keep_masters: bool = False,
     deterministic: bool = False,
     envs_per_task: int | None = None,
+    master: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Adapts fresh masters on ``num_tasks`` unseen tasks over a run's frozen sub-policies.
 
@@ -390,6 +393,9 @@ def evaluate_run(
         envs_per_task: episodes' envs per task in each adaptation iteration, for every method
             (default: each run's ``train.envs_per_slot``); the original's masters learned from a group
             of 12 workers each.
+        master: PPO settings of the fresh masters (``lr``, ``gamma``, ...: the keys of the run's
+            ``master`` section) that replace the run's while adapting, for MLSH and the MLSH baselines
+            (``no_warmup``, ``every_step``) alike; None values keep the run's.
 
     Returns:
         A dict with the mean return after adaptation, the oracle's, their ratio, per-task values,
@@ -413,6 +419,8 @@ def evaluate_run(
                 f"envs_per_task must be a positive integer or null, got {envs_per_task!r}; set e.g. envs_per_task=8."
             )
         cfg = _with_envs(cfg, envs_per_task)
+    master_settings = {key: value for key, value in (master or {}).items() if value is not None}
+    cfg = replace_section(cfg, "master", master_settings)
     iters = cfg.mlsh.warmup_iters if adapt_iters is None else adapt_iters
     if not is_int(iters) or iters < 0:
         raise ConfigError(f"adapt_iters must be a non-negative integer, got {iters!r}.")
@@ -441,6 +449,8 @@ def evaluate_run(
             other_path, other_payload, used = runs[name]
             if envs_per_task is not None:
                 used = _with_envs(used, envs_per_task)
+            if name != "finetune":  # an MLSH run: its fresh masters get the same settings
+                used = replace_section(used, "master", master_settings)
             if device:
                 used = dataclasses.replace(used, device=device)
             state = other_payload["learner"]["policy"]
@@ -462,6 +472,7 @@ def evaluate_run(
         "seed": seed,
         "adapt_iters": iters,
         "deterministic": deterministic,
+        "master_settings": master_settings,  # those that replaced the run's
         "steps_per_task_per_iter": steps_per_iter,
         "tasks": [_jsonable(t) for t in tasks],
         "return_after_adaptation": float(np.mean(mlsh.after)),
@@ -501,13 +512,21 @@ def _jsonable(task: Any) -> Any:
     return task
 
 
+def master_settings_text(settings: Mapping[str, Any] | None) -> str:
+    """``"; masters with lr=0.003, gamma=0.5"`` for a report header; empty without settings."""
+    if not settings:
+        return ""
+    return "; masters with " + ", ".join(f"{key}={value}" for key, value in settings.items())
+
+
 def format_table(result: dict[str, Any]) -> str:
     """A plain-text table of per-task results and the means, then the methods' summary."""
     has_oracle = "oracle_return" in result
     lines = [
         f"Evaluation of {result['run_dir']} on {result['num_tasks']} unseen tasks "
         f"({result['adapt_iters']} adaptation iterations of a fresh master, sub-policies frozen"
-        f"{'; returns after adaptation measured with the most likely choices' if result.get('deterministic') else ''})"
+        f"{'; returns after adaptation measured with the most likely choices' if result.get('deterministic') else ''}"
+        f"{master_settings_text(result.get('master_settings'))})"
     ]
     header = f"{'task':>6} {'value':>12} {'return':>10}" + (f" {'oracle':>10} {'ratio':>7}" if has_oracle else "")
     lines.append(header)

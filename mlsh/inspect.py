@@ -37,7 +37,7 @@ from agents.agent import MLSHAgent
 from mlsh.cli import run_cli
 from mlsh.envs import make_env
 from mlsh.evaluate import parse_job
-from mlsh.evaluation import AdaptedMasters, evaluate_run
+from mlsh.evaluation import AdaptedMasters, evaluate_run, master_settings_text
 
 # Two sub-policies are "alike" (collapsed onto one behaviour) when their most likely actions agree this
 # often on the observations they visit.
@@ -270,6 +270,7 @@ def inspect_run(
     device: str | None = None,
     unused_below: float = 0.05,
     envs_per_task: int | None = None,
+    master: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], list[SubPolicyRecord]]:
     """Adapts fresh masters on ``num_tasks`` unseen tasks, then records every sub-policy.
 
@@ -277,6 +278,7 @@ def inspect_run(
         episodes: episodes per task with the adapted master, and per task and sub-policy alone.
         unused_below: usage share under which a sub-policy is flagged unused.
         envs_per_task: envs per task in each adaptation iteration (default: the run's ``envs_per_slot``).
+        master: PPO settings of the fresh masters that replace the run's (see :func:`evaluate_run`).
 
     Returns:
         ``(report, records)``: a JSON-able report, and the raw records (for the plots).
@@ -290,6 +292,7 @@ def inspect_run(
         device=device,
         keep_masters=True,
         envs_per_task=envs_per_task,
+        master=master,
     )
     adapted: AdaptedMasters = result["_adapted"]
     records: list[SubPolicyRecord] = []
@@ -322,6 +325,7 @@ def inspect_run(
         "episodes": episodes,
         "seed": seed,
         "adapt_iters": result["adapt_iters"],
+        "master_settings": result["master_settings"],
         "steps_per_task_per_iter": result["steps_per_task_per_iter"],
         "return_after_adaptation": result["return_after_adaptation"],
         "grid": grid,
@@ -336,7 +340,8 @@ def format_report(report: dict[str, Any]) -> str:
     """A table, one row per sub-policy, then the flags."""
     lines = [
         f"Sub-policies of {report['run_dir']} ({report['env_id']}), {report['num_tasks']} unseen tasks, "
-        f"masters adapted {report['adapt_iters']} iterations of {report['steps_per_task_per_iter']} steps each; "
+        f"masters adapted {report['adapt_iters']} iterations of {report['steps_per_task_per_iter']} steps each"
+        f"{master_settings_text(report.get('master_settings'))}; "
         f"return after adaptation "
         f"{report['return_after_adaptation']:.2f}",
         f"{'k':>3} {'usage':>6}  {'mean displacement / macro step':<32} {'actions (alone)'}",
@@ -421,6 +426,7 @@ def main() -> None:
         device=data["device"],
         unused_below=data["unused_below"],
         envs_per_task=data["envs_per_task"],
+        master=data["master"],
     )
     print(format_report(report))
     output = Path(data["output"] or Path(report["run_dir"]) / "inspect" / f"inspect_seed{data['seed']}.json")

@@ -177,6 +177,12 @@ class MetaLearner:
         rng = self.slot_task_rngs[slot] if self.slot_task_rngs else self.task_rng
         return self.task_env.unwrapped.sample_task(rng)
 
+    def start(self) -> None:
+        """Draws the first tasks and resets the envs, as the first iteration does; for measuring a
+        policy before any training (evaluation with ``adapt_iters=0``)."""
+        if self.iteration == 0:
+            self._begin_iteration()
+
     def _begin_iteration(self) -> list[int]:
         """Starts new tasks where a cycle begins; returns the slots that were reset."""
         num_slots = self.num_local_slots

@@ -7,13 +7,16 @@ import csv
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import mlsh.evaluation
 from agents import MLSHAgent, flat_ppo_config
 from agents.video import BANNER_HEIGHT, PALETTE, record_episode
 from mlsh.cli import run_cli
@@ -102,10 +105,12 @@ def test_evaluate_writes_json_csv_png_tensorboard_and_videos(
         f"baseline_runs.no_warmup={suite_runs['no_warmup']}",
         "video=true",
         "video_tasks=2",
+        "master.gamma=0.9",
         f"output={output}",
     )
     printed = capsys.readouterr().out
     assert "shared flat policy, fine-tuned" in printed and "MLSH without warmup" in printed
+    assert "masters with gamma=0.9)" in printed
 
     def no_nan(constant: str) -> float:
         raise AssertionError(f"non-strict JSON constant {constant}")
@@ -122,6 +127,7 @@ def test_evaluate_writes_json_csv_png_tensorboard_and_videos(
         assert all(0.0 <= x <= SHORT_EPISODES for row in method["curve_per_task"] for x in row)
     assert result["return_after_adaptation"] == methods["mlsh"]["return_after_adaptation"]
     assert methods["flat"]["run_dir"] == str(suite_runs["flat"])
+    assert result["master_settings"] == {"gamma": 0.9}
 
     with open(output.with_suffix(".csv")) as handle:
         rows = list(csv.DictReader(handle))
@@ -244,3 +250,50 @@ def test_envs_per_task_sets_every_methods_adaptation_budget(suite_runs: dict[str
         assert more["methods"][name]["steps_per_task_per_iter"] == 3 * 20, name
     with pytest.raises(ConfigError, match="envs_per_task must be a positive integer or null, got 0; set e.g."):
         evaluate_run(suite_runs["mlsh"], envs_per_task=0, **common)
+
+
+def test_master_settings_replace_the_runs_while_adapting(suite_runs: dict[str, Path]) -> None:
+    common = {"num_tasks": 2, "oracle": False, "keep_masters": True}
+    before = evaluate_run(suite_runs["mlsh"], adapt_iters=0, **common)  # measured before any update
+    assert before["adaptation_curve"] == [] and np.isfinite(before["return_after_adaptation"])
+    untrained = before["_adapted"].policy_state
+    # Adam moves each weight by about lr per step: with lr 1e-12 the masters stay as initialised.
+    frozen = evaluate_run(suite_runs["mlsh"], adapt_iters=2, master={"lr": 1e-12, "gamma": None}, **common)
+    trained = evaluate_run(suite_runs["mlsh"], adapt_iters=2, **common)
+    assert frozen["master_settings"] == {"lr": 1e-12} and trained["master_settings"] == {}
+    assert frozen["_adapted"].cfg.master.lr == 1e-12 and trained["_adapted"].cfg.master.lr == 0.01
+    key = "masters.actor.layers.0.weight"
+    assert torch.allclose(frozen["_adapted"].policy_state[key], untrained[key], atol=1e-9)
+    assert not torch.allclose(trained["_adapted"].policy_state[key], untrained[key], atol=1e-4)
+    assert "masters with lr=1e-12)" in format_table(frozen)
+    for settings, message in [
+        ({"lrr": 0.1}, "Unknown setting 'master.lrr': the settings under master are"),
+        ({"gamma": 2.0}, r"master.gamma must lie in \[0, 1\], got 2.0."),
+        ({"lr": "fast"}, "master.lr must be a number"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            evaluate_run(suite_runs["mlsh"], adapt_iters=1, master=settings, **common)
+
+
+def test_master_settings_reach_the_mlsh_baseline_runs(
+    suite_runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = []
+    adapt = mlsh.evaluation.adapt_masters
+
+    def recording(cfg: Config, *args: Any, **kwargs: Any) -> Any:
+        seen.append((cfg.mlsh.warmup_iters, cfg.master.lr, cfg.master.gamma))
+        return adapt(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(mlsh.evaluation, "adapt_masters", recording)
+    evaluate_run(
+        suite_runs["mlsh"],
+        num_tasks=2,
+        adapt_iters=1,
+        oracle=False,
+        baselines=["scratch", "no_warmup"],
+        baseline_runs={"no_warmup": suite_runs["no_warmup"]},
+        master={"lr": 0.002, "gamma": 0.5},
+    )
+    assert len(seen) == 2 and seen[1][0] == 0  # MLSH, then the no-warmup run
+    assert all(lr == 0.002 and gamma == 0.5 for _, lr, gamma in seen)

@@ -69,10 +69,20 @@ def test_grid_envs_get_visit_heat_maps(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(
         sys,
         "argv",
-        ["mlsh.inspect", f"checkpoint={run_dir}", "num_tasks=2", "episodes=1", "adapt_iters=1", f"output={output}"],
+        [
+            "mlsh.inspect",
+            f"checkpoint={run_dir}",
+            "num_tasks=2",
+            "episodes=1",
+            "adapt_iters=1",
+            "master.lr=0.003",
+            f"output={output}",
+        ],
     )
     main()
     report = json.loads(output.read_text())
+    assert report["master_settings"] == {"lr": 0.003}
+    assert "steps each; masters with lr=0.003; return after adaptation" in format_report(report).splitlines()[0]
     assert report["grid"] is True
     assert report["goal_directed_choices"] is None  # FourRooms has no goal_position
     _, records = inspect_run(run_dir, num_tasks=2, episodes=1, adapt_iters=1)
