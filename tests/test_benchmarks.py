@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,3 +60,31 @@ def test_plot_training_writes_a_png_and_a_table_of_the_curves(tmp_path: Path) ->
     assert result.returncode != 0 and "has no scalar nope/x; the run logged: master/entropy, rollout" in result.stderr
     missing = subprocess.run([*script, str(tmp_path / "nothing")], cwd=REPO, capture_output=True, text=True)
     assert missing.returncode != 0 and "pass a run dir written by python -m mlsh.train" in missing.stderr
+
+
+def test_sweep_master_tables_each_set_of_master_settings(tmp_path: Path) -> None:
+    from mlsh.trainer import train
+    from tests.conftest import small_config
+
+    cfg = small_config()
+    cfg.env.max_episode_steps = 10
+    train(cfg, tmp_path / "run")
+    script = [sys.executable, "scripts/sweep_master.py", str(tmp_path / "run"), "--num-tasks", "2", "--episodes", "1"]
+    args = ["--adapt-iters", "1", "--seeds", "0", "1", "--set", "", "--set", "lr=0.002 gamma=0.5"]
+    result = subprocess.run([*script, *args], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert lines[0] == (
+        "| master settings | goal-directed, seed 0 | goal-directed, seed 1 | mean | return after adaptation |"
+    )
+    assert lines[2].startswith("| the run's | - | - | - | ")  # MovementBandits has no goal position
+    assert lines[3].startswith("| lr=0.002 gamma=0.5 | - | - | - | ")
+    saved = json.loads((tmp_path / "run" / "inspect" / "sweep_master.json").read_text())
+    assert [r["master_settings"] for r in saved["reports"]] == [{}, {}, *[{"lr": 0.002, "gamma": 0.5}] * 2]
+    assert float(lines[3].split("|")[5]) == pytest.approx(
+        np.mean(saved["rows"][1]["returns"]), abs=0.051
+    )  # printed to 0.1
+    bad = subprocess.run([*script, "--set", "lr"], cwd=REPO, capture_output=True, text=True)
+    assert bad.returncode != 0 and "--set items are key=value, got 'lr'" in bad.stderr
+    unknown = subprocess.run([*script, "--set", "lrr=0.1"], cwd=REPO, capture_output=True, text=True)
+    assert unknown.returncode != 0 and "error: Unknown setting 'master.lrr'" in unknown.stderr
