@@ -25,7 +25,7 @@ from mlsh.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from mlsh.config import Config, EnvConfig, config_from_dict, is_int
 from mlsh.envs import env_signature, make_env
 from mlsh.errors import ConfigError
-from mlsh.evaluation import adapt_masters, check_fits_env, load_shared_weights
+from mlsh.evaluation import adapt_masters, check_fits_env, load_shared_weights, with_master_settings
 from mlsh.meta import resolve_device
 from mlsh.policy import HierarchicalPolicy
 
@@ -268,7 +268,13 @@ class MLSHAgent:
         self.policy.masters.reset_member(0)
         self.master_task = None
 
-    def adapt(self, env: gym.Env | EnvConfig, iterations: int | None = None, seed: int = 0) -> list[float | None]:
+    def adapt(
+        self,
+        env: gym.Env | EnvConfig,
+        iterations: int | None = None,
+        seed: int = 0,
+        master: Mapping[str, Any] | None = None,
+    ) -> list[float | None]:
         """Trains a fresh master on ``env``'s current task, sub-policies and normaliser frozen.
 
         This is the paper's test-time procedure, run by the same code as ``mlsh.evaluate``: PPO on
@@ -280,6 +286,8 @@ class MLSHAgent:
                 :class:`EnvConfig` whose env's current task is learned.
             iterations: master PPO iterations (default: the run's ``warmup_iters``).
             seed: seeds the env copies and the new master.
+            master: PPO settings of the new master that replace the run's while it adapts, e.g.
+                ``{"lr": 0.003, "gamma": 0.5}`` (as ``master.<key>=`` in ``mlsh.evaluate``).
 
         Returns:
             The adaptation curve: mean episode return per iteration (None where no episode ended).
@@ -293,7 +301,8 @@ class MLSHAgent:
             probe.close()
         else:
             env_cfg, task = _env_config(env), env.unwrapped.task
-        result = adapt_masters(self.cfg, self.policy.state_dict(), [task], iters, seed, Path("<agent>"), env_cfg)
+        cfg = with_master_settings(self.cfg, master)[0]
+        result = adapt_masters(cfg, self.policy.state_dict(), [task], iters, seed, Path("<agent>"), env_cfg)
         self.policy.masters.load_state_dict(
             {k.removeprefix("masters."): v.to(self.device) for k, v in result.masters.items()}
         )

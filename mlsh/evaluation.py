@@ -325,6 +325,17 @@ def _with_envs(cfg: Config, envs_per_slot: int) -> Config:
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, envs_per_slot=envs_per_slot))
 
 
+def with_master_settings(cfg: Config, master: Mapping[str, Any] | None) -> tuple[Config, dict[str, Any]]:
+    """``cfg`` with the fresh masters' PPO settings replaced where ``master`` gives a value (None keeps
+    the run's), and the settings that were given.
+
+    Raises:
+        ConfigError: an unknown key or an impossible value, naming ``master.<key>``.
+    """
+    given = {key: value for key, value in (master or {}).items() if value is not None}
+    return replace_section(cfg, "master", given), given
+
+
 def _load_run(run_dir: str | Path) -> tuple[Path, dict[str, Any], Config]:
     path = checkpoint_path(run_dir)
     payload = load_checkpoint(path)
@@ -419,8 +430,7 @@ def evaluate_run(
                 f"envs_per_task must be a positive integer or null, got {envs_per_task!r}; set e.g. envs_per_task=8."
             )
         cfg = _with_envs(cfg, envs_per_task)
-    master_settings = {key: value for key, value in (master or {}).items() if value is not None}
-    cfg = replace_section(cfg, "master", master_settings)
+    cfg, master_settings = with_master_settings(cfg, master)
     iters = cfg.mlsh.warmup_iters if adapt_iters is None else adapt_iters
     if not is_int(iters) or iters < 0:
         raise ConfigError(f"adapt_iters must be a non-negative integer, got {iters!r}.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -143,6 +144,19 @@ def test_adapt_trains_only_a_fresh_master(tiny_run: Path) -> None:
     assert agent.master_task == 0
     with pytest.raises(ConfigError, match="iterations must be a positive integer"):
         agent.adapt(env, iterations=0)
+
+
+def test_adapt_takes_master_settings(tiny_run: Path) -> None:
+    def adapted_master(iterations: int, **master: Any) -> torch.Tensor:
+        agent = MLSHAgent.load(tiny_run, device="cpu")
+        agent.adapt(_env(0), iterations=iterations, master=master)
+        return agent.policy.state_dict()["masters.actor.layers.0.weight"].clone()
+
+    # Adam moves each weight by about lr per step: with lr 1e-12 the new master stays as initialised.
+    assert torch.allclose(adapted_master(1, lr=1e-12), adapted_master(2, lr=1e-12, gamma=0.5), atol=1e-9)
+    assert not torch.allclose(adapted_master(1), adapted_master(2), atol=1e-4)
+    with pytest.raises(ConfigError, match=r"master.gae_lambda must lie in \[0, 1\], got 1.5."):
+        MLSHAgent.load(tiny_run, device="cpu").adapt(_env(0), iterations=1, master={"gae_lambda": 1.5})
 
 
 def test_continuous_actions_are_batched_and_clipped(tmp_path: Path) -> None:
