@@ -301,7 +301,7 @@ class MLSHAgent:
             probe.close()
         else:
             env_cfg, task = _env_config(env), env.unwrapped.task
-        cfg = with_master_settings(self.cfg, master)[0]
+        cfg = with_master_settings(self.cfg, master)
         result = adapt_masters(cfg, self.policy.state_dict(), [task], iters, seed, Path("<agent>"), env_cfg)
         self.policy.masters.load_state_dict(
             {k.removeprefix("masters."): v.to(self.device) for k, v in result.masters.items()}

@@ -321,19 +321,26 @@ def _method_summary(adaptation: Adaptation, steps_per_iter: int, oracle: np.ndar
     return summary
 
 
-def _with_envs(cfg: Config, envs_per_slot: int) -> Config:
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, envs_per_slot=envs_per_slot))
+def master_overrides(master: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The master settings that were given: ``master`` without its None values (which keep the run's)."""
+    return {key: value for key, value in (master or {}).items() if value is not None}
 
 
-def with_master_settings(cfg: Config, master: Mapping[str, Any] | None) -> tuple[Config, dict[str, Any]]:
-    """``cfg`` with the fresh masters' PPO settings replaced where ``master`` gives a value (None keeps
-    the run's), and the settings that were given.
+def with_master_settings(cfg: Config, master: Mapping[str, Any] | None) -> Config:
+    """``cfg`` with the fresh masters' PPO settings replaced where ``master`` gives a value.
 
     Raises:
         ConfigError: an unknown key or an impossible value, naming ``master.<key>``.
     """
-    given = {key: value for key, value in (master or {}).items() if value is not None}
-    return replace_section(cfg, "master", given), given
+    return replace_section(cfg, "master", master_overrides(master))
+
+
+def _as_evaluated(cfg: Config, envs_per_task: int | None, master: Mapping[str, Any], device: str | None) -> Config:
+    """A run's settings as this evaluation runs it: envs per task, master settings and device."""
+    if envs_per_task is not None:
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, envs_per_slot=envs_per_task))
+    cfg = with_master_settings(cfg, master)
+    return dataclasses.replace(cfg, device=device) if device else cfg
 
 
 def _load_run(run_dir: str | Path) -> tuple[Path, dict[str, Any], Config]:
@@ -424,21 +431,18 @@ def evaluate_run(
     path, payload, cfg = _load_run(run_dir)
     if cfg.train.torch_threads:  # as in training: small MLPs run fastest single-threaded
         torch.set_num_threads(cfg.train.torch_threads)
-    if envs_per_task is not None:
-        if not is_int(envs_per_task) or envs_per_task < 1:
-            raise ConfigError(
-                f"envs_per_task must be a positive integer or null, got {envs_per_task!r}; set e.g. envs_per_task=8."
-            )
-        cfg = _with_envs(cfg, envs_per_task)
-    cfg, master_settings = with_master_settings(cfg, master)
+    if envs_per_task is not None and (not is_int(envs_per_task) or envs_per_task < 1):
+        raise ConfigError(
+            f"envs_per_task must be a positive integer or null, got {envs_per_task!r}; set e.g. envs_per_task=8."
+        )
+    master_settings = master_overrides(master)
+    cfg = _as_evaluated(cfg, envs_per_task, master_settings, device)
     iters = cfg.mlsh.warmup_iters if adapt_iters is None else adapt_iters
     if not is_int(iters) or iters < 0:
         raise ConfigError(f"adapt_iters must be a non-negative integer, got {iters!r}.")
     if iters == 0 and chosen:
         raise ConfigError("Baselines need adaptation iterations to compare; set adapt_iters=1 or more.")
     env_cfg = env or cfg.env
-    if device:
-        cfg = dataclasses.replace(cfg, device=device)
     check_fits_env(payload, env_cfg, path)
     runs = {name: _baseline_run(name, baseline_runs or {}, env_cfg) for name in chosen if BASELINES[name][1]}
     task_cfg = dataclasses.replace(cfg, env=env_cfg)
@@ -457,12 +461,8 @@ def evaluate_run(
             adaptation, used = sb3_ppo_adaptation(task_cfg, tasks, iters, seed, deterministic), cfg
         else:
             other_path, other_payload, used = runs[name]
-            if envs_per_task is not None:
-                used = _with_envs(used, envs_per_task)
-            if name != "finetune":  # an MLSH run: its fresh masters get the same settings
-                used = replace_section(used, "master", master_settings)
-            if device:
-                used = dataclasses.replace(used, device=device)
+            # Fine-tuning trains the flat run's policy, not fresh masters: it keeps the run's master settings.
+            used = _as_evaluated(used, envs_per_task, {} if name == "finetune" else master_settings, device)
             state = other_payload["learner"]["policy"]
             if name == "finetune":
                 adaptation = flat_ppo_adaptation(

@@ -26,6 +26,7 @@ Writes ``<run dir>/inspect/inspect_seed<seed>.json`` and a PNG: visit heat-maps 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -270,7 +271,7 @@ def inspect_run(
     device: str | None = None,
     unused_below: float = 0.05,
     envs_per_task: int | None = None,
-    master: dict[str, Any] | None = None,
+    master: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], list[SubPolicyRecord]]:
     """Adapts fresh masters on ``num_tasks`` unseen tasks, then records every sub-policy.
 
