@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The checks that need the GPU machine (16 cores + one H100/H200), in one run of about 6 minutes:
+# The checks that need the GPU machine (16 cores + one H100/H200), in one run of under 2 minutes:
 #   1. `pytest -m gpu`: the learner on CUDA against the CPU (issue 6);
 #   2. scripts/benchmark_train.py with device=cuda and the GPU preset (issue 6: a >= 20,000 env steps/s);
 #   3. scripts/benchmark_envs.py on 16 cores (issue 4: b/a and b/c of the batched env).
