@@ -4,6 +4,7 @@ baselines and its outputs (JSON, CSV, PNG, TensorBoard, videos)."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -19,11 +20,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import mlsh.evaluation
 from agents import MLSHAgent, flat_ppo_config
 from agents.video import BANNER_HEIGHT, PALETTE, record_episode
-from mlsh.cli import run_cli
-from mlsh.config import Config, ConfigError
+from mlsh.cli import compose_config, run_cli
+from mlsh.config import Config, ConfigError, PPOConfig
 from mlsh.errors import CheckpointError
 from mlsh.evaluate import main as evaluate_main
-from mlsh.evaluation import evaluate_run, format_table, oracle_returns, sample_eval_tasks
+from mlsh.evaluation import evaluate_run, format_table, master_overrides, oracle_returns, sample_eval_tasks
 from mlsh.meta import TRAIN_TASK_STREAM, task_rng
 from mlsh.report import CSV_COLUMNS
 from mlsh.trainer import train
@@ -297,3 +298,12 @@ def test_master_settings_reach_the_mlsh_baseline_runs(
     )
     assert len(seen) == 2 and seen[1][0] == 0  # MLSH, then the no-warmup run
     assert all(lr == 0.002 and gamma == 0.5 for _, lr, gamma in seen)
+
+
+def test_master_section_has_every_ppo_setting_and_ignores_an_env_configs() -> None:
+    for name in ("evaluate", "inspect"):
+        assert set(compose_config(name, ["checkpoint=x"])["master"]) == {f.name for f in dataclasses.fields(PPOConfig)}
+    # env=<Name> takes that config's env section only: AntTwowalk's own master settings stay out.
+    data = compose_config("evaluate", ["checkpoint=x", "env=AntTwowalk", "master.ent_coef=0.01"])
+    assert data["env"]["id"] == "mlsh/AntTwowalk-v0"
+    assert master_overrides(data["master"]) == {"ent_coef": 0.01}
