@@ -195,8 +195,10 @@ def _measure(learner: MetaLearner, num_slots: int, deterministic: bool = False) 
     """Mean return per slot of the current policy, collecting until every slot finished an episode.
 
     Long episodes may outlast one rollout, so this collects up to ``MAX_MEASURE_ROLLOUTS`` rollouts.
-    With ``deterministic`` masters and sub-policies take their most likely choices.
+    With ``deterministic`` masters and sub-policies take their most likely choices. A learner that has
+    not trained yet (``adapt_iters=0``) first draws its tasks and resets its envs.
     """
+    learner.start()
     rollout_len = learner.cfg.train.rollout_len
     returns, slots = [], []
     for _ in range(MAX_MEASURE_ROLLOUTS):
@@ -216,8 +218,6 @@ def _train_and_measure(
     learner: MetaLearner, iters: int, num_slots: int, deterministic: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     curve = np.full((iters, num_slots), np.nan)
-    if iters == 0:
-        learner.start()  # tasks and envs as the first iteration would set them, masters untrained
     for iteration in range(iters):
         learner.train_iteration()
         stats = learner.last_episodes
@@ -336,10 +336,11 @@ def with_master_settings(cfg: Config, master: Mapping[str, Any] | None) -> Confi
 
 
 def _as_evaluated(cfg: Config, envs_per_task: int | None, master: Mapping[str, Any], device: str | None) -> Config:
-    """A run's settings as this evaluation runs it: envs per task, master settings and device."""
+    """A run's settings as this evaluation runs it: envs per task, master settings (given ones only:
+    :func:`master_overrides`) and device."""
     if envs_per_task is not None:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, envs_per_slot=envs_per_task))
-    cfg = with_master_settings(cfg, master)
+    cfg = replace_section(cfg, "master", dict(master))
     return dataclasses.replace(cfg, device=device) if device else cfg
 
 

@@ -178,8 +178,8 @@ class MetaLearner:
         return self.task_env.unwrapped.sample_task(rng)
 
     def start(self) -> None:
-        """Draws the first tasks and resets the envs, as the first iteration does; for measuring a
-        policy before any training (evaluation with ``adapt_iters=0``)."""
+        """Draws the first tasks and resets the envs, as the first iteration does, unless an iteration
+        has run; for measuring a policy that may not have trained (evaluation with ``adapt_iters=0``)."""
         if self.iteration == 0:
             self._begin_iteration()
 
