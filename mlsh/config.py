@@ -15,82 +15,125 @@ from mlsh.errors import ConfigError
 
 @dataclass
 class EnvConfig:
-    """Which task distribution to train on.
-
-    ``id`` is a Gymnasium id; ``"my_pkg.my_module:MyEnv-v0"`` imports ``my_pkg.my_module`` first
-    so that a user's own env registers itself.
-    """
+    """Which task distribution to train on (``env.*``; ``env=<Name>`` picks ``configs/env/<Name>.yaml``)."""
 
     id: str = "mlsh/MovementBandits-v0"
+    """Gymnasium id of the task-distribution env; ``"my_pkg.my_module:MyEnv-v0"`` imports
+    ``my_pkg.my_module`` first, so that a user's own env registers itself."""
     kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of the env's constructor, e.g. ``env.kwargs.obs_mode=onehot`` (FourRooms);
+    ``+env.kwargs.<key>=`` adds one the env config does not list."""
     max_episode_steps: int | None = None
+    """Truncation length T; null keeps the registered time limit."""
 
 
 @dataclass
 class MLSHConfig:
-    """The hierarchy and the meta-learning schedule (paper notation in brackets)."""
+    """The hierarchy and the meta-learning schedule (``mlsh.*``; paper notation in brackets)."""
 
-    num_subpolicies: int = 2  # K
-    macro_len: int = 10  # N: primitive steps per master decision
-    warmup_iters: int = 9  # W: master-only iterations after a master reset
-    joint_iters: int = 1  # U: iterations updating master and sub-policies
-    num_slots: int = 10  # M: task slots, each with its own task and master
-    stagger: bool = True  # offset the slots' schedules so sub-policies get gradients every iteration
-    master_epsilon: float = 0.0  # original code: prob. of replacing the master's choice at random
-    # Normalise the sub-policies' advantages per (sub-policy, task slot) rather than per sub-policy,
-    # so that every joint task weighs the same in a sub-policy's gradient (see README, KeyDoor).
+    num_subpolicies: int = 2
+    """K: the number of shared sub-policies."""
+    macro_len: int = 10
+    """N: primitive steps per master decision."""
+    warmup_iters: int = 9
+    """W: master-only iterations after a master reset (the sub-policies are not updated)."""
+    joint_iters: int = 1
+    """U: iterations that update the master and then the sub-policies, after the warmup."""
+    num_slots: int = 10
+    """M: task slots (the original's MPI groups), each with its own task and master."""
+    stagger: bool = True
+    """Offset the slots' schedules so that the sub-policies get gradients every iteration."""
+    master_epsilon: float = 0.0
+    """The original code's exploration: the probability of replacing the master's choice by a random
+    sub-policy; log-probabilities are those of the mixture."""
     sub_adv_norm_per_slot: bool = False
+    """Normalise the sub-policies' advantages per (sub-policy, task slot) rather than per sub-policy,
+    so that every joint task weighs the same in a sub-policy's gradient (on for KeyDoor)."""
 
 
 @dataclass
 class PPOConfig:
-    """PPO settings of one level of the hierarchy (CleanRL names)."""
+    """PPO settings of one level of the hierarchy (``master.*`` and ``sub.*``; CleanRL names)."""
 
     lr: float = 3e-4
+    """Adam learning rate."""
     update_epochs: int = 10
+    """Passes over the iteration's data per update."""
     num_minibatches: int = 4
+    """Minibatches per epoch."""
     clip_coef: float = 0.2
+    """Clip range of the policy's probability ratio."""
     clip_vloss: bool = True
-    vf_clip_coef: float | None = 10.0  # value clip range in return units; None: clip_coef (CleanRL)
+    """Clip the value update (range ``vf_clip_coef``)."""
+    vf_clip_coef: float | None = 10.0
+    """Clip range of the value update in return units (returns are not normalised); null: ``clip_coef``,
+    as in CleanRL."""
     vf_coef: float = 0.5
+    """Weight of the value loss."""
     ent_coef: float = 0.0
+    """Weight of the entropy bonus."""
     max_grad_norm: float = 0.5
+    """Gradient-norm clip, applied to each member (slot master or sub-policy) on its own."""
     norm_adv: bool = True
+    """Normalise advantages per member: per slot for masters, per sub-policy for sub-policies."""
     target_kl: float | None = None
+    """Stop the update's epochs early once an epoch's mean approximate KL exceeds this; null: never."""
     gamma: float = 0.99
+    """Discount factor; for masters it applies once per macro step."""
     gae_lambda: float = 0.98
+    """GAE lambda; for masters it applies once per macro step."""
     hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
+    """Widths of the hidden layers (tanh) of the actor and of the separate critic."""
 
 
 @dataclass
 class TrainConfig:
-    """Budget and bookkeeping."""
+    """Budget and bookkeeping (``train.*``)."""
 
     total_timesteps: int = 3_000_000
+    """Env steps of the whole run, all slots together."""
     envs_per_slot: int = 10
-    rollout_len: int = 200  # steps per env per iteration; D = envs_per_slot * rollout_len per slot
-    checkpoint_every: int = 25  # iterations
-    normalize_obs: bool = True  # running mean/std of observations, saved with the model
-    reward_scale: float = 1.0  # rewards are multiplied by this for learning (both levels); logged returns are raw
+    """Envs per task slot."""
+    rollout_len: int = 200
+    """Steps per env and iteration, a multiple of ``mlsh.macro_len``; D = envs_per_slot x rollout_len
+    steps per slot and iteration."""
+    checkpoint_every: int = 25
+    """Iterations between checkpoints (one is also written at the end and on Ctrl-C)."""
+    normalize_obs: bool = True
+    """Running mean/std normalisation of observations, saved with the model."""
+    reward_scale: float = 1.0
+    """Rewards are multiplied by this for learning, at both levels; logged returns stay raw. Returns of
+    hundreds or more (Ant) need it small, or the critics cannot follow them."""
     progress: bool = True
-    torch_threads: int | None = 1  # small MLPs run fastest single-threaded
-    # Threads of the PPO updates (CPU): null = torch_threads; 0 = every core this process may use. The env's
-    # threads are idle during updates, and their minibatches are large enough to gain from more.
+    """Show the progress bar (ETA, current reward, fps)."""
+    torch_threads: int | None = 1
+    """Torch threads; small MLPs run fastest single-threaded. null: torch's default."""
     update_threads: int | None = None
+    """Threads of the PPO updates (CPU): null = ``torch_threads``; 0 = every core this process may use.
+    The env's threads are idle during updates, and their minibatches are large enough to gain from more."""
 
 
 @dataclass
 class Config:
+    """All settings of a run: the sections above, plus the top-level keys."""
+
     env: EnvConfig = field(default_factory=EnvConfig)
+    """The task distribution."""
     mlsh: MLSHConfig = field(default_factory=MLSHConfig)
+    """The hierarchy and its schedule."""
     master: PPOConfig = field(default_factory=lambda: PPOConfig(lr=0.01, num_minibatches=1))
+    """PPO of the masters."""
     sub: PPOConfig = field(default_factory=lambda: PPOConfig(lr=3e-4, num_minibatches=8))
+    """PPO of the sub-policies."""
     train: TrainConfig = field(default_factory=TrainConfig)
+    """Budget and bookkeeping."""
     seed: int = 0
+    """Seed of the run: tasks, env seeds, initialisation and sampling."""
     device: str = "auto"
-    # A run (directory or checkpoint) whose sub-policies and observation normaliser this run starts from;
-    # masters, optimisers and the schedule start afresh (mlsh.trainer.init_from_run).
+    """``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``."""
     init_from: str | None = None
+    """A run (directory or checkpoint) whose sub-policies and observation normaliser this run starts
+    from; masters, optimisers and the schedule start afresh (:func:`mlsh.trainer.init_from_run`)."""
 
     @property
     def steps_per_iteration(self) -> int:
