@@ -101,7 +101,8 @@ class AntTaskEnv(TaskEnv[TaskT]):
         reset_noise_scale: Ant-v5's reset noise (uniform on positions, Gaussian on velocities).
         healthy_z_range: torso heights counted as healthy with ``"terminate"``.
         render_mode: None or ``"rgb_array"`` (the top-down ``"arena"`` camera).
-        width, height: image size.
+        width: image width in pixels.
+        height: image height in pixels.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
