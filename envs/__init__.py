@@ -11,6 +11,7 @@ from envs.base import TaskEnv
 from envs.four_rooms import FourRooms
 from envs.key_door import KeyDoor
 from envs.movement_bandits import MovementBandits
+from envs.single_task import SingleTask
 
 __all__ = [
     "TaskEnv",
@@ -20,6 +21,7 @@ __all__ = [
     "FourRooms",
     "KeyDoor",
     "MovementBandits",
+    "SingleTask",
     "registered_ids",
 ]
 
@@ -36,6 +38,10 @@ _ANT_ENVS = {
     "mlsh/AntObstacles-v0": ("envs.ant_obstacles:AntObstacles", "envs.ant_obstacles:AntObstaclesVector", 2000),
 }
 
+# Any plain Gymnasium env as a distribution of one task; the inner env keeps its own time limit.
+if "mlsh/SingleTask-v0" not in registry:
+    register(id="mlsh/SingleTask-v0", entry_point="envs.single_task:SingleTask")
+
 for _env_id, (_entry_point, _max_steps) in _ENVS.items():
     if _env_id not in registry:
         register(id=_env_id, entry_point=_entry_point, max_episode_steps=_max_steps)
@@ -50,5 +56,5 @@ for _env_id, (_entry_point, _vector_entry_point, _max_steps) in _ANT_ENVS.items(
 
 
 def registered_ids() -> list[str]:
-    """Ids of every env this package registers."""
+    """Ids of every task distribution this package registers (``mlsh/SingleTask-v0``, a wrapper, is not one)."""
     return sorted([*_ENVS, *_ANT_ENVS])

@@ -104,6 +104,10 @@ class TrainConfig:
     reward_scale: float = 1.0
     """Rewards are multiplied by this for learning, at both levels; logged returns stay raw. Returns of
     hundreds or more (Ant) need it small, or the critics cannot follow them."""
+    normalize_reward: bool = False
+    """Divide the rewards used for learning (both levels) by the running std of the discounted return
+    (``sub.gamma``), clipped to [-10, 10], as Stable-Baselines3's ``VecNormalize`` does; what Gymnasium's
+    MuJoCo locomotion needs (docs: results, locomotion). Logged returns stay raw."""
     progress: bool = True
     """Show the progress bar (ETA, current reward, fps)."""
     torch_threads: int | None = 1

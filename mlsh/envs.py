@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import gymnasium as gym
@@ -10,6 +11,12 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 import envs as mlsh_envs  # noqa: F401  (registers mlsh/* ids)
 from mlsh.config import EnvConfig
 from mlsh.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+SINGLE_TASK_ID = "mlsh/SingleTask-v0"  # any plain Gymnasium env as a distribution of one task
+_WRAPPED_NOTICE: set[str] = set()  # ids already announced as wrapped (one notice per id)
 
 
 def available_env_ids() -> list[str]:
@@ -20,29 +27,62 @@ def available_env_ids() -> list[str]:
 def make_env(env_cfg: EnvConfig) -> gym.Env:
     """Makes one env and checks that it follows the task contract (``envs/base.py``).
 
+    A plain Gymnasium env (neither ``sample_task`` nor ``task``, e.g. ``Ant-v5``) is wrapped as a
+    distribution of one task (:class:`envs.SingleTask`), so that the trainer runs on it unchanged.
+
     Raises:
-        ConfigError: unknown id, or an env without ``sample_task`` / ``task``.
+        ConfigError: unknown id, a missing dependency, or an env with only part of the task contract.
     """
     kwargs: dict[str, Any] = dict(env_cfg.kwargs or {})
     if env_cfg.max_episode_steps is not None:
         kwargs["max_episode_steps"] = env_cfg.max_episode_steps
-    try:
-        env = gym.make(env_cfg.id, **kwargs)
-    except (gym.error.Error, ModuleNotFoundError) as exc:
-        raise ConfigError(
-            f"Unknown env id '{env_cfg.id}' ({exc}); use one of {', '.join(available_env_ids())}, "
-            f"or 'your_module:YourEnv-v0' for an env your module registers."
-        ) from exc
-    except TypeError as exc:
-        raise ConfigError(f"env.kwargs do not fit '{env_cfg.id}': {exc}; fix or remove them.") from exc
+    env = _gym_make(env_cfg.id, kwargs)
     unwrapped = env.unwrapped
-    if not callable(getattr(unwrapped, "sample_task", None)) or not hasattr(unwrapped, "task"):
+    has_sampler, has_task = callable(getattr(unwrapped, "sample_task", None)), hasattr(unwrapped, "task")
+    if not has_sampler and not has_task:
+        env.close()
+        if env_cfg.id not in _WRAPPED_NOTICE:
+            _WRAPPED_NOTICE.add(env_cfg.id)
+            logger.info("'%s' has no task contract: training it as a distribution of one task.", env_cfg.id)
+        inner_kwargs = dict(env_cfg.kwargs or {})
+        outer: dict[str, Any] = {"env_id": env_cfg.id, "env_kwargs": inner_kwargs}
+        if env_cfg.max_episode_steps is not None:
+            outer["max_episode_steps"] = env_cfg.max_episode_steps
+        return _gym_make(SINGLE_TASK_ID, outer)
+    if not (has_sampler and has_task):
         env.close()
         raise ConfigError(
             f"Env '{env_cfg.id}' does not follow the task contract: it needs sample_task(rng) and a settable "
             f"'task' attribute (subclass envs.TaskEnv)."
         )
     return env
+
+
+def _gym_make(env_id: str, kwargs: dict[str, Any]) -> gym.Env:
+    """``gym.make`` with its errors turned into one :class:`ConfigError` sentence each."""
+    try:
+        return gym.make(env_id, **kwargs)
+    except ModuleNotFoundError as exc:
+        module = env_id.split(":", 1)[0] if ":" in env_id else None
+        name = exc.name or getattr(exc.__cause__, "name", None)  # Gymnasium re-raises without the name
+        if module is not None and name is not None and module.startswith(name):
+            raise ConfigError(
+                f"Unknown env id '{env_id}': module '{name}' cannot be imported; check the name, or "
+                f"install it, or use one of {', '.join(available_env_ids())}."
+            ) from exc
+        raise ConfigError(
+            f"Env '{env_id}' needs the package '{name}', which is not installed; install it "
+            f'(e.g. pip install "gymnasium[mujoco]" for Gymnasium\'s MuJoCo envs).'
+        ) from exc
+    except gym.error.DependencyNotInstalled as exc:
+        raise ConfigError(f"Env '{env_id}' needs a package that is not installed: {exc}") from exc
+    except gym.error.Error as exc:
+        raise ConfigError(
+            f"Unknown env id '{env_id}' ({exc}); use one of {', '.join(available_env_ids())}, a Gymnasium id "
+            f"such as 'Ant-v5', or 'your_module:YourEnv-v0' for an env your module registers."
+        ) from exc
+    except TypeError as exc:
+        raise ConfigError(f"env.kwargs do not fit '{env_id}': {exc}; fix or remove them.") from exc
 
 
 def make_vec_env(env_cfg: EnvConfig, num_envs: int) -> gym.vector.VectorEnv:

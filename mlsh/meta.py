@@ -124,7 +124,13 @@ class MetaLearner:
         self.master_optimizer = MemberAdam(self.policy.masters.parameters(), lr=cfg.master.lr)
         self.sub_optimizer = MemberAdam(self.policy.subpolicies.parameters(), lr=cfg.sub.lr)
         self.collector = RolloutCollector(
-            self.vec_env, self.policy, cfg.train.envs_per_slot, m.macro_len, self.device, cfg.train.reward_scale
+            self.vec_env,
+            self.policy,
+            cfg.train.envs_per_slot,
+            m.macro_len,
+            self.device,
+            cfg.train.reward_scale,
+            reward_norm_gamma=cfg.sub.gamma if cfg.train.normalize_reward else None,
         )
         if fixed_tasks is not None and len(fixed_tasks) != self.num_local_slots:
             raise ValueError(f"fixed_tasks has {len(fixed_tasks)} tasks for {self.num_local_slots} slots.")

@@ -70,6 +70,10 @@ class RolloutCollector:
         macro_len: N.
         device: where the policy lives.
         reward_scale: multiplies the rewards stored for learning (the episode returns reported stay raw).
+        reward_norm_gamma: when set, the rewards stored for learning are also divided by the running
+            standard deviation of each env's discounted return with this discount (and clipped to
+            ``[-10, 10]``), as Stable-Baselines3's ``VecNormalize`` does: returns of hundreds then
+            reach the critics as returns of a few units, whatever the task's reward scale.
     """
 
     def __init__(
@@ -80,6 +84,7 @@ class RolloutCollector:
         macro_len: int,
         device: torch.device,
         reward_scale: float = 1.0,
+        reward_norm_gamma: float | None = None,
     ) -> None:
         mode = vec_env.metadata.get("autoreset_mode")
         if mode != AutoresetMode.SAME_STEP:
@@ -96,6 +101,9 @@ class RolloutCollector:
         self.num_envs = vec_env.num_envs
         self.macro_len = macro_len
         self.reward_scale = reward_scale
+        self.reward_norm_gamma = reward_norm_gamma
+        self.return_var, self.return_count = 1.0, 1e-4  # running variance of the discounted returns
+        self.discounted_return = np.zeros(self.num_envs)  # each env's, for reward normalisation
         self.device = torch.device(device)
         self.obs: np.ndarray | None = None
         self.clock = np.zeros(self.num_envs, dtype=np.int64)  # steps since the master's last decision
@@ -115,6 +123,7 @@ class RolloutCollector:
         self.clock[:] = 0
         self.episode_return[:] = 0.0
         self.episode_length[:] = 0
+        self.discounted_return[:] = 0.0
 
     def reset_slots(self, slots: list[int], tasks: list[Any]) -> None:
         """Gives ``slots`` new tasks and starts new episodes in their envs (others carry on)."""
@@ -132,6 +141,7 @@ class RolloutCollector:
         self.clock[mask] = 0
         self.episode_return[mask] = 0.0
         self.episode_length[mask] = 0
+        self.discounted_return[mask] = 0.0
 
     def _tensor(self, x: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(x), dtype=torch.float32, device=self.device)
@@ -288,6 +298,8 @@ class RolloutCollector:
         self.sub_idx = sub_idx.cpu().numpy()
         if self.reward_scale != 1.0:
             rewards.mul_(self.reward_scale)  # once per rollout, not per step: same products
+        if self.reward_norm_gamma is not None:
+            self._normalize_rewards(rewards, terminated_buf | truncated_buf)
         if update_obs_rms:
             policy.obs_rms.update(torch.stack(raw_obs).reshape(-1, obs_dim))
         batch = RolloutBatch(
@@ -312,9 +324,36 @@ class RolloutCollector:
         )
         return batch, stats
 
+    def _normalize_rewards(self, rewards: torch.Tensor, ended: torch.Tensor) -> None:
+        """Divides ``rewards`` (``[L, B]``, in place) by the running std of the discounted returns.
+
+        The statistics first take in this rollout's discounted returns (each env's running sum,
+        restarted at its episode ends), then every reward of the rollout is scaled by the same
+        factor, so that an iteration's advantages and value targets share one scale.
+        """
+        gamma = self.reward_norm_gamma
+        raw, ends = rewards.cpu().numpy().astype(np.float64), ended.cpu().numpy()
+        returns = np.empty_like(raw)
+        running = self.discounted_return
+        for t in range(raw.shape[0]):
+            running = running * gamma + raw[t]
+            returns[t] = running
+            running = np.where(ends[t], 0.0, running)
+        self.discounted_return = running
+        # Parallel merge of the running (zero-mean) variance with this rollout's, as RunningMeanStd does.
+        batch_var, batch_count = float(returns.var()), returns.size
+        batch_mean_sq = float(returns.mean()) ** 2
+        total = self.return_count + batch_count
+        self.return_var = (self.return_var * self.return_count + (batch_var + batch_mean_sq) * batch_count) / total
+        self.return_count = total
+        rewards.div_(float(np.sqrt(self.return_var + 1e-8))).clamp_(-10.0, 10.0)
+
     # -- checkpointing -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
+            "return_var": self.return_var,
+            "return_count": self.return_count,
+            "discounted_return": self.discounted_return.copy(),
             "obs": None if self.obs is None else np.copy(self.obs),
             "clock": self.clock.copy(),
             "sub_idx": self.sub_idx.copy(),
@@ -328,3 +367,7 @@ class RolloutCollector:
         self.sub_idx = state["sub_idx"].copy()
         self.episode_return = state["episode_return"].copy()
         self.episode_length = state["episode_length"].copy()
+        # Runs saved before reward normalisation existed have no statistics: they start afresh.
+        self.return_var = state.get("return_var", 1.0)
+        self.return_count = state.get("return_count", 1e-4)
+        self.discounted_return = state.get("discounted_return", np.zeros(self.num_envs)).copy()

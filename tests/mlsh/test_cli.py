@@ -36,7 +36,8 @@ def _run(module: str, *args: str, cwd: Path, timeout: float = 120) -> subprocess
     [
         (
             ["env=Nope"],
-            "Unknown env 'Nope'; available: AntMaze, AntObstacles, AntTwowalk, FourRooms, KeyDoor, MovementBandits",
+            "Unknown env 'Nope'; available: AntMaze, AntObstacles, AntTwowalk, FourRooms, GymAnt, KeyDoor, "
+            "MovementBandits",
         ),
         (["algo=Nope"], "Unknown algo 'Nope'; available: flat_ppo, mlsh"),
         (["mlsh.nope=3"], "Unknown setting 'mlsh.nope'"),
@@ -47,7 +48,7 @@ def _run(module: str, *args: str, cwd: Path, timeout: float = 120) -> subprocess
         (["mlsh.warmup_iters=-1"], "mlsh.warmup_iters must be at least 0, got -1"),
         (["train.rollout_len=55"], "must be a multiple of mlsh.macro_len (10); set train.rollout_len=60"),
         (["env.id=Nope-v0"], "Unknown env id 'Nope-v0'"),
-        (["env.id=CartPole-v1"], "does not follow the task contract"),
+        (["env.id=no_such_module_xyz:Env-v0"], "module 'no_such_module_xyz' cannot be imported"),
         (["master.lr=-1"], "master.lr must be positive"),
         (["train.total_timesteps=10"], "is below one iteration"),
         (["init_from=nowhere"], "init_from=nowhere: No checkpoint at nowhere/checkpoint.pt; pass the run directory"),

@@ -54,6 +54,53 @@ def test_reward_scale_reaches_the_collector_from_the_config() -> None:
     assert _learner().collector.reward_scale == 1.0
 
 
+def _discounted_std(rewards: np.ndarray, ended: np.ndarray, gamma: float) -> float:
+    """Closed form: the std (about zero, with the prior count 1e-4 of variance 1) of each env's running
+    discounted return over one rollout that starts from zero."""
+    returns, running = [], np.zeros(rewards.shape[1])
+    for t in range(rewards.shape[0]):
+        running = running * gamma + rewards[t]
+        returns.append(running.copy())
+        running = np.where(ended[t], 0.0, running)
+    second_moment = float(np.mean(np.square(returns)))
+    return float(np.sqrt((1.0 * 1e-4 + second_moment * rewards.size) / (1e-4 + rewards.size) + 1e-8))
+
+
+def test_normalize_reward_divides_by_the_std_of_the_discounted_returns() -> None:
+    batches = {}
+    for normalize in (False, True):
+        torch.manual_seed(0)
+        cfg = small_config(RANDOM_END_ID, macro_len=3)
+        cfg.train.rollout_len, cfg.train.normalize_reward, cfg.sub.gamma = 30, normalize, 0.9
+        learner = MetaLearner(cfg)
+        learner.collector.reset(0, [0, 1])
+        batches[normalize] = learner.collector.collect(30)
+    (raw, raw_stats), (normed, normed_stats) = batches[False], batches[True]
+    ended = (raw.terminated | raw.truncated).numpy()
+    assert ended.any() and raw.rewards.abs().sum() > 0
+    std = _discounted_std(raw.rewards.numpy().astype(np.float64), ended, 0.9)
+    assert std != pytest.approx(1.0, abs=0.05)  # the case tells the scaled rewards from the raw ones
+    expected = (raw.rewards.double() / std).clamp(-10, 10).float()
+    torch.testing.assert_close(normed.rewards, expected)
+    assert torch.equal(normed.actions, raw.actions)
+    assert np.array_equal(normed_stats.returns, raw_stats.returns)  # reported returns stay raw
+
+
+def test_normalize_reward_statistics_survive_a_checkpoint() -> None:
+    cfg = small_config(RANDOM_END_ID, macro_len=3)
+    cfg.train.rollout_len, cfg.train.normalize_reward = 30, True
+    learner = MetaLearner(cfg)
+    learner.collector.reset(0, [0, 1])
+    learner.collector.collect(30)
+    state = learner.collector.state_dict()
+    fresh = MetaLearner(cfg).collector
+    fresh.load_state_dict(state)
+    assert fresh.return_var == learner.collector.return_var != 1.0
+    assert fresh.return_count == learner.collector.return_count
+    assert np.array_equal(fresh.discounted_return, learner.collector.discounted_return)
+    assert MetaLearner(small_config(RANDOM_END_ID, macro_len=3)).collector.reward_norm_gamma is None
+
+
 def test_macro_clock_one_decision_per_macro_len_and_at_every_episode_start() -> None:
     macro_len = 3
     learner = _learner(macro_len)
