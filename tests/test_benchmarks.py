@@ -1,4 +1,4 @@
-"""The benchmark and plotting scripts run end to end and print the figures the README quotes (tiny settings)."""
+"""The benchmark and plotting scripts run end to end and print the figures the docs quote (tiny settings)."""
 
 from __future__ import annotations
 

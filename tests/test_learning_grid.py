@@ -1,6 +1,6 @@
 """Cheap learning checks for FourRooms and KeyDoor (issue 3), one per core, in parallel.
 
-The full checks (README, "Four rooms and key-door") train 12M and 18M steps; these shorter runs
+The full checks (docs/results/four_rooms.md and key_door.md) train 12M and 18M steps; these shorter runs
 must already show the effect:
 
 * FourRooms, the default config for 3M steps (150 iterations): on held-out goal cells, a fresh

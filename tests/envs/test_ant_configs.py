@@ -35,7 +35,7 @@ def test_config_has_the_papers_settings_and_uses_the_batched_env(name: str) -> N
     assert (cfg.env.id, m.num_subpolicies, m.macro_len, m.warmup_iters, m.joint_iters) == (env_id, k, n, w, u)
     assert cfg.train.rollout_len == horizon, "one whole episode per env and iteration"
     assert cfg.train.envs_per_slot * cfg.train.rollout_len == 2000, "D = 2000 steps per slot, as in the paper"
-    if name == "AntTwowalk":  # the master settings that reached 0.8 goal-directed choices (README)
+    if name == "AntTwowalk":  # the master settings that reached 0.8 goal-directed choices (docs/results/ant.md)
         assert (cfg.master.lr, cfg.master.gamma, cfg.master.gae_lambda) == (0.003, 0.5, 0.5)
     cfg.mlsh.num_slots, cfg.train.envs_per_slot = 2, 1
     learner = MetaLearner(cfg)
