@@ -299,3 +299,28 @@ def test_readme_links_and_images_exist() -> None:
         if "://" in path:
             continue
         assert (ROOT / path).exists(), f"README.md links to {path}, which does not exist"
+
+
+def test_settings_page_lists_every_setting() -> None:
+    """The settings page's generated tables cover every field of the run's dataclasses, each with a meaning."""
+    import dataclasses
+
+    from mlsh.config import Config
+
+    spec = importlib.util.spec_from_file_location("_docs_settings_hook", ROOT / "docs" / "hooks" / "settings.py")
+    assert spec is not None and spec.loader is not None
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    page = hook.render((ROOT / "docs" / "usage" / "settings.md").read_text())
+    assert "<!-- mlsh:" not in page
+    cfg = Config()
+    for section in dataclasses.fields(cfg):
+        value = getattr(cfg, section.name)
+        if not dataclasses.is_dataclass(value):
+            assert f"| `{section.name}` |" in page
+            continue
+        for f in dataclasses.fields(value):
+            key = f.name if section.name in ("master", "sub") else f"{section.name}.{f.name}"
+            row = next((line for line in page.splitlines() if line.startswith(f"| `{key}` |")), None)
+            assert row is not None, f"{key} is missing from the settings page"
+            assert row.rstrip(" |").split("|")[-1].strip(), f"{key} has no meaning on the settings page"
