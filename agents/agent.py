@@ -98,6 +98,8 @@ class MLSHAgent:
             sub_hidden=cfg.sub.hidden_sizes,
             master_epsilon=cfg.mlsh.master_epsilon,
             normalize_obs=cfg.train.normalize_obs,
+            sub_sharing=cfg.sub.sharing,
+            hash_compression=cfg.sub.hash_compression,
         )
         env.close()
         load_shared_weights(policy, policy_state, path or Path("<state>"))

@@ -86,6 +86,24 @@ class PPOConfig:
     """Widths of the hidden layers (tanh) of the actor and of the separate critic."""
 
 
+SHARING_MODES = ("separate", "trunk", "conditioned", "hashed")
+
+
+@dataclass
+class SubConfig(PPOConfig):
+    """PPO settings of the sub-policies (``sub.*``), and how much the K sub-policies share."""
+
+    sharing: str = "separate"
+    """What the K sub-policies share (docs: sharing): ``separate``, K independent actors and critics;
+    ``trunk``, shared hidden layers and one output layer per sub-policy; ``conditioned``, one network
+    that takes a learned embedding of the sub-policy index as extra input; ``hashed``, the K networks'
+    weights drawn from one bucket array per layer by a fixed hash with a sign hash (HashedNets). The
+    critics share among themselves the way the actors do, never with the actors."""
+    hash_compression: float | None = None
+    """``sub.sharing=hashed`` only: virtual weights per real weight in each layer (at least 1); null: K,
+    which stores as many weights as one network."""
+
+
 @dataclass
 class TrainConfig:
     """Budget and bookkeeping (``train.*``)."""
@@ -127,7 +145,7 @@ class Config:
     """The hierarchy and its schedule."""
     master: PPOConfig = field(default_factory=lambda: PPOConfig(lr=0.01, num_minibatches=1))
     """PPO of the masters."""
-    sub: PPOConfig = field(default_factory=lambda: PPOConfig(lr=3e-4, num_minibatches=8))
+    sub: SubConfig = field(default_factory=lambda: SubConfig(lr=3e-4, num_minibatches=8))
     """PPO of the sub-policies."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """Budget and bookkeeping."""
@@ -308,6 +326,17 @@ def validate(cfg: Config) -> None:
             len(p.hidden_sizes) >= 1 and all(is_int(h) and h >= 1 for h in p.hidden_sizes),
             f"{level}.hidden_sizes must be a non-empty list of positive integers, got {p.hidden_sizes}.",
         )
+    _require(
+        cfg.sub.sharing in SHARING_MODES,
+        f"sub.sharing must be one of {', '.join(SHARING_MODES)}, got {cfg.sub.sharing!r}; set e.g. sub.sharing=trunk.",
+    )
+    compression = cfg.sub.hash_compression
+    _require(
+        compression is None
+        or (not isinstance(compression, bool) and isinstance(compression, (int, float)) and 1 <= compression < 1e12),
+        f"sub.hash_compression must be null or a number of at least 1 (virtual weights per stored weight), "
+        f"got {compression!r}; set e.g. sub.hash_compression=8.",
+    )
     _require(
         cfg.device == "auto" or cfg.device == "cpu" or cfg.device.startswith("cuda"),
         f"device must be auto, cpu or cuda[:N], got {cfg.device!r}.",

@@ -120,6 +120,8 @@ class MetaLearner:
             sub_hidden=cfg.sub.hidden_sizes,
             master_epsilon=m.master_epsilon,
             normalize_obs=cfg.train.normalize_obs,
+            sub_sharing=cfg.sub.sharing,
+            hash_compression=cfg.sub.hash_compression,
         ).to(self.device)
         self.master_optimizer = MemberAdam(self.policy.masters.parameters(), lr=cfg.master.lr)
         self.sub_optimizer = MemberAdam(self.policy.subpolicies.parameters(), lr=cfg.sub.lr)

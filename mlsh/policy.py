@@ -1,4 +1,4 @@
-"""The hierarchical policy: K weight-shared sub-policies, M per-slot masters, one observation normaliser."""
+"""The hierarchical policy: K sub-policies shared by every task, M per-slot masters, one observation normaliser."""
 
 from __future__ import annotations
 
@@ -11,8 +11,16 @@ import torch
 from torch import nn
 from torch.distributions import Categorical, Normal
 
+from mlsh.config import SHARING_MODES
 from mlsh.errors import ConfigError
-from mlsh.networks import BatchedMLP
+from mlsh.networks import (
+    BatchedMLP,
+    ConditionedMLP,
+    HashedMLP,
+    Layer,
+    SharedTrunkMLP,
+    apply_layers_indexed,
+)
 
 _LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))  # as in torch.distributions.Normal
 
@@ -68,6 +76,48 @@ class RunningMeanStd(nn.Module):
         return normalize
 
 
+MemberNetwork = BatchedMLP | SharedTrunkMLP | ConditionedMLP | HashedMLP
+
+
+def member_network(
+    sharing: str,
+    num_members: int,
+    in_features: int,
+    hidden_sizes: Sequence[int],
+    out_features: int,
+    out_gain: float,
+    hash_compression: float | None = None,
+    salt: int = 0,
+) -> MemberNetwork:
+    """The K-member network of a ``sub.sharing`` mode (docs: sharing).
+
+    Args:
+        sharing: ``separate``, ``trunk``, ``conditioned`` or ``hashed``.
+        num_members: K.
+        in_features: input width.
+        hidden_sizes: hidden widths.
+        out_features: output width.
+        out_gain: init gain of the output layer.
+        hash_compression: ``hashed``: virtual weights per real weight; ``None``: K.
+        salt: ``hashed``: the network's own hash (the actor's differs from the critic's).
+
+    Raises:
+        ConfigError: an unknown mode.
+    """
+    if sharing == "separate":
+        return BatchedMLP(num_members, in_features, hidden_sizes, out_features, out_gain=out_gain)
+    if sharing == "trunk":
+        return SharedTrunkMLP(num_members, in_features, hidden_sizes, out_features, out_gain=out_gain)
+    if sharing == "conditioned":
+        return ConditionedMLP(num_members, in_features, hidden_sizes, out_features, out_gain=out_gain)
+    if sharing == "hashed":
+        compression = float(num_members if hash_compression is None else hash_compression)
+        return HashedMLP(num_members, in_features, hidden_sizes, out_features, out_gain, compression, salt=salt)
+    raise ConfigError(
+        f"sub.sharing must be one of {', '.join(SHARING_MODES)}, got {sharing!r}; set e.g. sub.sharing=trunk."
+    )
+
+
 class SubPolicies(nn.Module):
     """K sub-policies (actor and separate critic per member), Gaussian or categorical by action space.
 
@@ -76,13 +126,24 @@ class SubPolicies(nn.Module):
         obs_dim: flat observation width.
         action_space: ``Discrete`` or 1-d ``Box``.
         hidden_sizes: MLP hidden widths.
+        sharing: what the K sub-policies share (``sub.sharing``, see :func:`member_network`); the K
+            critics share among themselves as the K actors do, never with the actors. Each
+            sub-policy keeps its own Gaussian standard deviations in every mode.
+        hash_compression: ``sub.hash_compression`` (``hashed`` only).
     """
 
     def __init__(
-        self, num_subpolicies: int, obs_dim: int, action_space: gym.Space, hidden_sizes: Sequence[int]
+        self,
+        num_subpolicies: int,
+        obs_dim: int,
+        action_space: gym.Space,
+        hidden_sizes: Sequence[int],
+        sharing: str = "separate",
+        hash_compression: float | None = None,
     ) -> None:
         super().__init__()
         self.num_subpolicies = num_subpolicies
+        self.sharing = sharing
         if isinstance(action_space, gym.spaces.Discrete):
             self.discrete = True
             out = int(action_space.n)
@@ -97,8 +158,8 @@ class SubPolicies(nn.Module):
                 f"action space (wrap the env, e.g. with gymnasium.wrappers.FlattenObservation for observations)."
             )
         self.action_dim = out
-        self.actor = BatchedMLP(num_subpolicies, obs_dim, hidden_sizes, out, out_gain=0.01)
-        self.critic = BatchedMLP(num_subpolicies, obs_dim, hidden_sizes, 1, out_gain=1.0)
+        self.actor = member_network(sharing, num_subpolicies, obs_dim, hidden_sizes, out, 0.01, hash_compression, 0)
+        self.critic = member_network(sharing, num_subpolicies, obs_dim, hidden_sizes, 1, 1.0, hash_compression, 1)
 
     def distribution(self, obs: torch.Tensor) -> Categorical | Normal:
         """Action distributions of every member on its own inputs.
@@ -127,6 +188,28 @@ class SubPolicies(nn.Module):
         """``[K, N, obs_dim] -> [K, N]``."""
         return self.critic(obs).squeeze(-1)
 
+    def actor_indexed(self, obs: torch.Tensor, sub_idx: torch.Tensor) -> torch.Tensor:
+        """Each row's sub-policy's actor output: ``obs [B, obs_dim]``, ``sub_idx [B]`` -> ``[B, out]``.
+
+        ``separate`` runs all K actors on every row and picks (the arithmetic of :meth:`distribution`,
+        bit for bit); the sharing modes run one network per row (:func:`mlsh.networks.apply_layers_indexed`).
+        """
+        if self.sharing == "separate":
+            rows = torch.arange(obs.shape[0], device=obs.device)
+            return self.actor(obs.unsqueeze(0).expand(self.num_subpolicies, -1, -1))[sub_idx, rows]
+        return apply_layers_indexed(self.actor.effective_layers(), obs, sub_idx)
+
+    def value_indexed(self, obs: torch.Tensor, sub_idx: torch.Tensor) -> torch.Tensor:
+        """Each row's sub-policy's value: ``obs [B, obs_dim]``, ``sub_idx [B]`` -> ``[B]`` (see ``actor_indexed``)."""
+        if self.sharing == "separate":
+            values = self.value(obs.unsqueeze(0).expand(self.num_subpolicies, -1, -1))
+            return values.gather(0, sub_idx.view(1, -1))[0]
+        return apply_layers_indexed(self.critic.effective_layers(), obs, sub_idx)[:, 0]
+
+
+def _frozen(layers: list[Layer]) -> list[Layer]:
+    return [(weight.detach().clone(), bias.detach().clone()) for weight, bias in layers]
+
 
 class SubPolicySnapshot:
     """The K sub-policies with their weights of now, arranged for one env step at a time (a rollout).
@@ -137,6 +220,12 @@ class SubPolicySnapshot:
     exactly what its own network does. The Gaussian's standard deviations are precomputed. Later
     updates of the module do not reach it.
 
+    With weights shared between sub-policies (``sub.sharing`` other than ``separate``) each env runs
+    only its active sub-policy (:func:`mlsh.networks.apply_layers_indexed`): the work per step grows
+    with the number of envs, not with K, and only the active sub-policies' actions are drawn.
+    ``separate`` keeps the K-member path above, so that seeded runs draw the random numbers they
+    always drew.
+
     Args:
         subs: the sub-policies (actor and critic of the same depth, as built by :class:`SubPolicies`).
     """
@@ -146,6 +235,14 @@ class SubPolicySnapshot:
         self.num_subpolicies = subs.num_subpolicies
         self.discrete = subs.discrete
         self._envs: torch.Tensor | None = None  # arange(B), kept across the steps of a rollout
+        if not self.discrete:
+            self.std = subs.log_std.exp()  # [K, A]
+            self.log_scale = self.std.log()  # as Normal computes it from the scale
+        self.indexed = subs.sharing != "separate"
+        if self.indexed:
+            self.actor_layers = _frozen(subs.actor.effective_layers())
+            self.critic_layers = _frozen(subs.critic.effective_layers())
+            return
         actor, critic = list(subs.actor.layers), list(subs.critic.layers)
         self.hidden = [
             (torch.cat([a.bias, c.bias]).unsqueeze(1), torch.cat([a.weight, c.weight]))
@@ -153,15 +250,14 @@ class SubPolicySnapshot:
         ]
         self.actor_out = (actor[-1].bias.unsqueeze(1).clone(), actor[-1].weight.clone())
         self.critic_out = (critic[-1].bias.unsqueeze(1).clone(), critic[-1].weight.clone())
-        if not self.discrete:
-            self.std = subs.log_std.exp()  # [K, A]
-            self.log_scale = self.std.log()  # as Normal computes it from the scale
 
     @torch.no_grad()
     def act(
         self, obs: torch.Tensor, sub_idx: torch.Tensor, deterministic: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """See :meth:`HierarchicalPolicy.act`."""
+        if self.indexed:
+            return self._act_indexed(obs, sub_idx, deterministic)
         k = self.num_subpolicies
         x = obs.unsqueeze(0).expand(2 * k, -1, -1)
         for bias, weight in self.hidden:
@@ -187,6 +283,22 @@ class SubPolicySnapshot:
         mean, scale = out[sub_idx, envs], self.std[sub_idx]
         action = mean if deterministic else torch.normal(out, self.std.unsqueeze(1).expand_as(out))[sub_idx, envs]
         log_density = -((action - mean) ** 2) / (2 * scale**2) - self.log_scale[sub_idx] - _LOG_SQRT_2PI
+        return action, log_density.sum(-1), value
+
+    def _act_indexed(
+        self, obs: torch.Tensor, sub_idx: torch.Tensor, deterministic: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`act` running each env's active sub-policy only (weight-sharing modes)."""
+        out = apply_layers_indexed(self.actor_layers, obs, sub_idx)  # [B, A]: means or logits
+        value = apply_layers_indexed(self.critic_layers, obs, sub_idx)[:, 0]
+        if self.discrete:  # Categorical's formulas, as in act
+            logits = out - out.logsumexp(-1, keepdim=True)
+            probs = logits.softmax(-1)
+            action = probs.argmax(-1) if deterministic else torch.multinomial(probs, 1, True)[:, 0]
+            return action, logits.gather(-1, action.unsqueeze(-1))[:, 0], value
+        scale = self.std[sub_idx]
+        action = out if deterministic else torch.normal(out, scale)
+        log_density = -((action - out) ** 2) / (2 * scale**2) - self.log_scale[sub_idx] - _LOG_SQRT_2PI
         return action, log_density.sum(-1), value
 
 
@@ -239,6 +351,8 @@ class HierarchicalPolicy(nn.Module):
         master_epsilon: see :class:`Masters`.
         normalize_obs: standardise observations with running statistics (off for inputs that are
             already well scaled, such as one-hot cells, whose rare entries would be blown up).
+        sub_sharing: what the sub-policies share (``sub.sharing``; see :class:`SubPolicies`).
+        hash_compression: ``sub.hash_compression``.
     """
 
     def __init__(
@@ -251,6 +365,8 @@ class HierarchicalPolicy(nn.Module):
         sub_hidden: Sequence[int] = (64, 64),
         master_epsilon: float = 0.0,
         normalize_obs: bool = True,
+        sub_sharing: str = "separate",
+        hash_compression: float | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(observation_space, gym.spaces.Box):
@@ -262,7 +378,9 @@ class HierarchicalPolicy(nn.Module):
         self.action_space = action_space
         self.normalize_obs = normalize_obs
         self.obs_rms = RunningMeanStd((self.obs_dim,))
-        self.subpolicies = SubPolicies(num_subpolicies, self.obs_dim, action_space, sub_hidden)
+        self.subpolicies = SubPolicies(
+            num_subpolicies, self.obs_dim, action_space, sub_hidden, sub_sharing, hash_compression
+        )
         self.masters = Masters(num_slots, self.obs_dim, num_subpolicies, master_hidden, master_epsilon)
 
     @property
@@ -315,8 +433,9 @@ class HierarchicalPolicy(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Samples an action from each env's active sub-policy.
 
-        All K sub-policies run on all B envs (K is small: one batched matmul per layer) and the
-        active one's action is picked. Sampling and scoring use the formulas and the random draws of
+        With ``sub.sharing=separate`` all K sub-policies run on all B envs (K is small: one batched
+        matmul per layer) and the active one's action is picked; the sharing modes run only the active
+        one (:class:`SubPolicySnapshot`). Sampling and scoring use the formulas and the random draws of
         ``torch.distributions`` (same results, bit for bit), without building distribution objects,
         which cost more than the networks at rollout batch sizes. A loop over env steps with fixed
         weights should take :meth:`subpolicy_snapshot` once and call its ``act``, as this does.
@@ -334,8 +453,7 @@ class HierarchicalPolicy(nn.Module):
     @torch.no_grad()
     def sub_value(self, obs: torch.Tensor, sub_idx: torch.Tensor) -> torch.Tensor:
         """Value of each env's sub-policy: ``obs [B, obs_dim]``, ``sub_idx [B]`` -> ``[B]``."""
-        values = self.subpolicies.value(obs.unsqueeze(0).expand(self.num_subpolicies, -1, -1))
-        return values.gather(0, sub_idx.view(1, -1))[0]
+        return self.subpolicies.value_indexed(obs, sub_idx)
 
     @torch.no_grad()
     def master_value(self, obs: torch.Tensor) -> torch.Tensor:

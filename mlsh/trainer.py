@@ -129,6 +129,11 @@ def load_run_config(run_dir: Path) -> Config:
     return config_from_dict(load_checkpoint(run_dir)["config"])
 
 
+def _hash_compression(cfg: Config) -> float | None:
+    """``sub.hash_compression`` where it shapes the sub-policies (``sub.sharing=hashed``), else None."""
+    return cfg.sub.hash_compression if cfg.sub.sharing == "hashed" else None
+
+
 def init_source(cfg: Config) -> tuple[Path, dict[str, Any]]:
     """The checkpoint named by ``cfg.init_from``, checked to fit this run: ``(path, payload)``.
 
@@ -146,10 +151,13 @@ def init_source(cfg: Config) -> tuple[Path, dict[str, Any]]:
     for key, ours, theirs in (
         ("mlsh.num_subpolicies", cfg.mlsh.num_subpolicies, source.mlsh.num_subpolicies),
         ("sub.hidden_sizes", list(cfg.sub.hidden_sizes), list(source.sub.hidden_sizes)),
+        ("sub.sharing", cfg.sub.sharing, source.sub.sharing),
+        ("sub.hash_compression", _hash_compression(cfg), _hash_compression(source)),
         ("train.normalize_obs", cfg.train.normalize_obs, source.train.normalize_obs),
     ):
         if ours != theirs:
             shown = f"[{','.join(map(str, theirs))}]" if isinstance(theirs, list) else str(theirs).lower()
+            shown = "null" if theirs is None else shown
             raise ConfigError(
                 f"init_from={cfg.init_from} has {key}={shown} but this run has {ours}; set {key}={shown} "
                 f"to start from its sub-policies."

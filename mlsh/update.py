@@ -179,6 +179,26 @@ def _minibatch_parts(cells: torch.Tensor, cell_counts: torch.Tensor, keys: torch
     return order, (rank * num_minibatches) // cell_counts[sorted_cells].clamp_min(1)
 
 
+def _share_weighted(evaluate: Evaluate, share: torch.Tensor) -> Evaluate:
+    """``evaluate`` whose outputs pass back gradients scaled by their member's ``share`` (``[G]``).
+
+    The gradient is then that of ``sum_g share_g * loss_g`` while the loss's values stay as they are.
+    :func:`sharded_ppo_update` needs this when members share parameters (``sub.sharing``): a shared
+    parameter's gradient already sums every member's, so the shares cannot be applied after backward.
+    """
+
+    def scale(x: torch.Tensor) -> torch.Tensor:
+        if x.requires_grad:
+            x.register_hook(lambda grad: grad * share.view(-1, *([1] * (grad.dim() - 1))))
+        return x
+
+    def weighted(obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        logprob, entropy, value = evaluate(obs, actions)
+        return scale(logprob), scale(entropy), scale(value)
+
+    return weighted
+
+
 def sharded_ppo_update(
     data: LevelData,
     shard_ids: torch.Tensor,
@@ -250,6 +270,7 @@ def sharded_ppo_update(
     shares = local_counts / global_counts.clamp_min(1.0)  # [num_mb, G]: this process's share of each minibatch
     has_data = global_counts > 0
     params = [p for group in optimizer.param_groups for p in group["params"]]
+    shared = any(optimizer.is_shared(p) for p in params)  # sub-policies that share weights
     metric_names = ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac")
     totals = dict.fromkeys((*metric_names, "grad_norm"), 0.0)
     count = 0
@@ -266,11 +287,15 @@ def sharded_ppo_update(
             if members.numel():
                 index, mask = grouped_indices(data.group_ids[members], num_groups, shuffle=False)
                 idx = members[index]
-                loss, metrics = minibatch_loss(data, advantages, idx, mask, evaluate, cfg, level)
+                member_evaluate = _share_weighted(evaluate, shares[mb]) if shared else evaluate
+                loss, metrics = minibatch_loss(data, advantages, idx, mask, member_evaluate, cfg, level)
                 loss.backward()
                 epoch_metrics[mb] = torch.stack([metrics[name] for name in metric_names]) * shares[mb]
             grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-            flat = torch.cat([(g * shares[mb].view(-1, *([1] * (g.dim() - 1)))).reshape(-1) for g in grads])
+            if shared:  # already weighted in the backward pass
+                flat = torch.cat([g.reshape(-1) for g in grads])
+            else:
+                flat = torch.cat([(g * shares[mb].view(-1, *([1] * (g.dim() - 1)))).reshape(-1) for g in grads])
             reduce(flat)
             offset = 0
             for p in params:

@@ -18,7 +18,7 @@ import torch
 from gymnasium import spaces
 
 from envs.base import TaskEnv
-from mlsh.config import Config, EnvConfig, MLSHConfig, PPOConfig, TrainConfig
+from mlsh.config import Config, EnvConfig, MLSHConfig, PPOConfig, SubConfig, TrainConfig
 
 RANDOM_END_ID = "mlsh_test/RandomEnd-v0"
 
@@ -108,7 +108,7 @@ def small_config(env_id: str = "mlsh/MovementBandits-v0", **mlsh: Any) -> Config
         env=EnvConfig(id=env_id),
         mlsh=m,
         master=PPOConfig(lr=0.01, update_epochs=2, num_minibatches=1, hidden_sizes=[16]),
-        sub=PPOConfig(lr=3e-4, update_epochs=2, num_minibatches=2, hidden_sizes=[16]),
+        sub=SubConfig(lr=3e-4, update_epochs=2, num_minibatches=2, hidden_sizes=[16]),
         train=TrainConfig(total_timesteps=800, envs_per_slot=2, rollout_len=20, checkpoint_every=1, progress=False),
         seed=0,
         device="cpu",

@@ -96,11 +96,12 @@ def section_table(section: str) -> str:
     cfg = Config()
     if section == "ppo":
         rows = ["| key | `master` default | `sub` default | meaning |", "|---|---|---|---|"]
-        for f in dataclasses.fields(cfg.master):
-            master, sub = getattr(cfg.master, f.name), getattr(cfg.sub, f.name)
-            rows.append(
-                f"| `{f.name}` | {_code(fmt(master))} | {_code(fmt(sub))} | {_doc(docs, 'PPOConfig', f.name)} |"
-            )
+        master_names = {f.name for f in dataclasses.fields(cfg.master)}
+        for f in dataclasses.fields(cfg.sub):  # the sub-policies' own settings (SubConfig) come last, master: -
+            master = _code(fmt(getattr(cfg.master, f.name))) if f.name in master_names else "-"
+            cls = "PPOConfig" if f.name in master_names else "SubConfig"
+            sub = _code(fmt(getattr(cfg.sub, f.name)))
+            rows.append(f"| `{f.name}` | {master} | {sub} | {_doc(docs, cls, f.name)} |")
         return "\n".join(rows)
     rows = ["| key | default | meaning |", "|---|---|---|"]
     if section == "top":
