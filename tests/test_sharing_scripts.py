@@ -1,0 +1,64 @@
+"""The weight-sharing benchmark runs end to end; the sweep's table reads its runs as the docs say (tiny settings)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+import sweep_sharing  # noqa: E402
+
+
+def test_benchmark_sharing_prints_every_cell_with_ratios_against_separate() -> None:
+    command = [
+        sys.executable, "scripts/benchmark_sharing.py", "--modes", "separate", "trunk", "--ks", "2", "4",
+        "--iterations", "1", "--set", "mlsh.num_slots=2", "train.envs_per_slot=2", "train.rollout_len=20",
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = re.findall(r"^\| (\d+) \| (\w+) \| ([\d,]+) \(([\d.]+)\) \|", result.stdout, re.M)
+    assert [(k, mode) for k, mode, _, _ in rows] == [
+        ("2", "separate"),
+        ("2", "trunk"),
+        ("4", "separate"),
+        ("4", "trunk"),
+    ]
+    params = {(k, mode): int(count.replace(",", "")) for k, mode, count, _ in rows}
+    # separate: K actors (6-64-64-5) and K critics (6-64-64-1); trunk: one trunk each plus K heads
+    assert params[("2", "separate")] == 2 * 4933 + 2 * 4673
+    assert params[("4", "trunk")] == 2 * 4608 + 4 * 325 + 4 * 65
+    assert [float(ratio) for _, mode, _, ratio in rows if mode == "separate"] == [1.0, 1.0]
+
+
+def test_bad_benchmark_arguments_are_refused_in_one_sentence() -> None:
+    command = [sys.executable, "scripts/benchmark_sharing.py", "--ks", "2", "--set", "sub.sharing_typo=1"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "sub.sharing_typo" in result.stderr
+
+
+def test_the_sweep_table_counts_collapses_and_env_steps_to_target() -> None:
+    def run(mode: str, seed: int, ratio: float, collapsed: bool, curve: list[float]) -> dict:
+        points = [(1000 * (i + 1), value) for i, value in enumerate(curve)]
+        return {"mode": mode, "seed": seed, "ratio": ratio, "collapsed": collapsed, "curve": points, "params": 10}
+
+    runs = [
+        run("separate", 0, 0.9, False, [0, 10, 10, 10, 10, 10, 10]),
+        run("separate", 1, 0.7, True, [0, 0, 0, 0, 0, 10, 10]),
+        run("trunk", 0, 0.5, True, [0, 0, 0, 0, 0, 0, 0]),
+    ]
+    assert sweep_sharing.steps_to_target(runs[0]["curve"], 6.0) == 3000  # running mean of 5: 0, 5, 6.7, ...
+    assert sweep_sharing.steps_to_target(runs[2]["curve"], 6.0) is None
+    assert sweep_sharing.final_level(runs[0]["curve"]) == pytest.approx(10.0)
+    table = sweep_sharing.format_table(runs, ["separate", "trunk", "hashed"], 6.0, "test").splitlines()
+    assert table[2] == "| separate | 10 | 0.80 ± 0.14 | 0.90 0.70 | 1 of 2 | 3,000 (1 of 2) |"
+    assert table[3] == "| trunk | 10 | 0.50 | 0.50 | 1 of 1 | - (0 of 1) |"
+    assert len(table) == 4  # no runs of hashed: no row
+    overrides = sweep_sharing.train_overrides(
+        sweep_sharing.parse_args(["--env", "KeyDoor", "--budget", "ci"]), "hashed"
+    )
+    assert "sub.sharing=hashed" in overrides and "+env.kwargs.size=200" in overrides
