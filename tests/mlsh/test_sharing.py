@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import threading
@@ -19,7 +20,7 @@ from mlsh.config import Config, SubConfig, config_from_dict
 from mlsh.errors import ConfigError
 from mlsh.inspect import inspect_run
 from mlsh.meta import MetaLearner
-from mlsh.networks import BatchedMLP, HashedMLP, MemberAdam, apply_layers_indexed
+from mlsh.networks import ALL_MEMBERS_UP_TO, BatchedMLP, HashedMLP, MemberAdam, apply_layers_indexed
 from mlsh.policy import SubPolicies
 from mlsh.trainer import train
 from tests.conftest import CONTINUOUS_ID, small_config
@@ -150,9 +151,7 @@ def test_the_hash_is_fixed_spreads_over_the_buckets_and_signs_both_ways() -> Non
 
 @pytest.mark.parametrize("discrete", [True, False])
 @pytest.mark.parametrize("sharing", SHARED)
-def test_the_rollout_runs_only_the_active_sub_policy_and_scores_as_the_update_does(
-    sharing: str, discrete: bool
-) -> None:
+def test_the_rollout_acts_with_each_envs_sub_policy_and_scores_as_the_update_does(sharing: str, discrete: bool) -> None:
     torch.manual_seed(0)
     space = gym.spaces.Discrete(4) if discrete else gym.spaces.Box(-1, 1, (2,), dtype=np.float32)
     subs = SubPolicies(3, OBS, space, HIDDEN, sharing)
@@ -175,6 +174,18 @@ def test_the_rollout_runs_only_the_active_sub_policy_and_scores_as_the_update_do
         if deterministic:
             means = dist.probs.argmax(-1) if discrete else dist.mean
             torch.testing.assert_close(action, means[sub_idx, torch.arange(7)].to(action.dtype))
+
+
+@pytest.mark.parametrize("sharing", ["separate", *SHARED])
+def test_each_row_gets_its_own_members_output_with_few_members_or_many(sharing: str) -> None:
+    torch.manual_seed(0)
+    for members in (3, ALL_MEMBERS_UP_TO + 5):  # every member on every row, then gathered weights
+        subs = SubPolicies(members, OBS, gym.spaces.Discrete(5), HIDDEN, sharing)
+        obs, sub_idx = torch.randn(50, OBS), torch.randint(0, members, (50,))
+        expanded = obs.unsqueeze(0).expand(members, -1, -1)
+        rows = torch.arange(50)
+        torch.testing.assert_close(subs.actor_indexed(obs, sub_idx), subs.actor(expanded)[sub_idx, rows])
+        torch.testing.assert_close(subs.value_indexed(obs, sub_idx), subs.value(expanded)[sub_idx, rows])
 
 
 # -- optimizer state and master resets ------------------------------------------------------------------
@@ -298,9 +309,11 @@ def test_the_sharded_update_of_shared_weights_does_not_depend_on_the_number_of_p
     )
     cfg = PPOConfig(update_epochs=2, num_minibatches=2)
 
+    torch.manual_seed(1)
+    start = SubPolicies(groups, OBS, gym.spaces.Discrete(5), HIDDEN, "trunk")
+
     def run(select: torch.Tensor, reduce: Any) -> SubPolicies:
-        torch.manual_seed(1)
-        subs = SubPolicies(groups, OBS, gym.spaces.Discrete(5), HIDDEN, "trunk")
+        subs = copy.deepcopy(start)  # (not built in the threads: they would share torch's global generator)
 
         def evaluate(obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
             dist = subs.distribution(obs)
@@ -341,7 +354,5 @@ def test_the_sharded_update_of_shared_weights_does_not_depend_on_the_number_of_p
     for p_alone, p_first, p_second in zip(alone.parameters(), first.parameters(), second.parameters(), strict=True):
         assert torch.equal(p_first, p_second)  # replicas stay identical
         torch.testing.assert_close(p_first, p_alone, rtol=1e-5, atol=1e-6)
-    torch.manual_seed(1)
-    start = SubPolicies(groups, OBS, gym.spaces.Discrete(5), HIDDEN, "trunk")
     moved = any(not torch.equal(a, b) for a, b in zip(start.parameters(), alone.parameters(), strict=True))
     assert moved
