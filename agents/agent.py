@@ -211,9 +211,8 @@ class MLSHAgent:
         """Actions of each row's sub-policy ``sub_idx [n]`` on normalised observations ``[n, obs_dim]``."""
         rng = self.rng if rng is None else rng
         subs = self.policy.subpolicies
-        rows = torch.arange(obs.shape[0], device=obs.device)
         index = torch.as_tensor(sub_idx, device=obs.device, dtype=torch.long)
-        out = subs.actor(obs.unsqueeze(0).expand(self.num_subpolicies, -1, -1))[index, rows]  # [n, out]
+        out = subs.actor_indexed(obs, index)  # [n, out]: each row's sub-policy
         if subs.discrete:
             return _sample_categorical(out.softmax(-1), rng, deterministic)
         mean = out.cpu().double().numpy()
