@@ -279,12 +279,16 @@ def flat_ppo_adaptation(
     """
     curves = np.full((iters, len(tasks)), np.nan)
     after = np.full(len(tasks), np.nan)
+    # From scratch, the policy is a plain network whatever the run's sub.sharing (one hashed network would
+    # be a smaller, not a plainer, policy); a fine-tuned flat run keeps the network it was trained with.
+    sub = cfg.sub if init_policy_state is not None else dataclasses.replace(cfg.sub, sharing="separate")
     for index, task in enumerate(tasks):
         task_cfg = dataclasses.replace(
             cfg,
             mlsh=dataclasses.replace(
                 cfg.mlsh, num_subpolicies=1, num_slots=1, warmup_iters=0, joint_iters=max(iters, 1), stagger=False
             ),
+            sub=sub,
             seed=seed + EVAL_ENV_SEED_OFFSET + 7919 * (index + 1),
         )
         learner = MetaLearner(task_cfg, fixed_tasks=[task], update_obs_rms=init_policy_state is None)

@@ -356,3 +356,18 @@ def test_the_sharded_update_of_shared_weights_does_not_depend_on_the_number_of_p
         torch.testing.assert_close(p_first, p_alone, rtol=1e-5, atol=1e-6)
     moved = any(not torch.equal(a, b) for a, b in zip(start.parameters(), alone.parameters(), strict=True))
     assert moved
+
+
+def test_ppo_from_scratch_on_a_shared_runs_tasks_is_a_plain_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlsh.evaluation as evaluation
+
+    built: list[str] = []
+    original = evaluation.MetaLearner
+
+    def recording(cfg: Config, *args: Any, **kwargs: Any) -> MetaLearner:
+        built.append(cfg.sub.sharing)
+        return original(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "MetaLearner", recording)
+    evaluation.flat_ppo_adaptation(_config("hashed"), [0, 1], iters=1, seed=0)
+    assert built == ["separate", "separate"]
