@@ -220,9 +220,10 @@ class SubPolicySnapshot:
     exactly what its own network does. The Gaussian's standard deviations are precomputed. Later
     updates of the module do not reach it.
 
-    With weights shared between sub-policies (``sub.sharing`` other than ``separate``) each env runs
-    only its active sub-policy (:func:`mlsh.networks.apply_layers_indexed`): the work per step grows
-    with the number of envs, not with K, and only the active sub-policies' actions are drawn.
+    With weights shared between sub-policies (``sub.sharing`` other than ``separate``) each env gets
+    its active sub-policy's output only (:func:`mlsh.networks.apply_layers_indexed`): shared layers
+    run once per env, per-member layers of many members gather each env's weights, so the work per
+    step grows with the number of envs, not with K; only the active sub-policies' actions are drawn.
     ``separate`` keeps the K-member path above, so that seeded runs draw the random numbers they
     always drew.
 
@@ -434,8 +435,8 @@ class HierarchicalPolicy(nn.Module):
         """Samples an action from each env's active sub-policy.
 
         With ``sub.sharing=separate`` all K sub-policies run on all B envs (K is small: one batched
-        matmul per layer) and the active one's action is picked; the sharing modes run only the active
-        one (:class:`SubPolicySnapshot`). Sampling and scoring use the formulas and the random draws of
+        matmul per layer) and the active one's action is picked; the sharing modes compute each env's
+        active one only (:class:`SubPolicySnapshot`). Sampling and scoring use the formulas and the random draws of
         ``torch.distributions`` (same results, bit for bit), without building distribution objects,
         which cost more than the networks at rollout batch sizes. A loop over env steps with fixed
         weights should take :meth:`subpolicy_snapshot` once and call its ``act``, as this does.
