@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from mlsh.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
-from mlsh.config import Config, EnvConfig, config_from_dict, is_int
+from mlsh.checks import check_device
+from mlsh.config import Config, EnvConfig, check_seed, config_from_dict, is_int
 from mlsh.envs import env_signature, make_env
 from mlsh.errors import ConfigError
 from mlsh.evaluation import adapt_masters, check_fits_env, load_shared_weights, with_master_settings
@@ -134,6 +135,9 @@ class MLSHAgent:
             CheckpointError: missing, corrupt or foreign file.
             ConfigError: ``slot`` out of range.
         """
+        check_device(device)
+        if seed is not None:
+            check_seed("seed", seed)
         file = checkpoint_path(path)
         payload = load_checkpoint(file)
         cfg = config_from_dict(payload["config"])
@@ -296,12 +300,29 @@ class MLSHAgent:
         iters = self.cfg.mlsh.warmup_iters if iterations is None else iterations
         if not is_int(iters) or iters < 1:
             raise ConfigError(f"iterations must be a positive integer, got {iters!r}.")
+        check_seed("seed", seed)
         if isinstance(env, EnvConfig):
-            env_cfg, probe = env, make_env(env)
-            task = probe.unwrapped.task
-            probe.close()
+            env_cfg = env
+        elif isinstance(env, gym.Env):
+            env_cfg = _env_config(env)
         else:
-            env_cfg, task = _env_config(env), env.unwrapped.task
+            raise ConfigError(
+                f"adapt needs a Gymnasium env or an mlsh EnvConfig, got {type(env).__name__}; pass "
+                f"gymnasium.make(<id>) with its task set."
+            )
+        # The copies are made by mlsh.envs.make_env, which applies the task contract as training does.
+        probe = make_env(env_cfg)
+        try:
+            if env_signature(probe) != self.env_signature:
+                raise ConfigError(
+                    f"'{env_cfg.id}' has {env_signature(probe)} but the agent was trained on {self.env_signature}; "
+                    f"adapt it to an env of the task distribution it was trained on (or one with the same spaces)."
+                )
+            # The task to learn: the given env's (its copies get it); a plain env wrapped as one task has task 0.
+            source = probe if isinstance(env, EnvConfig) else env
+            task = getattr(source.unwrapped, "task", probe.unwrapped.task)
+        finally:
+            probe.close()
         cfg = with_master_settings(self.cfg, master)
         result = adapt_masters(cfg, self.policy.state_dict(), [task], iters, seed, Path("<agent>"), env_cfg)
         self.policy.masters.load_state_dict(

@@ -75,6 +75,11 @@ class SubPolicyEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
                     f"The agent was trained on observations {subpolicies.observation_space}, the env gives "
                     f"{env.observation_space}; wrap an env of the task distribution the agent was trained on."
                 )
+            if subpolicies.action_space != env.action_space:
+                raise ConfigError(
+                    f"The agent's sub-policies act in {subpolicies.action_space}, the env takes "
+                    f"{env.action_space}; wrap an env of the task distribution the agent was trained on."
+                )
             macro_len = subpolicies.macro_len if macro_len is None else macro_len
             policies: list[Predictor] = [
                 subpolicies.subpolicy(k, rng=self._rng) for k in range(subpolicies.num_subpolicies)

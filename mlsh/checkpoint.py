@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import torch
 
+from mlsh.checks import is_disk_error, storage_error
 from mlsh.errors import CheckpointError
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -24,14 +26,37 @@ def checkpoint_path(run_dir: str | Path) -> Path:
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     """Writes ``payload`` atomically: a crash mid-write leaves the previous checkpoint intact.
 
-    The file is written next to its destination, flushed to disk, then renamed over it.
+    The payload is serialised in memory first, then written next to its destination, flushed to disk and
+    renamed over it, so that a full disk is reported as such (not as a serialisation error).
+
+    Raises:
+        StorageError: the file system refused the write (no space, read-only, permissions); the previous
+            checkpoint is kept.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=path.parent)
+    buffer = io.BytesIO()
+    torch.save({"format_version": FORMAT_VERSION, **payload}, buffer)
     try:
+        write_atomic(path, buffer.getbuffer())
+    except OSError as exc:
+        if not is_disk_error(exc):
+            raise
+        kept = "the previous checkpoint is kept" if path.exists() else "nothing was saved"
+        raise storage_error(exc, path, "checkpoint", kept) from exc
+    return path
+
+
+def write_atomic(path: str | Path, data: bytes | memoryview | str) -> Path:
+    """Writes ``data`` to ``path`` through a temporary file in the same directory, flushed to disk and renamed
+    over ``path``: readers see the old file or the new one, never a part; on failure the old file is kept."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = data.encode() if isinstance(data, str) else data
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, _file_mode(path))
         with os.fdopen(fd, "wb") as handle:
-            torch.save({"format_version": FORMAT_VERSION, **payload}, handle)
+            handle.write(raw)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
@@ -39,6 +64,16 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return path
+
+
+def _file_mode(path: Path) -> int:
+    """The mode of the file being replaced, else that of a new file under the process's umask."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def load_checkpoint(path: str | Path, required: tuple[str, ...] = ("config", "learner")) -> dict[str, Any]:

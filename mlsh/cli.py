@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -107,10 +108,50 @@ def compose_config(config_name: str, overrides: list[str]) -> dict[str, Any]:
         raise ConfigError(f"Invalid override ({first}); write key=value, e.g. seed=3.") from exc
 
 
+def resolve_run_dir(config_name: str, overrides: list[str]) -> Path:
+    """The run dir Hydra would create for these overrides (``hydra.run.dir``, resolved now: its timestamp)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=config_name):
+        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        return Path(str(cfg.hydra.run.dir))
+
+
+def hydra_value(value: str | Path) -> str:
+    """``value`` as the right-hand side of a Hydra override (quoted where Hydra's grammar needs it)."""
+    text = str(value)
+    if re.fullmatch(r"[A-Za-z0-9_./\-]+", text):
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def run_cli(main: Callable[[], Any]) -> None:
-    """Runs ``main`` with one-sentence errors for user mistakes and an exit code for scripts."""
+    """Runs ``main`` with one-sentence errors for user mistakes and an exit code for scripts: ``error: ...`` and
+    exit 2 (or the error's own code) for an :class:`MLSHError`, a disk error in one line naming the file and the
+    cause, and one line for Ctrl-C outside training (exit 130)."""
+    from mlsh.checks import is_disk_error, storage_error
+
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # mlsh's own lines go to stderr as they are, also while Hydra's job logging owns the root logger.
+    logger = logging.getLogger("mlsh")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    previous = (logger.propagate, logger.level)
+    logger.addHandler(handler)
+    logger.propagate, logger.level = False, logging.INFO
     try:
         main()
     except MLSHError as exc:
-        fail(str(exc))
+        fail(str(exc), exc.exit_code)
+    except OSError as exc:
+        if not is_disk_error(exc) or not exc.filename:
+            raise
+        fail(str(storage_error(exc, exc.filename, "file")))
+    except KeyboardInterrupt:
+        print("mlsh: interrupted; nothing more was written.", file=sys.stderr)
+        raise SystemExit(130) from None
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate, logger.level = previous

@@ -7,6 +7,8 @@ composed config into them with :func:`config_from_dict`.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,7 +118,10 @@ class TrainConfig:
     """Steps per env and iteration, a multiple of ``mlsh.macro_len``; D = envs_per_slot x rollout_len
     steps per slot and iteration."""
     checkpoint_every: int = 25
-    """Iterations between checkpoints (one is also written at the end and on Ctrl-C)."""
+    """Iterations between checkpoints (one is also written at the end and on Ctrl-C or SIGTERM)."""
+    checkpoint_minutes: float | None = 5.0
+    """Also write a checkpoint at the end of the first iteration after this many minutes since the last one, so
+    that a kill loses at most this long plus one iteration; null: by ``checkpoint_every`` only."""
     normalize_obs: bool = True
     """Running mean/std normalisation of observations, saved with the model."""
     reward_scale: float = 1.0
@@ -253,9 +258,66 @@ def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+# Seeds seed NumPy, torch and every env (offset per env and slot): non-negative and within 32 bits.
+SEED_MAX = 2**32 - 1
+
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:[0-9]+)?)$")
+
+
+def check_config(cfg: Config) -> Config:
+    """Type-checks and validates a :class:`Config` built in code (the library path), like the command line's;
+    returns it unchanged.
+
+    Raises:
+        ConfigError: a value of the wrong type or an impossible one, with a sentence naming the fix.
+    """
+    if not isinstance(cfg, Config):
+        raise ConfigError(f"Expected an mlsh Config, got {type(cfg).__name__}; build one with mlsh.Config(...).")
+    config_from_dict(cfg.to_dict())
+    return cfg
+
+
+def check_seed(key: str, value: Any) -> None:
+    """Refuses a seed that is not an integer in ``[0, SEED_MAX]``."""
+    _require(
+        is_int(value) and 0 <= value <= SEED_MAX,
+        f"{key} must be an integer in [0, {SEED_MAX}], got {value!r}; set e.g. {key}=0.",
+    )
+
+
+def check_device_name(key: str, device: Any) -> None:
+    """Refuses a device that is not ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (availability: see mlsh.checks)."""
+    _require(
+        isinstance(device, str) and _DEVICE.match(device) is not None,
+        f"{key} must be auto, cpu or cuda[:N], got {device!r}; set e.g. {key}=cpu.",
+    )
+
+
+def _check_finite(section: Any, default: Any, prefix: str) -> None:
+    """Refuses NaN and infinite numbers anywhere in ``section`` (a dataclass), naming the key and its default."""
+    for f in dataclasses.fields(section):
+        value, fallback = getattr(section, f.name), getattr(default, f.name, None)
+        if dataclasses.is_dataclass(value):
+            _check_finite(value, fallback, f"{prefix}{f.name}.")
+        elif isinstance(value, float) and not math.isfinite(value):
+            hint = f"e.g. {prefix}{f.name}={fallback}" if isinstance(fallback, (int, float)) else "a finite number"
+            raise ConfigError(f"{prefix}{f.name} must be a finite number, got {value}; set {hint}.")
+
+
 def validate(cfg: Config) -> None:
     """Refuses impossible settings before any work, with one sentence naming the fix."""
     m, t = cfg.mlsh, cfg.train
+    check_seed("seed", cfg.seed)
+    e = cfg.env
+    _require(
+        isinstance(e.id, str) and e.id.strip() != "",
+        f"env.id must be a Gymnasium id, got {e.id!r}; set e.g. env.id=mlsh/MovementBandits-v0 or env=<Name>.",
+    )
+    _require(
+        e.max_episode_steps is None or (is_int(e.max_episode_steps) and e.max_episode_steps >= 1),
+        f"env.max_episode_steps must be null (the registered time limit) or an integer >= 1, got "
+        f"{e.max_episode_steps!r}; set e.g. env.max_episode_steps=100.",
+    )
     for key, value, low in [
         ("mlsh.num_subpolicies", m.num_subpolicies, 1),
         ("mlsh.macro_len", m.macro_len, 1),
@@ -284,6 +346,13 @@ def validate(cfg: Config) -> None:
         and 0 < t.reward_scale < float("inf"),
         f"train.reward_scale must be a positive number, got {t.reward_scale!r}; set e.g. train.reward_scale=0.01.",
     )
+    _require(
+        t.checkpoint_minutes is None
+        or (not isinstance(t.checkpoint_minutes, bool) and isinstance(t.checkpoint_minutes, (int, float)))
+        and t.checkpoint_minutes > 0,
+        f"train.checkpoint_minutes must be a positive number of minutes or null, got {t.checkpoint_minutes!r}; "
+        f"set e.g. train.checkpoint_minutes=5.",
+    )
     for key, value in [("train.torch_threads", t.torch_threads), ("train.update_threads", t.update_threads)]:
         _require(
             value is None or (is_int(value) and value >= 0),
@@ -293,15 +362,13 @@ def validate(cfg: Config) -> None:
         0.0 <= m.master_epsilon <= 1.0,
         f"mlsh.master_epsilon must lie in [0, 1], got {m.master_epsilon}.",
     )
-    _require(
-        t.total_timesteps >= cfg.steps_per_iteration,
-        f"train.total_timesteps ({t.total_timesteps}) is below one iteration "
-        f"({cfg.steps_per_iteration} = mlsh.num_slots x train.envs_per_slot x train.rollout_len); "
-        f"raise train.total_timesteps or lower those.",
-    )
     for level in ("master", "sub"):
         p: PPOConfig = getattr(cfg, level)
         _require(p.lr > 0, f"{level}.lr must be positive, got {p.lr}.")
+        _require(p.vf_coef >= 0, f"{level}.vf_coef must be 0 or more, got {p.vf_coef}; set e.g. {level}.vf_coef=0.5.")
+        _require(
+            p.ent_coef >= 0, f"{level}.ent_coef must be 0 or more, got {p.ent_coef}; set e.g. {level}.ent_coef=0.0."
+        )
         _require(
             is_int(p.update_epochs) and p.update_epochs >= 1,
             f"{level}.update_epochs must be an integer >= 1, got {p.update_epochs}.",
@@ -337,12 +404,10 @@ def validate(cfg: Config) -> None:
         f"sub.hash_compression must be null or a number of at least 1 (virtual weights per stored weight), "
         f"got {compression!r}; set e.g. sub.hash_compression=8.",
     )
-    _require(
-        cfg.device == "auto" or cfg.device == "cpu" or cfg.device.startswith("cuda"),
-        f"device must be auto, cpu or cuda[:N], got {cfg.device!r}.",
-    )
+    check_device_name("device", cfg.device)
     _require(
         cfg.init_from is None or (isinstance(cfg.init_from, str) and cfg.init_from.strip() != ""),
         f"init_from must be a run directory (or its checkpoint.pt) or null, got {cfg.init_from!r}; "
         f"set e.g. init_from=runs/AntMaze/mlsh/<run>.",
     )
+    _check_finite(cfg, Config(), "")  # last: the checks above give NaN and inf their own sentence where they can

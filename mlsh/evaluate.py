@@ -1,8 +1,11 @@
 """``python -m mlsh.evaluate checkpoint=<run dir> num_tasks=20``: adapt fresh masters on unseen tasks.
 
 Prints a per-task table and a summary per method, and writes next to each other (default
-``<run dir>/eval/``): the result as JSON, per-task adaptation curves as CSV, a PNG plot, TensorBoard
-``eval_unseen/*`` scalars and, with ``video=true``, a GIF per task of the adapted agent.
+``<run dir>/eval/evaluation_seed<seed>.json``): the result as JSON, per-task adaptation curves as CSV, a PNG
+plot, TensorBoard ``eval_unseen/*`` scalars under ``tb/<name>`` and, with ``video=true``, a GIF per task of the
+adapted agent. Evaluations never write over each other: a default name that is taken gets ``_1``, ``_2``, ...;
+an explicit ``output=`` that holds results is refused unless ``overwrite=true``. Every argument and the output
+directory are checked before any work.
 
     python -m mlsh.evaluate checkpoint=<run> env=MovementBandits split=heldout num_tasks=20 \\
         baselines=[scratch,flat,finetune] baseline_runs.flat=<flat_ppo run> video=true
@@ -11,17 +14,27 @@ Prints a per-task table and a summary per method, and writes next to each other 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 
+from mlsh.checkpoint import checkpoint_path, write_atomic
+from mlsh.checks import check_writable, finite_number
 from mlsh.cli import compose_config, fail, run_cli, split_overrides
-from mlsh.config import config_from_dict
+from mlsh.config import Config, EnvConfig, config_from_dict
 from mlsh.errors import ConfigError
-from mlsh.evaluation import EVAL_ENV_SEED_OFFSET, AdaptedMasters, evaluate_run, format_table
+from mlsh.evaluation import (
+    EVAL_ENV_SEED_OFFSET,
+    AdaptedMasters,
+    check_positive_int,
+    evaluate_run,
+    format_table,
+)
 from mlsh.report import plot_curves, write_csv, write_tensorboard
+from mlsh.rundir import OutputClaim, claim_output
 
 
 def _check_list(data: dict[str, Any], key: str) -> list[str]:
@@ -70,59 +83,115 @@ def parse_job(config_name: str) -> dict[str, Any]:
     data = compose_config(config_name, split_overrides(sys.argv[1:]))
     if data.get("checkpoint") in (None, "???"):
         fail("checkpoint is required; pass checkpoint=<run dir>.")
+    if not isinstance(data["checkpoint"], str) or not data["checkpoint"].strip():
+        raise ConfigError(f"checkpoint must be a run dir, got {data['checkpoint']!r}; pass checkpoint=<run dir>.")
+    output = data.get("output")
+    if output is not None and (not isinstance(output, str) or not output.strip()):
+        raise ConfigError(f"output must be a file path or null, got {output!r}; pass e.g. output=results/eval.json.")
     return data
 
 
-def _check_bool(data: dict[str, Any], key: str) -> bool:
+def check_bool(data: dict[str, Any], key: str) -> bool:
     value = data[key]
     if not isinstance(value, bool):
         raise ConfigError(f"{key} must be true or false, got {value!r}; write {key}=true or {key}=false.")
     return value
 
 
+def check_output(output: str | None, run_dir: str, default_name: str, need_bytes: int) -> None:
+    """Refuses an output path that cannot be written, before any work (nothing is created)."""
+    path = Path(output) if output else checkpoint_path(run_dir).parent / default_name
+    check_writable(path.parent, "output dir", directory=True, need_bytes=need_bytes)
+    if output:
+        check_writable(path, "output", directory=False)
+
+
+def _check_video_env(env_cfg: EnvConfig) -> None:
+    kwargs: dict[str, Any] = {**env_cfg.kwargs, "render_mode": "rgb_array"}
+    if env_cfg.max_episode_steps is not None:
+        kwargs["max_episode_steps"] = env_cfg.max_episode_steps
+    try:
+        gym.make(env_cfg.id, **kwargs).close()
+    except (TypeError, ValueError, gym.error.Error) as exc:
+        raise ConfigError(f"'{env_cfg.id}' cannot render rgb_array frames ({exc}); run without video=true.") from exc
+
+
+def where_written(json_path: Path, png: Path | None, tb: Path | None) -> list[str]:
+    """The closing lines of an evaluation: where its JSON and plot are, and how to see its TensorBoard scalars."""
+    lines = [f"mlsh: results in {json_path}" + (f", plot in {png}" if png is not None else "")]
+    if tb is not None:
+        lines.append(f"mlsh: see them in TensorBoard with: tensorboard --logdir {tb}")
+    return lines
+
+
 def main() -> None:
     data = parse_job("evaluate")
     baselines = _check_list(data, "baselines")
-    deterministic = _check_bool(data, "deterministic")
+    deterministic = check_bool(data, "deterministic")
+    plot, tensorboard, video, overwrite = (check_bool(data, k) for k in ("plot", "tensorboard", "video", "overwrite"))
+    check_positive_int("video_tasks", data["video_tasks"], 2, nullable=True)
+    if not finite_number(data["video_fps"]) or data["video_fps"] <= 0:
+        raise ConfigError(f"video_fps must be a positive number, got {data['video_fps']!r}; set e.g. video_fps=10.")
     # env=<Name> composes configs/env/<Name>.yaml (Hydra's env group); only its env section matters here.
     env = config_from_dict({"env": data["env"]}).env if data.get("env") else None
-    result = evaluate_run(
-        data["checkpoint"],
-        num_tasks=data["num_tasks"],
-        seed=data["seed"],
-        adapt_iters=data["adapt_iters"],
-        oracle=data["oracle"],
-        oracle_episodes=data["oracle_episodes"],
-        device=data["device"],
-        scratch_baseline=data["baseline_scratch"],
-        baselines=baselines,
-        baseline_runs=data["baseline_runs"] or {},
-        env=env,
-        split=data["split"],
-        keep_masters=bool(data["video"]),
-        deterministic=deterministic,
-        envs_per_task=data["envs_per_task"],
-        master=data["master"],
-    )
-    print(format_table(result))
-    output = Path(data["output"] or Path(result["run_dir"]) / "eval" / f"evaluation_seed{data['seed']}.json")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    written = [output]
-    public = {k: v for k, v in result.items() if not k.startswith("_")}
-    output.write_text(json.dumps(public, indent=2, allow_nan=False))
-    written.append(write_csv(public, output.with_suffix(".csv")))
-    if data["plot"]:
-        written.append(plot_curves(public, output.with_suffix(".png")))
-    if data["tensorboard"]:
-        written.append(write_tensorboard(public, output.parent / "tb" / output.stem))
-    if data["video"]:
-        device = data["device"] or "cpu"
-        videos = write_videos(
-            result["_adapted"], output.parent, output.stem, data["seed"], device, data["video_tasks"], data["video_fps"]
+    check_output(data["output"], data["checkpoint"], f"eval/evaluation_seed{data['seed']}.json", 32 * 2**20)
+    claim: OutputClaim | None = None
+
+    def before_work(cfg: Config) -> None:  # every argument has been checked: claim the output, then work
+        nonlocal claim
+        if video:
+            _check_video_env(cfg.env)
+        default = checkpoint_path(data["checkpoint"]).parent / "eval" / f"evaluation_seed{data['seed']}.json"
+        claim = claim_output(data["output"], default, overwrite)
+
+    try:
+        result = evaluate_run(
+            data["checkpoint"],
+            num_tasks=data["num_tasks"],
+            seed=data["seed"],
+            adapt_iters=data["adapt_iters"],
+            oracle=data["oracle"],
+            oracle_episodes=data["oracle_episodes"],
+            device=data["device"],
+            scratch_baseline=data["baseline_scratch"],
+            baselines=baselines,
+            baseline_runs=data["baseline_runs"] or {},
+            env=env,
+            split=data["split"],
+            keep_masters=video,
+            deterministic=deterministic,
+            envs_per_task=data["envs_per_task"],
+            master=data["master"],
+            before_work=before_work,
         )
-        written += videos
-    for path in written:
-        print(f"mlsh: wrote {path}")
+        assert claim is not None
+        print(format_table(result))
+        output = claim.json_path
+        public = {k: v for k, v in result.items() if not k.startswith("_")}
+        written = [write_atomic(output, json.dumps(public, indent=2, allow_nan=False))]
+        written.append(write_csv(public, output.with_suffix(".csv")))
+        png = tb = None
+        if plot:
+            png = plot_curves(public, output.with_suffix(".png"))
+            written.append(png)
+        if tensorboard:
+            tb = output.parent / "tb" / output.stem
+            if tb.exists():  # overwrite=true: the earlier evaluation's events would mix with these
+                shutil.rmtree(tb)
+            written.append(write_tensorboard(public, tb))
+        if video:
+            device = data["device"] or "cpu"
+            written += write_videos(
+                result["_adapted"], output.parent, output.stem, data["seed"], device, data["video_tasks"],
+                data["video_fps"],
+            )  # fmt: skip
+        for path in written:
+            print(f"mlsh: wrote {path}")
+        for line in where_written(output, png, tb):
+            print(line)
+    finally:
+        if claim is not None:
+            claim.release()
 
 
 def cli() -> None:

@@ -20,7 +20,7 @@ Baselines get the same tasks, the same env seeds and the same env-step budget pe
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from mlsh.checkpoint import checkpoint_path, load_checkpoint
-from mlsh.config import Config, EnvConfig, config_from_dict, is_int, replace_section
+from mlsh.checks import check_device, notice
+from mlsh.config import Config, EnvConfig, check_seed, config_from_dict, is_int, replace_section
 from mlsh.envs import env_signature, make_env
 from mlsh.errors import CheckpointError, ConfigError
 from mlsh.meta import EVAL_TASK_STREAM, MetaLearner, task_rng
@@ -87,11 +88,46 @@ def sample_eval_tasks(cfg: Config, num_tasks: int, seed: int, split: str = "held
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}; set split=heldout.")
     env = make_env(cfg.env)
-    rng = task_rng(seed, EVAL_TASK_STREAM)
-    sample = env.unwrapped.sample_test_task if split == "heldout" else env.unwrapped.sample_task
-    tasks = [sample(rng) for _ in range(num_tasks)]
-    env.close()
-    return tasks
+    try:
+        rng = task_rng(seed, EVAL_TASK_STREAM)
+        sample = task_sampler(env, split, cfg.env.id)
+        return [sample(rng) for _ in range(num_tasks)]
+    finally:
+        env.close()
+
+
+def task_sampler(env: Any, split: str, name: str) -> Any:
+    """The task contract's sampler for ``split``: ``sample_test_task`` for ``heldout``, ``sample_task`` for
+    ``train``. ``sample_test_task`` is optional (duck-typed envs need not have it): without it, ``heldout``
+    draws from the training distribution, with a one-line notice."""
+    unwrapped = env.unwrapped
+    if split == "heldout":
+        sample = getattr(unwrapped, "sample_test_task", None)
+        if callable(sample):
+            return sample
+        notice(
+            f"'{name}' has no sample_test_task, so split=heldout draws its tasks from the training distribution "
+            f"(sample_task), on the evaluation's own stream."
+        )
+    return unwrapped.sample_task
+
+
+def has_oracle(env_cfg: EnvConfig) -> bool:
+    """Whether the env has the task contract's optional ``oracle_action`` (one that does not raise
+    ``NotImplementedError`` right after a reset)."""
+    env = make_env(env_cfg)
+    try:
+        oracle = getattr(env.unwrapped, "oracle_action", None)
+        if not callable(oracle):
+            return False
+        env.reset(seed=0)
+        try:
+            oracle()
+        except NotImplementedError:
+            return False
+        return True
+    finally:
+        env.close()
 
 
 def oracle_returns(env_cfg: EnvConfig, tasks: list[Any], episodes: int, seed: int) -> np.ndarray:
@@ -111,8 +147,10 @@ def oracle_returns(env_cfg: EnvConfig, tasks: list[Any], episodes: int, seed: in
                 while True:
                     try:
                         action = env.unwrapped.oracle_action()
-                    except NotImplementedError as exc:
-                        raise ConfigError(f"{exc} Evaluate with oracle=false.") from exc
+                    except (NotImplementedError, AttributeError) as exc:
+                        raise ConfigError(
+                            f"{env_cfg.id} has no oracle policy ({exc}); evaluate with oracle=false."
+                        ) from exc
                     _, reward, terminated, truncated, _ = env.step(action)
                     total += float(reward)
                     if terminated or truncated:
@@ -376,6 +414,75 @@ def _baseline_run(name: str, baseline_runs: Mapping[str, Any], env_cfg: EnvConfi
     return path, payload, cfg
 
 
+def _check_bool(key: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key} must be true or false, got {value!r}; write {key}=true or {key}=false.")
+
+
+def check_positive_int(key: str, value: Any, example: int, nullable: bool = False) -> None:
+    """Refuses anything but an integer >= 1 (or None where ``nullable``), naming ``key`` and an example."""
+    if nullable and value is None:
+        return
+    if not is_int(value) or value < 1:
+        null = " or null" if nullable else ""
+        raise ConfigError(f"{key} must be a positive integer{null}, got {value!r}; set e.g. {key}={example}.")
+
+
+def check_evaluation_args(
+    *,
+    num_tasks: Any,
+    seed: Any,
+    adapt_iters: Any,
+    device: Any,
+    envs_per_task: Any,
+    master: Any,
+    oracle: Any = False,
+    oracle_episodes: Any = 1,
+    scratch_baseline: Any = False,
+    baselines: Any = (),
+    baseline_runs: Any = None,
+    split: Any = "heldout",
+    keep_masters: Any = False,
+    deterministic: Any = False,
+) -> None:
+    """The checks of :func:`evaluate_run`'s arguments that need no run (``mlsh.evaluate``, ``mlsh.inspect`` and
+    :func:`evaluate_run` share them).
+
+    Raises:
+        ConfigError: one sentence naming the argument and a valid value.
+    """
+    check_positive_int("num_tasks", num_tasks, 20)
+    check_seed("seed", seed)
+    if adapt_iters is not None and (not is_int(adapt_iters) or adapt_iters < 0):
+        raise ConfigError(
+            f"adapt_iters must be a non-negative integer or null (the run's warmup_iters), got {adapt_iters!r}; "
+            f"set e.g. adapt_iters=9."
+        )
+    for key, value in (
+        ("oracle", oracle),
+        ("baseline_scratch", scratch_baseline),
+        ("keep_masters", keep_masters),
+        ("deterministic", deterministic),
+    ):
+        _check_bool(key, value)
+    if oracle:
+        check_positive_int("oracle_episodes", oracle_episodes, 10)
+    if device is not None:
+        check_device(device)
+    check_positive_int("envs_per_task", envs_per_task, 8, nullable=True)
+    if not isinstance(baselines, (list, tuple)) or not all(isinstance(b, str) for b in baselines):
+        raise ConfigError(f"baselines must be a list of names, got {baselines!r}; write e.g. baselines=[scratch,flat].")
+    if baseline_runs is not None and not isinstance(baseline_runs, Mapping):
+        raise ConfigError(
+            f"baseline_runs must map baseline names to run dirs, got {baseline_runs!r}; set e.g. "
+            f"baseline_runs.flat=<run dir>."
+        )
+    if master is not None and not isinstance(master, Mapping):
+        raise ConfigError(f"master must map PPO settings to values, got {master!r}; set e.g. master.lr=0.003.")
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}; set split=heldout.")
+
+
 def evaluate_run(
     run_dir: str | Path,
     num_tasks: int = 20,
@@ -393,6 +500,7 @@ def evaluate_run(
     deterministic: bool = False,
     envs_per_task: int | None = None,
     master: Mapping[str, Any] | None = None,
+    before_work: Callable[[Config], None] | None = None,
 ) -> dict[str, Any]:
     """Adapts fresh masters on ``num_tasks`` unseen tasks over a run's frozen sub-policies.
 
@@ -419,14 +527,34 @@ def evaluate_run(
         master: PPO settings of the fresh masters (``lr``, ``gamma``, ...: the keys of the run's
             ``master`` section) that replace the run's while adapting, for MLSH and the MLSH baselines
             (``no_warmup``, ``every_step``) alike; None values keep the run's.
+        before_work: called with the settings evaluated (the run's, as evaluated on its env) once every
+            argument, the run and the baseline runs have been checked, before any adaptation (the command
+            line checks and claims its output paths there).
+
+    Every argument is checked before any work. The env's optional ``sample_test_task`` and ``oracle_action``
+    fall back with a one-line notice (:func:`task_sampler`; without an oracle, no ratio is reported).
 
     Returns:
         A dict with the mean return after adaptation, the oracle's, their ratio, per-task values,
         the adaptation curve (mean return per adaptation iteration) and, under ``methods``, every
         method's per-task curves and summary.
     """
-    if not is_int(num_tasks) or num_tasks < 1:
-        raise ConfigError(f"num_tasks must be a positive integer, got {num_tasks!r}; set e.g. num_tasks=20.")
+    check_evaluation_args(
+        num_tasks=num_tasks,
+        seed=seed,
+        adapt_iters=adapt_iters,
+        oracle=oracle,
+        oracle_episodes=oracle_episodes,
+        device=device,
+        scratch_baseline=scratch_baseline,
+        baselines=baselines,
+        baseline_runs=baseline_runs,
+        split=split,
+        keep_masters=keep_masters,
+        deterministic=deterministic,
+        envs_per_task=envs_per_task,
+        master=master,
+    )
     chosen = list(dict.fromkeys([*baselines, *(["scratch"] if scratch_baseline else [])]))
     unknown = [name for name in chosen if name not in BASELINES]
     if unknown:
@@ -436,15 +564,10 @@ def evaluate_run(
     path, payload, cfg = _load_run(run_dir)
     if cfg.train.torch_threads:  # as in training: small MLPs run fastest single-threaded
         torch.set_num_threads(cfg.train.torch_threads)
-    if envs_per_task is not None and (not is_int(envs_per_task) or envs_per_task < 1):
-        raise ConfigError(
-            f"envs_per_task must be a positive integer or null, got {envs_per_task!r}; set e.g. envs_per_task=8."
-        )
     master_settings = master_overrides(master)
     cfg = _as_evaluated(cfg, envs_per_task, master_settings, device)
+    check_device(cfg.device, "device" if device else "the run's device")
     iters = cfg.mlsh.warmup_iters if adapt_iters is None else adapt_iters
-    if not is_int(iters) or iters < 0:
-        raise ConfigError(f"adapt_iters must be a non-negative integer, got {iters!r}.")
     if iters == 0 and chosen:
         raise ConfigError("Baselines need adaptation iterations to compare; set adapt_iters=1 or more.")
     env_cfg = env or cfg.env
@@ -452,6 +575,11 @@ def evaluate_run(
     runs = {name: _baseline_run(name, baseline_runs or {}, env_cfg) for name in chosen if BASELINES[name][1]}
     task_cfg = dataclasses.replace(cfg, env=env_cfg)
     tasks = sample_eval_tasks(task_cfg, num_tasks, seed, split)
+    if oracle and not has_oracle(env_cfg):
+        notice(f"'{env_cfg.id}' has no oracle policy (oracle_action), so no oracle return or ratio is reported.")
+        oracle = False
+    if before_work is not None:
+        before_work(task_cfg)
     oracle_means = oracle_returns(env_cfg, tasks, oracle_episodes, seed + 2 * EVAL_ENV_SEED_OFFSET) if oracle else None
 
     mlsh = adapt_masters(cfg, payload["learner"]["policy"], tasks, iters, seed, path, env_cfg, deterministic)

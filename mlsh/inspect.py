@@ -26,7 +26,7 @@ Writes ``<run dir>/inspect/inspect_seed<seed>.json`` and a PNG: visit heat-maps 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -35,10 +35,15 @@ import gymnasium as gym
 import numpy as np
 
 from agents.agent import MLSHAgent
+from mlsh.checkpoint import checkpoint_path, write_atomic
+from mlsh.checks import finite_number
 from mlsh.cli import run_cli
+from mlsh.config import Config
 from mlsh.envs import make_env
-from mlsh.evaluate import parse_job
-from mlsh.evaluation import AdaptedMasters, evaluate_run, master_settings_text
+from mlsh.errors import ConfigError
+from mlsh.evaluate import check_bool, check_output, parse_job
+from mlsh.evaluation import AdaptedMasters, check_positive_int, evaluate_run, master_settings_text
+from mlsh.rundir import OutputClaim, claim_output
 
 # Two sub-policies are "alike" (collapsed onto one behaviour) when their most likely actions agree this
 # often on the observations they visit.
@@ -272,6 +277,7 @@ def inspect_run(
     unused_below: float = 0.05,
     envs_per_task: int | None = None,
     master: Mapping[str, Any] | None = None,
+    before_work: Callable[[Config], None] | None = None,
 ) -> tuple[dict[str, Any], list[SubPolicyRecord]]:
     """Adapts fresh masters on ``num_tasks`` unseen tasks, then records every sub-policy.
 
@@ -280,10 +286,17 @@ def inspect_run(
         unused_below: usage share under which a sub-policy is flagged unused.
         envs_per_task: envs per task in each adaptation iteration (default: the run's ``envs_per_slot``).
         master: PPO settings of the fresh masters that replace the run's (see :func:`evaluate_run`).
+        before_work: called once every argument has been checked, before any work (see :func:`evaluate_run`).
 
     Returns:
         ``(report, records)``: a JSON-able report, and the raw records (for the plots).
+
+    Raises:
+        ConfigError: a bad argument, before any work (see :func:`mlsh.evaluation.check_evaluation_args`).
     """
+    check_positive_int("episodes", episodes, 2)
+    if not finite_number(unused_below) or not 0 <= unused_below <= 1:
+        raise ConfigError(f"unused_below must be a share in [0, 1], got {unused_below!r}; set e.g. unused_below=0.05.")
     result = evaluate_run(
         run_dir,
         num_tasks=num_tasks,
@@ -294,6 +307,7 @@ def inspect_run(
         keep_masters=True,
         envs_per_task=envs_per_task,
         master=master,
+        before_work=before_work,
     )
     adapted: AdaptedMasters = result["_adapted"]
     records: list[SubPolicyRecord] = []
@@ -418,23 +432,38 @@ def plot_report(report: dict[str, Any], records: list[SubPolicyRecord], path: Pa
 
 def main() -> None:
     data = parse_job("inspect")
-    report, records = inspect_run(
-        data["checkpoint"],
-        num_tasks=data["num_tasks"],
-        episodes=data["episodes"],
-        seed=data["seed"],
-        adapt_iters=data["adapt_iters"],
-        device=data["device"],
-        unused_below=data["unused_below"],
-        envs_per_task=data["envs_per_task"],
-        master=data["master"],
-    )
-    print(format_report(report))
-    output = Path(data["output"] or Path(report["run_dir"]) / "inspect" / f"inspect_seed{data['seed']}.json")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2, allow_nan=False))
-    png = plot_report(report, records, output.with_suffix(".png"))
-    print(f"mlsh: wrote {output}\nmlsh: wrote {png}")
+    overwrite = check_bool(data, "overwrite")
+    check_output(data["output"], data["checkpoint"], f"inspect/inspect_seed{data['seed']}.json", 16 * 2**20)
+    claim: OutputClaim | None = None
+
+    def before_work(cfg: Config) -> None:  # every argument has been checked: claim the output, then work
+        nonlocal claim
+        default = checkpoint_path(data["checkpoint"]).parent / "inspect" / f"inspect_seed{data['seed']}.json"
+        claim = claim_output(data["output"], default, overwrite)
+
+    try:
+        report, records = inspect_run(
+            data["checkpoint"],
+            num_tasks=data["num_tasks"],
+            episodes=data["episodes"],
+            seed=data["seed"],
+            adapt_iters=data["adapt_iters"],
+            device=data["device"],
+            unused_below=data["unused_below"],
+            envs_per_task=data["envs_per_task"],
+            master=data["master"],
+            before_work=before_work,
+        )
+        assert claim is not None
+        print(format_report(report))
+        output = claim.json_path
+        write_atomic(output, json.dumps(report, indent=2, allow_nan=False))
+        png = plot_report(report, records, output.with_suffix(".png"))
+        print(f"mlsh: wrote {output}\nmlsh: wrote {png}")
+        print(f"mlsh: results in {output}, plot in {png}")
+    finally:
+        if claim is not None:
+            claim.release()
 
 
 def cli() -> None:

@@ -6,41 +6,49 @@ Examples::
     python -m mlsh.train env=MovementBandits seed=3 mlsh.warmup_iters=9
     python -m mlsh.train resume=runs/MovementBandits/<run>  # continue an interrupted run
     torchrun --nproc_per_node=2 -m mlsh.train env=AntMaze   # 2 processes share the slots (mlsh.distributed)
+
+Every check (settings, device, env, run dir, disk) runs before Hydra starts, so that a refused command writes
+nothing; the run dir is then locked for the whole run (:mod:`mlsh.rundir`). See docs/reliability.md.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+import yaml
+from omegaconf import DictConfig
 
-from mlsh.cli import compose_config, config_dir, fail, override_value, run_cli, split_overrides
-from mlsh.config import config_from_dict
+from mlsh import rundir
+from mlsh.cli import (
+    available_choices,
+    compose_config,
+    config_dir,
+    fail,
+    hydra_value,
+    override_value,
+    resolve_run_dir,
+    run_cli,
+    split_overrides,
+)
+from mlsh.config import Config, config_from_dict
 from mlsh.distributed import destroy_process_group, env_rank, init_process_group, launched_by_torchrun
-from mlsh.envs import make_env
 from mlsh.errors import MLSHError
-from mlsh.trainer import init_source, load_run_config, train
+from mlsh.trainer import STOP, load_run_config, prepare_run, train
+
+# What main() prepared for the Hydra job: (settings, run dir, resume).
+_JOB: tuple[Config, Path, bool] | None = None
 
 
 def _task(dcfg: DictConfig) -> None:
-    data = OmegaConf.to_container(dcfg, resolve=True)
-    assert isinstance(data, dict)
-    resume = data.pop("resume", None)
+    assert _JOB is not None, "mlsh.train's job runs through main()"
+    cfg, run_dir, resume = _JOB
     context = None
     failed = True
     try:
-        if resume:
-            run_dir = Path(resume)
-            cfg = load_run_config(run_dir)
-            extend = override_value(sys.argv[1:], "train.total_timesteps")
-            if extend is not None:
-                cfg.train.total_timesteps = int(extend)
-        else:
-            run_dir = Path(HydraConfig.get().runtime.output_dir)
-            cfg = config_from_dict(data)
         if launched_by_torchrun():
             context = init_process_group(cfg.device)
             run_dir = Path(context.broadcast_object(str(run_dir)))  # rank 0's run dir (its timestamp) for all
@@ -49,41 +57,124 @@ def _task(dcfg: DictConfig) -> None:
             print(f"mlsh: run dir {run_dir}", file=sys.stderr)
             if cfg.init_from and not resume:
                 print(f"mlsh: sub-policies and normaliser from {cfg.init_from}", file=sys.stderr)
-        summary = train(cfg, run_dir, resume=bool(resume))
+        summary = train(cfg, run_dir, resume=resume)
         failed = False
     except MLSHError as exc:
-        fail(str(exc))
+        fail(str(exc), exc.exit_code)
     finally:
         destroy_process_group(barrier=not failed)
     if context is not None and not context.is_main:
         return
     state = "finished" if summary["finished"] else "stopped (resume with resume=<run dir>)"
     print(f"mlsh: {state} at iteration {summary['iteration']}/{summary['total_iterations']}; run dir {run_dir}")
+    if summary["finished"]:
+        print(f"mlsh: evaluate it with: python -m mlsh.evaluate checkpoint={run_dir}")
+    else:
+        print(f"mlsh: continue it with: python -m mlsh.train resume={run_dir}")
+    print(f"mlsh: watch it in TensorBoard with: tensorboard --logdir {run_dir / 'tb'}")
+    if summary.get("stopped_by") == "SIGTERM":  # saved, but ended by a signal: the exit status says so
+        raise SystemExit(128 + signal.SIGTERM)
+
+
+def _flat_keys(data: Any, prefix: str = "") -> list[str]:
+    if not isinstance(data, dict):
+        return [prefix.rstrip(".")]
+    keys = []
+    for key, value in data.items():
+        if key == "defaults" and not prefix:
+            continue
+        keys += _flat_keys(value, f"{prefix}{key}.") if key != "kwargs" else [f"{prefix}{key}"]
+    return keys
+
+
+def _touched_keys(overrides: list[str]) -> list[str]:
+    """The settings the overrides set: ``a.b=v`` sets ``a.b``; ``env=<Name>`` (any config group) sets every key of
+    ``configs/env/<Name>.yaml``."""
+    keys = []
+    for item in overrides:
+        name, _, value = item.partition("=")
+        name = name.lstrip("+~")
+        group = config_dir() / name
+        if group.is_dir() and value in available_choices(name):
+            keys += _flat_keys(yaml.safe_load((group / f"{value}.yaml").read_text()) or {})
+        else:
+            keys.append(name)
+    return keys
+
+
+def _get(data: dict[str, Any], key: str) -> Any:
+    for part in key.split("."):
+        data = data[part]
+    return data
+
+
+def _set(data: dict[str, Any], key: str, value: Any) -> None:
+    *parents, last = key.split(".")
+    for part in parents:
+        data = data.setdefault(part, {})
+    data[last] = value
+
+
+def resume_config(run_dir: Path, overrides: list[str]) -> Config:
+    """The settings of ``resume=run_dir``: the run's own, with the keys the command line sets replaced
+    (:func:`mlsh.trainer.check_resume_changes` then allows budget-like keys only)."""
+    saved = load_run_config(run_dir)
+    given = [o for o in overrides if o.partition("=")[0].lstrip("+~") != "resume" and not o.startswith("hydra")]
+    if not given:
+        return saved
+    composed = compose_config("train", given)
+    data = saved.to_dict()
+    for key in _touched_keys(given):
+        try:
+            _set(data, key, _get(composed, key))
+        except (KeyError, TypeError):
+            continue  # a key the composed job does not have (Hydra has refused unknown ones already)
+    return config_from_dict(data)
 
 
 def main() -> None:
-    """Checks the command line before Hydra starts, then runs the Hydra job."""
+    """Checks everything before Hydra starts (nothing is written for a refused command), claims the run dir, then
+    runs the Hydra job."""
+    with STOP:  # a SIGTERM or Ctrl-C from here on stops the run cleanly (before its first iteration if need be)
+        _main()
+
+
+def _main() -> None:
+    global _JOB
     overrides = split_overrides(sys.argv[1:])
     resume = override_value(overrides, "resume")
+    asks_help = any(flag in sys.argv for flag in ("--help", "-h", "--cfg", "-c", "--info", "-i"))
+    rank0 = not launched_by_torchrun() or env_rank() == 0
+    if asks_help:
+        hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(_task)()
+        return
     if resume:
         run_dir = Path(resume)
         if not run_dir.is_dir():
             fail(f"resume={resume} is not a directory; pass the run dir printed when the run started.")
-        load_run_config(run_dir)  # refuses a corrupt or foreign run before anything is written
+        cfg = resume_config(run_dir, overrides)
         # Keep Hydra's files out of the resumed run so nothing of the original run is overwritten.
-        sys.argv += [f"hydra.run.dir={run_dir}", "hydra.output_subdir=null"]
-    if launched_by_torchrun() and env_rank() != 0:
-        # Rank 0 alone writes the run dir (train() gets its path from rank 0): no Hydra files here.
-        sys.argv += ["hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_logging=disabled"]
-    asks_help = any(flag in sys.argv for flag in ("--help", "-h", "--cfg", "-c"))
-    if not resume and not asks_help:
+        sys.argv += [f"hydra.run.dir={hydra_value(run_dir)}", "hydra.output_subdir=null"]
+    else:
         data = compose_config("train", overrides)
         data.pop("resume", None)
         cfg = config_from_dict(data)
-        make_env(cfg.env).close()  # impossible settings are refused before any work
-        if cfg.init_from:
-            init_source(cfg)  # so is a missing or mismatched init_from run
-    hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(_task)()
+        run_dir = resolve_run_dir("train", overrides)
+        if rank0:  # the dir checked and locked below, whatever the clock says when Hydra starts
+            sys.argv.append(f"hydra.run.dir={hydra_value(run_dir)}")
+    lock = None
+    if rank0:
+        prepare_run(cfg, run_dir, bool(resume), remember=True)
+        lock = rundir.acquire(run_dir)
+    else:
+        # Rank 0 alone writes the run dir (train() gets its path from rank 0): no Hydra files here.
+        sys.argv += ["hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_logging=disabled"]
+    _JOB = (cfg, run_dir, bool(resume))
+    try:
+        hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(_task)()
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def cli() -> None:

@@ -2,54 +2,103 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 
-from mlsh.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
-from mlsh.config import Config, config_from_dict
+from mlsh.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint, write_atomic
+from mlsh.checks import advisories, check_device, check_writable, checkpoint_bytes, probe_env, warn
+from mlsh.config import Config, check_config, config_from_dict
 from mlsh.distributed import DistContext
 from mlsh.envs import env_signature
-from mlsh.errors import CheckpointError, ConfigError, TrainingDivergedError
+from mlsh.errors import CheckpointError, ConfigError, RunAborted, TrainingDivergedError
 from mlsh.evaluation import check_fits_env, load_shared_weights
 from mlsh.logger import RunLogger
 from mlsh.meta import MetaLearner
+from mlsh.rundir import in_use_error, lock_owner, run_lock
 
 log = logging.getLogger("mlsh")
 
 CONFIG_NAME = "config.yaml"
 SUMMARY_NAME = "summary.json"
 
+# Settings a resumed run may change: its budget and checkpoint cadence, and how it is shown and where it runs.
+# Every other setting is the run's: a change is refused (a new run with init_from= takes other settings).
+RESUMABLE_KEYS = (
+    "train.total_timesteps",
+    "train.checkpoint_every",
+    "train.checkpoint_minutes",
+    "train.progress",
+    "device",
+)
+# Settings init_from= cannot change either (the sub-policies' shapes and inputs).
+_SHAPE_KEYS = ("mlsh.num_subpolicies", "sub.hidden_sizes", "sub.sharing", "sub.hash_compression", "train.normalize_obs")
 
-class _StopFlag:
-    """First Ctrl-C asks the loop to stop at the end of the iteration (and save); a second aborts."""
+
+class StopSignals:
+    """SIGINT (Ctrl-C) and SIGTERM (``kill``, schedulers, container runtimes): the first asks the training loop to
+    stop at the end of the iteration in progress and save; a second aborts at once without saving that iteration
+    (:class:`~mlsh.errors.RunAborted`; the last checkpoint is kept).
+
+    One instance, :data:`STOP`, serves the process; entering it installs the handlers (main thread only) and it
+    may be entered again (the command line enters it before any check, so that a signal during start-up is
+    honoured too; :func:`train` enters it for the library).
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
-        self.requested = False
-        self._previous: Any = None
+        self.signum: int | None = None
+        self._depth = 0
+        self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> _StopFlag:
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not in the main thread: no handler
-            self._previous = None
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def name(self) -> str | None:
+        return None if self.signum is None else signal.Signals(self.signum).name
+
+    def __enter__(self) -> StopSignals:
+        if self._depth == 0:
+            self.signum = None
+            for signum in self.SIGNALS:
+                with contextlib.suppress(ValueError):  # not in the main thread: no handler
+                    self._previous[signum] = signal.signal(signum, self._handle)
+        self._depth += 1
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        log.warning("Interrupted: finishing this iteration, saving, then exiting (Ctrl-C again to abort).")
+        name = signal.Signals(signum).name
+        if self.signum is not None:
+            raise RunAborted(f"aborted by a second {name}", 128 + signum)
+        self.signum = signum
+        log.warning(
+            "mlsh: %s received: finishing this iteration, saving, then exiting (send it again to abort without "
+            "saving this iteration).",
+            name,
+        )
 
     def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        self._depth -= 1
+        if self._depth == 0:
+            for signum, previous in self._previous.items():
+                signal.signal(signum, previous)
+            self._previous = {}
+
+
+STOP = StopSignals()
 
 
 def checkpoint_payload(learner: MetaLearner) -> dict[str, Any]:
@@ -120,18 +169,161 @@ def check_matches_env(payload: dict[str, Any], learner: MetaLearner, path: Path)
         )
 
 
+def holds_run(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a run (its ``config.yaml`` or a checkpoint)."""
+    return (Path(run_dir) / CONFIG_NAME).is_file() or checkpoint_path(run_dir).is_file()
+
+
 def load_run_config(run_dir: Path) -> Config:
-    """The config a run was started with (``run_dir/config.yaml``, else the checkpoint's)."""
+    """The config a run was started with (``run_dir/config.yaml``, else the checkpoint's).
+
+    Raises:
+        CheckpointError: the directory holds neither, or they cannot be read.
+    """
+    run_dir = Path(run_dir)
     config_file = run_dir / CONFIG_NAME
     if config_file.is_file():
-        with open(config_file) as handle:
-            return config_from_dict(yaml.safe_load(handle))
+        try:
+            data = yaml.safe_load(config_file.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise CheckpointError(
+                f"{config_file} cannot be read ({type(exc).__name__}); restore it from a backup or start a new run."
+            ) from exc
+        if not isinstance(data, dict):
+            raise CheckpointError(f"{config_file} is not an mlsh run config; restore it or start a new run.")
+        try:
+            return config_from_dict(data)
+        except ConfigError as exc:
+            raise CheckpointError(
+                f"{config_file} is not a valid run config ({exc}); restore it or start a new run."
+            ) from exc
+    if not checkpoint_path(run_dir).is_file():
+        raise CheckpointError(
+            f"{run_dir} holds no run (no {CONFIG_NAME}, no {checkpoint_path(run_dir).name}); pass the run dir printed "
+            f"when the run started, or start it again with hydra.run.dir={run_dir}."
+        )
     return config_from_dict(load_checkpoint(run_dir)["config"])
 
 
 def _hash_compression(cfg: Config) -> float | None:
     """``sub.hash_compression`` where it shapes the sub-policies (``sub.sharing=hashed``), else None."""
     return cfg.sub.hash_compression if cfg.sub.sharing == "hashed" else None
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and key != "kwargs":
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def settings_changes(saved: Config, cfg: Config) -> dict[str, tuple[Any, Any]]:
+    """``{key: (saved value, new value)}`` for every setting that differs between two configs."""
+    before, after = _flat(saved.to_dict()), _flat(cfg.to_dict())
+    return {key: (before.get(key), after.get(key)) for key in after if before.get(key) != after.get(key)}
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return f"[{','.join(map(str, value))}]"
+    if isinstance(value, bool) or value is None:
+        return str(value).lower() if value is not None else "null"
+    return str(value)
+
+
+def check_resume_changes(run_dir: Path, saved: Config, cfg: Config) -> dict[str, tuple[Any, Any]]:
+    """The settings a resume changes, all of them in :data:`RESUMABLE_KEYS`.
+
+    Raises:
+        ConfigError: another setting differs from the run's; the message names it and the way to get it.
+    """
+    changes = settings_changes(saved, cfg)
+    if "env.id" in changes:
+        old, new = changes["env.id"]
+        raise CheckpointError(
+            f"{run_dir} was trained on '{old}' but this resume uses '{new}'; pick the env the checkpoint was trained "
+            f"on (a resume keeps the run's settings)."
+        )
+    for key, (old, new) in changes.items():
+        if key in RESUMABLE_KEYS:
+            continue
+        if key in _SHAPE_KEYS or key.startswith("env."):
+            how = "start a new run with those settings"
+        else:
+            how = (
+                f"start a new run with init_from={run_dir} {key}={_shown(new)} (it starts from this run's sub-policies)"
+            )
+        raise ConfigError(
+            f"resume={run_dir} keeps the run's settings, but {key}={_shown(new)} differs from its {_shown(old)} "
+            f"(a resume may change only {', '.join(RESUMABLE_KEYS)}); drop the override, or {how}."
+        )
+    return changes
+
+
+_PREPARED: dict[tuple[str, bool, str], dict[str, tuple[Any, Any]]] = {}
+
+
+def prepare_run(cfg: Config, run_dir: Path, resume: bool, remember: bool = False) -> dict[str, tuple[Any, Any]]:
+    """Every check of a training job that can fail, before anything is written: settings, device, the env (made
+    and tried for a few random steps), ``init_from``, the run dir (a run there already, its lock held by another
+    process, writable with space for checkpoints) and, on resume, the settings that change. Prints one warning
+    line per legal but unwise setting. Returns the resume's changes (``{key: (old, new)}``).
+
+    With ``remember``, the next :func:`train` call of this process with the same arguments skips these checks
+    (the command line runs them before Hydra starts, then calls :func:`train`).
+
+    Raises:
+        MLSHError: one sentence naming the fix; nothing was written.
+    """
+    run_dir = Path(run_dir)
+    check_config(cfg)
+    check_device(cfg.device)
+    owner = lock_owner(run_dir)
+    if owner is not None and owner != os.getpid():
+        raise in_use_error(run_dir, owner)
+    if resume:
+        changes = check_resume_changes(run_dir, load_run_config(run_dir), cfg)
+        if "train.total_timesteps" in changes and checkpoint_path(run_dir).is_file():
+            _check_budget(cfg, int(load_checkpoint(run_dir)["learner"]["iteration"]))
+    else:
+        if holds_run(run_dir):
+            raise CheckpointError(
+                f"{run_dir} already holds a run; continue it with resume={run_dir}, start from its sub-policies "
+                f"with init_from={run_dir} in a new run dir, or choose another run dir."
+            )
+        changes = {}
+    observation_space, action_space = probe_env(cfg.env)
+    if cfg.init_from and not (resume and checkpoint_path(run_dir).is_file()):
+        init_source(cfg)
+    check_writable(
+        run_dir, "run dir", directory=True, need_bytes=2 * checkpoint_bytes(cfg, observation_space, action_space)
+    )
+    for message in advisories(cfg, observation_space, action_space):
+        warn(message)
+    for name, (old, new) in changes.items():
+        log.warning(
+            "mlsh: resume changes %s from %s to %s (recorded in %s)", name, _shown(old), _shown(new), CONFIG_NAME
+        )
+    if remember:
+        _PREPARED[_prepared_key(cfg, run_dir, resume)] = changes
+    return changes
+
+
+def _check_budget(cfg: Config, iteration: int) -> None:
+    """Refuses a resumed budget below what the run has done."""
+    if iteration > cfg.num_iterations:
+        done = iteration * cfg.steps_per_iteration
+        raise ConfigError(
+            f"train.total_timesteps={cfg.train.total_timesteps} is below the {done} env steps this run has done "
+            f"({iteration} iterations); set train.total_timesteps={done} or more."
+        )
+
+
+def _prepared_key(cfg: Config, run_dir: Path, resume: bool) -> tuple[str, bool, str]:
+    return str(Path(run_dir).resolve()), resume, repr(cfg.to_dict())
 
 
 def init_source(cfg: Config) -> tuple[Path, dict[str, Any]]:
@@ -180,46 +372,90 @@ def init_from_run(learner: MetaLearner, cfg: Config) -> None:
 def train(cfg: Config, run_dir: Path, resume: bool = False, max_iterations: int | None = None) -> dict[str, Any]:
     """Trains (or continues training) into ``run_dir``.
 
+    Every check runs first (:func:`prepare_run`); then the run dir is locked for the whole call
+    (:mod:`mlsh.rundir`), so that no other process can train into it at the same time.
+
     Args:
-        cfg: validated settings (for a resumed run, those it was started with).
+        cfg: settings; for a resumed run, those it was started with, where only :data:`RESUMABLE_KEYS` may
+            differ (the new values are recorded in ``run_dir/config.yaml``).
         run_dir: where config, checkpoint, TensorBoard events and summary go.
-        resume: continue from ``run_dir/checkpoint.pt`` exactly where it stopped.
+        resume: continue from ``run_dir/checkpoint.pt`` exactly where it stopped (from iteration 0 if the run
+            stopped before its first checkpoint).
         max_iterations: stop after this many iterations in this call (tests); the run stays resumable.
 
     Returns:
         A summary dict (also written to ``run_dir/summary.json``).
+
+    Raises:
+        MLSHError: a user mistake, a refused run dir or a full disk, in one sentence; nothing was written
+            if it was raised before training started.
     """
+    check_config(cfg)
     run_dir = Path(run_dir)
     context = DistContext.current()  # a torchrun process group, else None
     is_main = context is None or context.is_main
     if is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        changes = _PREPARED.pop(_prepared_key(cfg, run_dir, resume), None)
+        if changes is None:
+            changes = prepare_run(cfg, run_dir, resume)
+        with run_lock(run_dir):
+            return _train_locked(cfg, run_dir, resume, max_iterations, context, changes)
+    return _train_locked(cfg, run_dir, resume, max_iterations, context, {})
+
+
+def _write_config(run_dir: Path, cfg: Config) -> None:
+    write_atomic(run_dir / CONFIG_NAME, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def _train_locked(
+    cfg: Config,
+    run_dir: Path,
+    resume: bool,
+    max_iterations: int | None,
+    context: DistContext | None,
+    changes: dict[str, tuple[Any, Any]],
+) -> dict[str, Any]:
+    is_main = context is None or context.is_main
     ckpt = checkpoint_path(run_dir)
     if cfg.train.torch_threads:
         torch.set_num_threads(cfg.train.torch_threads)
-    payload = load_checkpoint(ckpt) if resume else None
-    if not resume and ckpt.exists():
+    payload = load_checkpoint(ckpt) if resume and ckpt.is_file() else None
+    if payload is not None and payload.get("env_id") != cfg.env.id:
         raise CheckpointError(
-            f"{run_dir} already holds a checkpoint; continue it with resume={run_dir} or choose another run dir."
+            f"Checkpoint {ckpt} was trained on '{payload.get('env_id')}' ({payload.get('env_signature')}) but the "
+            f"run uses '{cfg.env.id}'; pick the env the checkpoint was trained on."
         )
     learner = MetaLearner(cfg, dist=context)
-    if payload is not None:
-        check_matches_env(payload, learner, ckpt)
-        state = learner_state(payload, context, ckpt)
-        try:
-            learner.load_state_dict(state)
-        except (KeyError, RuntimeError, ValueError) as exc:
-            raise CheckpointError(
-                f"Checkpoint {ckpt} does not match the run's settings ({exc}); resume with the settings it was "
-                f"saved with (run_dir/{CONFIG_NAME})."
-            ) from exc
-    else:
-        if cfg.init_from:
+    try:
+        if payload is not None:
+            check_matches_env(payload, learner, ckpt)
+            state = learner_state(payload, context, ckpt)
+            try:
+                learner.load_state_dict(state)
+            except (KeyError, RuntimeError, ValueError) as exc:
+                raise CheckpointError(
+                    f"Checkpoint {ckpt} does not match the run's settings ({exc}); resume with the settings it was "
+                    f"saved with (run_dir/{CONFIG_NAME})."
+                ) from exc
+            _check_budget(cfg, learner.iteration)
+        elif cfg.init_from:
             init_from_run(learner, cfg)
-        if is_main:
-            with open(run_dir / CONFIG_NAME, "w") as handle:
-                yaml.safe_dump(cfg.to_dict(), handle, sort_keys=False)
+        if is_main and (payload is None or changes):
+            _write_config(run_dir, cfg)
+        return _loop(cfg, run_dir, learner, ckpt, max_iterations, context)
+    finally:
+        learner.close()
 
+
+def _loop(
+    cfg: Config,
+    run_dir: Path,
+    learner: MetaLearner,
+    ckpt: Path,
+    max_iterations: int | None,
+    context: DistContext | None,
+) -> dict[str, Any]:
+    is_main = context is None or context.is_main
     total = cfg.num_iterations
     if is_main:
         logger = RunLogger(run_dir, total, learner.iteration, progress=cfg.train.progress)
@@ -229,37 +465,78 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, max_iterations: int 
     last_metrics: dict[str, float] = {}
     done_this_call = 0
     saved_at = learner.iteration
-    try:
-        with _StopFlag() as stop:
-            while learner.iteration < total:
-                # A Ctrl-C may reach some processes only: all stop at the same iteration.
-                stopping = stop.requested if context is None else context.any(stop.requested, learner.device)
-                if stopping or (max_iterations is not None and done_this_call >= max_iterations):
-                    break
-                last_metrics = learner.train_iteration()
-                _check_finite(learner, last_metrics)
-                done_this_call += 1
-                logger.log_iteration(learner.iteration, learner.timesteps, steps_per_iter, last_metrics)
-                if learner.iteration % cfg.train.checkpoint_every == 0:
-                    save_run(ckpt, learner)
-                    saved_at = learner.iteration
-    finally:
-        logger.close()
-    if saved_at != learner.iteration:  # finished, interrupted or stopped by max_iterations
-        save_run(ckpt, learner)
-    summary = {
-        "run_dir": str(run_dir),
-        "iteration": learner.iteration,
-        "total_iterations": total,
-        "timesteps": learner.timesteps,
-        "finished": learner.iteration >= total,
-        "last_metrics": last_metrics,
-    }
-    if is_main:
-        with open(run_dir / SUMMARY_NAME, "w") as handle:
-            json.dump(summary, handle, indent=2)
-    learner.close()
+    saved_time = time.monotonic()
+    minutes = cfg.train.checkpoint_minutes
+    with STOP as stop:
+        try:
+            try:
+                while learner.iteration < total:
+                    # A signal may reach some processes only: all stop at the same iteration.
+                    stopping = stop.requested if context is None else context.any(stop.requested, learner.device)
+                    if stopping or (max_iterations is not None and done_this_call >= max_iterations):
+                        break
+                    last_metrics = _iteration(learner)
+                    _check_finite(learner, last_metrics)
+                    done_this_call += 1
+                    logger.log_iteration(learner.iteration, learner.timesteps, steps_per_iter, last_metrics)
+                    due = minutes is not None and time.monotonic() - saved_time >= 60 * minutes
+                    if context is not None and minutes is not None:  # every process saves at the same iteration
+                        due = context.any(due, learner.device)
+                    if learner.iteration % cfg.train.checkpoint_every == 0 or due:
+                        save_run(ckpt, learner)
+                        saved_at, saved_time = learner.iteration, time.monotonic()
+            finally:
+                logger.close()
+            if saved_at != learner.iteration:  # finished, interrupted or stopped by max_iterations
+                save_run(ckpt, learner)
+                saved_at = learner.iteration
+        except RunAborted as exc:
+            kept = (
+                f"the checkpoint of iteration {saved_at} is kept: continue with resume={run_dir}"
+                if ckpt.is_file()
+                else f"no checkpoint had been written: resume={run_dir} starts it again from iteration 0"
+            )
+            raise RunAborted(
+                f"Training {exc} during iteration {learner.iteration + 1}; {kept}.", exc.exit_code
+            ) from None
+        summary = {
+            "run_dir": str(run_dir),
+            "iteration": learner.iteration,
+            "total_iterations": total,
+            "timesteps": learner.timesteps,
+            "finished": learner.iteration >= total,
+            "stopped_by": stop.name,
+            "last_metrics": last_metrics,
+        }
+        summary_file = run_dir / SUMMARY_NAME
+        if done_this_call == 0 and summary_file.is_file():  # nothing ran: keep the metrics of the last iteration
+            with contextlib.suppress(OSError, ValueError):
+                summary["last_metrics"] = json.loads(summary_file.read_text()).get("last_metrics", {})
+        if is_main:
+            write_atomic(summary_file, json.dumps(summary, indent=2))
     return summary
+
+
+def _iteration(learner: MetaLearner) -> dict[str, float]:
+    """One training iteration; an env's non-finite observation or reward gets a sentence naming it."""
+    try:
+        return learner.train_iteration()
+    except (ValueError, RuntimeError, TrainingDivergedError) as exc:
+        obs = learner.collector.obs
+        returns = learner.collector.episode_return
+        env_id = learner.cfg.env.id
+        where = f"at iteration {learner.iteration + 1}"
+        if obs is not None and not np.isfinite(np.asarray(obs, dtype=np.float64)).all():
+            raise TrainingDivergedError(
+                f"Env '{env_id}' returned a non-finite observation (NaN or inf) {where}; fix the env (MLSH needs "
+                f"finite observations); the last checkpoint is kept."
+            ) from exc
+        if not np.isfinite(returns).all():
+            raise TrainingDivergedError(
+                f"Env '{env_id}' returned a non-finite reward {where}; fix the env (MLSH needs finite rewards); "
+                f"the last checkpoint is kept."
+            ) from exc
+        raise
 
 
 def _check_finite(learner: MetaLearner, metrics: dict[str, float]) -> None:

@@ -86,6 +86,7 @@ def run_one(variant: str, overrides: list[str], seed: int, args: argparse.Namesp
         subprocess.run(command, check=True, capture_output=True, text=True)
         train_seconds = time.perf_counter() - start
         evaluation = [f"checkpoint={run_dir}", f"num_tasks={args.num_tasks}", f"seed={seed}", f"output={result_file}"]
+        evaluation.append("overwrite=true")  # replaces a result made with other settings (cached_result)
         if args.adapt_iters is not None:
             evaluation.append(f"adapt_iters={args.adapt_iters}")
         if args.scratch:

@@ -50,7 +50,7 @@ def _run(module: str, *args: str, cwd: Path, timeout: float = 120) -> subprocess
         (["env.id=Nope-v0"], "Unknown env id 'Nope-v0'"),
         (["env.id=no_such_module_xyz:Env-v0"], "module 'no_such_module_xyz' cannot be imported"),
         (["master.lr=-1"], "master.lr must be positive"),
-        (["train.total_timesteps=10"], "is below one iteration"),
+        (["train.total_timesteps=0"], "train.total_timesteps must be at least 1, got 0"),
         (["init_from=nowhere"], "init_from=nowhere: No checkpoint at nowhere/checkpoint.pt; pass the run directory"),
         (["init_from="], "init_from must be a run directory (or its checkpoint.pt) or null, got ''"),
     ],
