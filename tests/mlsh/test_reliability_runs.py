@@ -1,5 +1,5 @@
-"""Run directories (docs: reliability): never claimed twice, never overwritten, resume explicit about settings, disk errors
-in one line with the previous checkpoint kept."""
+"""Run directories (docs: reliability): never claimed twice, never overwritten, resume explicit about settings,
+disk errors in one line with the previous checkpoint kept."""
 
 from __future__ import annotations
 

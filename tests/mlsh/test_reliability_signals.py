@@ -1,6 +1,6 @@
-"""Kills (docs: reliability): SIGTERM is handled like the first Ctrl-C, a second signal aborts in one line, checkpoints also
-come by wall time, and SIGTERM or kill -9 at random moments, each followed by a resume, end with the parameters of
-an uninterrupted run."""
+"""Kills (docs: reliability): SIGTERM is handled like the first Ctrl-C, a second signal aborts in one line,
+checkpoints also come by wall time, and SIGTERM or kill -9 at random moments, each followed by a resume, end with
+the parameters of an uninterrupted run."""
 
 from __future__ import annotations
 
