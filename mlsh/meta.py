@@ -375,6 +375,12 @@ class MetaLearner:
             for k, share in enumerate(usage.tolist()):
                 metrics[f"meta/sub_usage_{k}"] = share
         metrics["meta/slots_joint"] = float(sum(p >= warmup for p in positions))
+        for k in range(self.cfg.mlsh.num_subpolicies):
+            moves = stats.macro_moves[stats.macro_moves[:, 0] == k, 1:]
+            if len(moves):  # envs that report the agent's position: how far and where each sub-policy goes
+                mean = moves.mean(axis=0)
+                metrics[f"meta/sub_move_{k}"] = float(np.hypot(*mean))
+                metrics[f"meta/sub_heading_{k}"] = float(np.degrees(np.arctan2(mean[1], mean[0])))
         return metrics
 
     # -- state ---------------------------------------------------------------------------------

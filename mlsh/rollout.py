@@ -54,6 +54,9 @@ class EpisodeStats(NamedTuple):
     returns: np.ndarray  # [n] float
     lengths: np.ndarray  # [n] int
     slots: np.ndarray  # [n] int, slot of each episode
+    # [m, 3]: (sub-policy, dx, dy) of each complete macro step, for envs that report the agent's
+    # position as info["x_position"] / info["y_position"] (the Ant tasks, Gymnasium's locomotion envs)
+    macro_moves: np.ndarray = np.zeros((0, 3))
 
 
 class RolloutCollector:
@@ -104,6 +107,7 @@ class RolloutCollector:
         self.reward_norm_gamma = reward_norm_gamma
         self.return_var, self.return_count = 1.0, 1e-4  # running variance of the discounted returns
         self.discounted_return = np.zeros(self.num_envs)  # each env's, for reward normalisation
+        self.macro_start_xy = np.full((self.num_envs, 2), np.nan)  # agent's x, y at the last decision
         self.device = torch.device(device)
         self.obs: np.ndarray | None = None
         self.clock = np.zeros(self.num_envs, dtype=np.int64)  # steps since the master's last decision
@@ -124,6 +128,7 @@ class RolloutCollector:
         self.episode_return[:] = 0.0
         self.episode_length[:] = 0
         self.discounted_return[:] = 0.0
+        self.macro_start_xy[:] = np.nan
 
     def reset_slots(self, slots: list[int], tasks: list[Any]) -> None:
         """Gives ``slots`` new tasks and starts new episodes in their envs (others carry on)."""
@@ -142,6 +147,7 @@ class RolloutCollector:
         self.episode_return[mask] = 0.0
         self.episode_length[mask] = 0
         self.discounted_return[mask] = 0.0
+        self.macro_start_xy[mask] = np.nan
 
     def _tensor(self, x: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(x), dtype=torch.float32, device=self.device)
@@ -229,6 +235,7 @@ class RolloutCollector:
         ep_returns: list[float] = []
         ep_lengths: list[int] = []
         ep_slots: list[int] = []
+        macro_moves: list[np.ndarray] = []
 
         # float32 holds sub-policy indices exactly (K << 2**24).
         decide = self.clock == 0  # host copy of the decision mask; decide_t is its device twin
@@ -262,6 +269,8 @@ class RolloutCollector:
             next_obs, reward, terminated, truncated, info = self.vec_env.step(env_action)
             ended = terminated | truncated
             any_ended = bool(ended.any())
+            if "x_position" in info and "y_position" in info:
+                self._track_moves(info, ended, any_ended, sub_idx, macro_moves)
             self.clock = (self.clock + 1) % self.macro_len
             if any_ended:
                 self.clock[ended] = 0
@@ -320,9 +329,41 @@ class RolloutCollector:
             next_master_values=next_master_values,
         )
         stats = EpisodeStats(
-            np.array(ep_returns), np.array(ep_lengths, dtype=np.int64), np.array(ep_slots, dtype=np.int64)
+            np.array(ep_returns),
+            np.array(ep_lengths, dtype=np.int64),
+            np.array(ep_slots, dtype=np.int64),
+            np.concatenate(macro_moves) if macro_moves else np.zeros((0, 3)),
         )
         return batch, stats
+
+    def _track_moves(
+        self,
+        info: dict[str, Any],
+        ended: np.ndarray,
+        any_ended: bool,
+        sub_idx: torch.Tensor,
+        moves: list[np.ndarray],
+    ) -> None:
+        """Appends ``(sub-policy, dx, dy)`` for each macro step that this env step completes.
+
+        Called after the step and before the macro clock advances. Only complete macro steps count
+        (``macro_len`` steps under one sub-policy, from a known start position), so that each
+        sub-policy's mean displacement per macro step is comparable across episodes and runs.
+        """
+        xy = np.stack([np.asarray(info["x_position"], float), np.asarray(info["y_position"], float)], axis=1)
+        end_xy = xy
+        final = info.get("final_info") if any_ended else None
+        if final is not None and "x_position" in final:
+            end_xy = xy.copy()
+            final_xy = np.stack([np.asarray(final["x_position"], float), np.asarray(final["y_position"], float)], 1)
+            end_xy[ended] = final_xy[ended]
+        complete = (self.clock + 1 == self.macro_len) & ~np.isnan(self.macro_start_xy[:, 0])
+        if complete.any():
+            active = sub_idx.cpu().numpy()[complete].astype(float)
+            moves.append(np.column_stack([active, end_xy[complete] - self.macro_start_xy[complete]]))
+        # The next macro step starts where this one ended, or at the new episode's first position.
+        starts = (self.clock + 1 == self.macro_len) | ended
+        self.macro_start_xy[starts] = xy[starts]
 
     def _normalize_rewards(self, rewards: torch.Tensor, ended: torch.Tensor) -> None:
         """Divides ``rewards`` (``[L, B]``, in place) by the running std of the discounted returns.
@@ -354,6 +395,7 @@ class RolloutCollector:
             "return_var": self.return_var,
             "return_count": self.return_count,
             "discounted_return": self.discounted_return.copy(),
+            "macro_start_xy": self.macro_start_xy.copy(),
             "obs": None if self.obs is None else np.copy(self.obs),
             "clock": self.clock.copy(),
             "sub_idx": self.sub_idx.copy(),
@@ -371,3 +413,4 @@ class RolloutCollector:
         self.return_var = state.get("return_var", 1.0)
         self.return_count = state.get("return_count", 1e-4)
         self.discounted_return = state.get("discounted_return", np.zeros(self.num_envs)).copy()
+        self.macro_start_xy = state.get("macro_start_xy", np.full((self.num_envs, 2), np.nan)).copy()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
+from envs.base import TaskEnv
 from mlsh.meta import MetaLearner
 from tests.conftest import RANDOM_END_ID, small_config
 
@@ -99,6 +101,70 @@ def test_normalize_reward_statistics_survive_a_checkpoint() -> None:
     assert fresh.return_count == learner.collector.return_count
     assert np.array_equal(fresh.discounted_return, learner.collector.discounted_return)
     assert MetaLearner(small_config(RANDOM_END_ID, macro_len=3)).collector.reward_norm_gamma is None
+
+
+class _Walker(TaskEnv[int]):
+    """Moves +1 in x every step (+1 in y as well with action 1); reports its position as the Ant envs do."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self) -> None:
+        self.observation_space = gym.spaces.Box(-100.0, 100.0, shape=(2,), dtype=np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+        super().__init__()
+
+    def sample_task(self, rng: np.random.Generator) -> int:
+        return 0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):  # type: ignore[override]
+        super().reset(seed=seed)
+        self.xy = np.zeros(2)
+        return self.xy.astype(np.float32), {"x_position": 0.0, "y_position": 0.0}
+
+    def step(self, action: int):  # type: ignore[override]
+        self.xy = self.xy + np.array([1.0, float(action)])
+        info = {"x_position": self.xy[0], "y_position": self.xy[1]}
+        return self.xy.astype(np.float32), 0.0, False, False, info
+
+
+WALKER_ID = "mlsh_test/Walker-v0"
+if WALKER_ID not in gym.registry:
+    gym.register(WALKER_ID, entry_point=_Walker, max_episode_steps=12)
+
+
+def test_macro_moves_are_each_complete_macro_steps_displacement_under_its_sub_policy() -> None:
+    cfg = small_config(WALKER_ID, macro_len=4)
+    cfg.train.rollout_len = 24
+    learner = MetaLearner(cfg)
+    learner.collector.reset(0, [0, 0])
+    batch, stats = learner.collector.collect(24)
+    moves = stats.macro_moves
+    # Per env: episode 1 (steps 0-11) starts from an unknown position at reset(): macro steps 2 and 3
+    # count; episode 2 starts from its reported reset position: all 3 count. 4 envs x 5.
+    assert moves.shape == (20, 3)
+    np.testing.assert_array_equal(moves[:, 1], 4.0)  # x: +1 per step
+    # y: +1 per step of action 1, summed over the macro step, under the sub-policy that acted then.
+    actions, subs = batch.actions.numpy(), batch.sub_idx.numpy()
+    expected = []
+    for t in (7, 11, 15, 19, 23):
+        for b in range(4):
+            expected.append((subs[t, b], actions[t - 3 : t + 1, b].sum()))
+    assert sorted(map(tuple, moves[:, [0, 2]].tolist())) == sorted((float(k), float(dy)) for k, dy in expected)
+    metrics = learner._rollout_metrics(batch, stats, [0, 0])
+    for k in range(2):
+        rows = moves[moves[:, 0] == k, 1:]
+        if len(rows):
+            assert metrics[f"meta/sub_move_{k}"] == pytest.approx(float(np.hypot(*rows.mean(0))))
+
+
+def test_envs_without_positions_report_no_moves() -> None:
+    learner = _learner()
+    learner.collector.reset(0, [0, 1])
+    _, stats = learner.collector.collect(30)
+    assert stats.macro_moves.shape == (0, 3)
+    assert not any(
+        key.startswith("meta/sub_move") for key in learner._rollout_metrics(*learner.collector.collect(30), [0, 0])
+    )
 
 
 def test_macro_clock_one_decision_per_macro_len_and_at_every_episode_start() -> None:
