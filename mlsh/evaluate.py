@@ -77,10 +77,14 @@ def write_videos(
     return paths
 
 
-def parse_job(config_name: str) -> dict[str, Any]:
-    """The settings of a command that reads a run (``configs/<config_name>.yaml`` and the command line),
-    refusing a missing checkpoint."""
-    data = compose_config(config_name, split_overrides(sys.argv[1:]))
+class DryRun(Exception):
+    """Raised by a command's ``before_work`` in :func:`check_command`: every check passed, no work is done."""
+
+
+def parse_job(config_name: str, argv: list[str] | None = None) -> dict[str, Any]:
+    """The settings of a command that reads a run (``configs/<config_name>.yaml`` and the command line,
+    ``argv`` or ``sys.argv``), refusing a missing checkpoint."""
+    data = compose_config(config_name, split_overrides(sys.argv[1:] if argv is None else argv))
     if data.get("checkpoint") in (None, "???"):
         fail("checkpoint is required; pass checkpoint=<run dir>.")
     if not isinstance(data["checkpoint"], str) or not data["checkpoint"].strip():
@@ -125,7 +129,21 @@ def where_written(json_path: Path, png: Path | None, tb: Path | None) -> list[st
 
 
 def main() -> None:
-    data = parse_job("evaluate")
+    _evaluate(sys.argv[1:], dry_run=False)
+
+
+def check_command(argv: list[str]) -> None:
+    """Every check ``python -m mlsh.evaluate <argv>`` makes before any work (arguments, the run, the baseline runs,
+    the output); does no work and writes nothing.
+
+    Raises:
+        MLSHError: one sentence naming the fix.
+    """
+    _evaluate(argv, dry_run=True)
+
+
+def _evaluate(argv: list[str], dry_run: bool) -> None:
+    data = parse_job("evaluate", argv)
     baselines = _check_list(data, "baselines")
     deterministic = check_bool(data, "deterministic")
     plot, tensorboard, video, overwrite = (check_bool(data, k) for k in ("plot", "tensorboard", "video", "overwrite"))
@@ -141,6 +159,8 @@ def main() -> None:
         nonlocal claim
         if video:
             _check_video_env(cfg.env)
+        if dry_run:
+            raise DryRun
         default = checkpoint_path(data["checkpoint"]).parent / "eval" / f"evaluation_seed{data['seed']}.json"
         claim = claim_output(data["output"], default, overwrite)
 
@@ -164,6 +184,13 @@ def main() -> None:
             master=data["master"],
             before_work=before_work,
         )
+    except DryRun:
+        return
+    except BaseException:
+        if claim is not None:
+            claim.release()
+        raise
+    try:
         assert claim is not None
         print(format_table(result))
         output = claim.json_path

@@ -26,6 +26,7 @@ Writes ``<run dir>/inspect/inspect_seed<seed>.json`` and a PNG: visit heat-maps 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,7 @@ from mlsh.cli import run_cli
 from mlsh.config import Config
 from mlsh.envs import make_env
 from mlsh.errors import ConfigError
-from mlsh.evaluate import check_bool, check_output, parse_job
+from mlsh.evaluate import DryRun, check_bool, check_output, parse_job
 from mlsh.evaluation import AdaptedMasters, check_positive_int, evaluate_run, master_settings_text
 from mlsh.rundir import OutputClaim, claim_output
 
@@ -431,13 +432,28 @@ def plot_report(report: dict[str, Any], records: list[SubPolicyRecord], path: Pa
 
 
 def main() -> None:
-    data = parse_job("inspect")
+    _inspect(sys.argv[1:], dry_run=False)
+
+
+def check_command(argv: list[str]) -> None:
+    """Every check ``python -m mlsh.inspect <argv>`` makes before any work; does no work and writes nothing.
+
+    Raises:
+        MLSHError: one sentence naming the fix.
+    """
+    _inspect(argv, dry_run=True)
+
+
+def _inspect(argv: list[str], dry_run: bool) -> None:
+    data = parse_job("inspect", argv)
     overwrite = check_bool(data, "overwrite")
     check_output(data["output"], data["checkpoint"], f"inspect/inspect_seed{data['seed']}.json", 16 * 2**20)
     claim: OutputClaim | None = None
 
     def before_work(cfg: Config) -> None:  # every argument has been checked: claim the output, then work
         nonlocal claim
+        if dry_run:
+            raise DryRun
         default = checkpoint_path(data["checkpoint"]).parent / "inspect" / f"inspect_seed{data['seed']}.json"
         claim = claim_output(data["output"], default, overwrite)
 
@@ -454,6 +470,13 @@ def main() -> None:
             master=data["master"],
             before_work=before_work,
         )
+    except DryRun:
+        return
+    except BaseException:
+        if claim is not None:
+            claim.release()
+        raise
+    try:
         assert claim is not None
         print(format_report(report))
         output = claim.json_path

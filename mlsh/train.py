@@ -36,7 +36,7 @@ from mlsh.cli import (
 )
 from mlsh.config import Config, config_from_dict
 from mlsh.distributed import destroy_process_group, env_rank, init_process_group, launched_by_torchrun
-from mlsh.errors import MLSHError
+from mlsh.errors import ConfigError, MLSHError
 from mlsh.trainer import STOP, load_run_config, prepare_run, train
 
 # What main() prepared for the Hydra job: (settings, run dir, resume).
@@ -139,37 +139,53 @@ def main() -> None:
         _main()
 
 
-def _main() -> None:
-    global _JOB
-    overrides = split_overrides(sys.argv[1:])
+def check_command(argv: list[str], remember: bool = False) -> tuple[Config, Path, bool]:
+    """Every check ``python -m mlsh.train <argv>`` makes before it writes anything: the overrides, the settings
+    (on resume, the run's and the changes allowed), and :func:`mlsh.trainer.prepare_run`'s (device, env, run dir,
+    disk). Returns ``(settings, run dir, resume)``; writes nothing.
+
+    Raises:
+        MLSHError: one sentence naming the fix.
+    """
+    overrides = split_overrides(argv)
     resume = override_value(overrides, "resume")
-    asks_help = any(flag in sys.argv for flag in ("--help", "-h", "--cfg", "-c", "--info", "-i"))
-    rank0 = not launched_by_torchrun() or env_rank() == 0
-    if asks_help:
-        hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(_task)()
-        return
     if resume:
         run_dir = Path(resume)
         if not run_dir.is_dir():
-            fail(f"resume={resume} is not a directory; pass the run dir printed when the run started.")
+            raise ConfigError(f"resume={resume} is not a directory; pass the run dir printed when the run started.")
         cfg = resume_config(run_dir, overrides)
-        # Keep Hydra's files out of the resumed run so nothing of the original run is overwritten.
-        sys.argv += [f"hydra.run.dir={hydra_value(run_dir)}", "hydra.output_subdir=null"]
     else:
         data = compose_config("train", overrides)
         data.pop("resume", None)
         cfg = config_from_dict(data)
-        run_dir = resolve_run_dir("train", overrides)
-        if rank0:  # the dir checked and locked below, whatever the clock says when Hydra starts
-            sys.argv.append(f"hydra.run.dir={hydra_value(run_dir)}")
+        given = override_value(overrides, "hydra.run.dir")
+        # A plain path is the run dir; the default (a timestamp) and interpolations need Hydra to resolve them.
+        run_dir = Path(given) if given and "${" not in given else resolve_run_dir("train", overrides)
+    if not launched_by_torchrun() or env_rank() == 0:  # rank 0 alone owns the run dir
+        prepare_run(cfg, run_dir, bool(resume), remember=remember)
+    return cfg, run_dir, bool(resume)
+
+
+def _main() -> None:
+    global _JOB
+    asks_help = any(flag in sys.argv for flag in ("--help", "-h", "--cfg", "-c", "--info", "-i"))
+    if asks_help:
+        hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(_task)()
+        return
+    cfg, run_dir, resume = check_command(sys.argv[1:], remember=True)
+    rank0 = not launched_by_torchrun() or env_rank() == 0
+    if resume:
+        # Keep Hydra's files out of the resumed run so nothing of the original run is overwritten.
+        sys.argv += [f"hydra.run.dir={hydra_value(run_dir)}", "hydra.output_subdir=null"]
+    elif rank0:  # the dir checked and locked below, whatever the clock says when Hydra starts
+        sys.argv.append(f"hydra.run.dir={hydra_value(run_dir)}")
     lock = None
     if rank0:
-        prepare_run(cfg, run_dir, bool(resume), remember=True)
         lock = rundir.acquire(run_dir)
     else:
         # Rank 0 alone writes the run dir (train() gets its path from rank 0): no Hydra files here.
         sys.argv += ["hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_logging=disabled"]
-    _JOB = (cfg, run_dir, bool(resume))
+    _JOB = (cfg, run_dir, resume)
     try:
         hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(_task)()
     finally:
