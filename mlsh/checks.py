@@ -183,7 +183,7 @@ def advisories(cfg: Config, observation_space: gym.Space, action_space: gym.Spac
         n = total // per_iteration
         out.append(
             f"train.total_timesteps={total} is not a whole number of iterations of {per_iteration} env steps: the "
-            f"run trains {n} iterations, {n * per_iteration} env steps."
+            f"run trains {n} iteration{'s' if n > 1 else ''}, {n * per_iteration} env steps."
         )
     return out
 

@@ -566,7 +566,7 @@ def evaluate_run(
         torch.set_num_threads(cfg.train.torch_threads)
     master_settings = master_overrides(master)
     cfg = _as_evaluated(cfg, envs_per_task, master_settings, device)
-    check_device(cfg.device, "device" if device else "the run's device")
+    check_device(cfg.device)  # the run's own, unless device= replaced it
     iters = cfg.mlsh.warmup_iters if adapt_iters is None else adapt_iters
     if iters == 0 and chosen:
         raise ConfigError("Baselines need adaptation iterations to compare; set adapt_iters=1 or more.")

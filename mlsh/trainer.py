@@ -59,6 +59,7 @@ class StopSignals:
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.aborted: int | None = None
         self._depth = 0
         self._previous: dict[int, Any] = {}
 
@@ -72,7 +73,7 @@ class StopSignals:
 
     def __enter__(self) -> StopSignals:
         if self._depth == 0:
-            self.signum = None
+            self.signum = self.aborted = None
             for signum in self.SIGNALS:
                 with contextlib.suppress(ValueError):  # not in the main thread: no handler
                     self._previous[signum] = signal.signal(signum, self._handle)
@@ -82,13 +83,22 @@ class StopSignals:
     def _handle(self, signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
         if self.signum is not None:
+            self.aborted = signum
             raise RunAborted(f"aborted by a second {name}", 128 + signum)
         self.signum = signum
-        log.warning(
-            "mlsh: %s received: finishing this iteration, saving, then exiting (send it again to abort without "
-            "saving this iteration).",
-            name,
+        # One write(2), not logging: a second signal may arrive while this line is written, and an exception raised
+        # inside a logging handler is swallowed by logging (check_abort() then catches it up).
+        message = (
+            f"mlsh: {name} received: finishing this iteration, saving, then exiting (send it again to abort without "
+            f"saving this iteration).\n"
         )
+        with contextlib.suppress(OSError):
+            os.write(2, message.encode())
+
+    def check_abort(self) -> None:
+        """Raises the abort of a second signal whose exception was swallowed where it landed."""
+        if self.aborted is not None:
+            raise RunAborted(f"aborted by a second {signal.Signals(self.aborted).name}", 128 + self.aborted)
 
     def __exit__(self, *exc: object) -> None:
         self._depth -= 1
@@ -476,6 +486,7 @@ def _loop(
                     if stopping or (max_iterations is not None and done_this_call >= max_iterations):
                         break
                     last_metrics = _iteration(learner)
+                    stop.check_abort()
                     _check_finite(learner, last_metrics)
                     done_this_call += 1
                     logger.log_iteration(learner.iteration, learner.timesteps, steps_per_iter, last_metrics)
@@ -487,33 +498,36 @@ def _loop(
                         saved_at, saved_time = learner.iteration, time.monotonic()
             finally:
                 logger.close()
+            stop.check_abort()
             if saved_at != learner.iteration:  # finished, interrupted or stopped by max_iterations
                 save_run(ckpt, learner)
                 saved_at = learner.iteration
+            summary = {
+                "run_dir": str(run_dir),
+                "iteration": learner.iteration,
+                "total_iterations": total,
+                "timesteps": learner.timesteps,
+                "finished": learner.iteration >= total,
+                "stopped_by": stop.name,
+                "last_metrics": last_metrics,
+            }
+            summary_file = run_dir / SUMMARY_NAME
+            if done_this_call == 0 and summary_file.is_file():  # nothing ran: keep the last iteration's metrics
+                with contextlib.suppress(OSError, ValueError):
+                    summary["last_metrics"] = json.loads(summary_file.read_text()).get("last_metrics", {})
+            if is_main:
+                write_atomic(summary_file, json.dumps(summary, indent=2))
         except RunAborted as exc:
-            kept = (
-                f"the checkpoint of iteration {saved_at} is kept: continue with resume={run_dir}"
-                if ckpt.is_file()
-                else f"no checkpoint had been written: resume={run_dir} starts it again from iteration 0"
-            )
-            raise RunAborted(
-                f"Training {exc} during iteration {learner.iteration + 1}; {kept}.", exc.exit_code
-            ) from None
-        summary = {
-            "run_dir": str(run_dir),
-            "iteration": learner.iteration,
-            "total_iterations": total,
-            "timesteps": learner.timesteps,
-            "finished": learner.iteration >= total,
-            "stopped_by": stop.name,
-            "last_metrics": last_metrics,
-        }
-        summary_file = run_dir / SUMMARY_NAME
-        if done_this_call == 0 and summary_file.is_file():  # nothing ran: keep the metrics of the last iteration
-            with contextlib.suppress(OSError, ValueError):
-                summary["last_metrics"] = json.loads(summary_file.read_text()).get("last_metrics", {})
-        if is_main:
-            write_atomic(summary_file, json.dumps(summary, indent=2))
+            if saved_at == learner.iteration and ckpt.is_file():
+                where = f"after iteration {saved_at} was saved; continue with resume={run_dir}"
+            elif ckpt.is_file():
+                where = (
+                    f"during iteration {learner.iteration + 1}; the checkpoint of iteration {saved_at} is kept: "
+                    f"continue with resume={run_dir}"
+                )
+            else:
+                where = f"before the first checkpoint; resume={run_dir} starts it again from iteration 0"
+            raise RunAborted(f"Training {exc} {where}.", exc.exit_code) from None
     return summary
 
 

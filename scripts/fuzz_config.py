@@ -103,6 +103,7 @@ def numeric_keys(command: str) -> list[tuple[str, bool]]:
                 keys.append((name, False))  # the fresh masters' settings: null keeps the run's
             elif value is None and name in ("adapt_iters", "envs_per_task", "video_tasks"):
                 keys.append((name, False))
+
     walk(data, "")
     return keys
 
@@ -143,10 +144,14 @@ def outcome(check: Callable[[], Any]) -> str:
 
 
 def run_fuzz(
-    commands: list[str], train_accepted: bool, work: Path, values: dict[str, list[str]] | None = None
+    commands: list[str], train_accepted: bool, work: Path, per_key: dict[str, int] | None = None
 ) -> list[tuple[str, str, str, str]]:
-    """``(command, key, value name, outcome)`` for every case (``values``: the names of :data:`VALUES` to try per
-    command, default all)."""
+    """``(command, key, value name, outcome)`` for every case.
+
+    Args:
+        per_key: how many of the values to try on each key of a command (default all six); the values rotate
+            from key to key, so that each is still tried on every sixth key.
+    """
     import mlsh.evaluate
     import mlsh.inspect
     import mlsh.train
@@ -161,10 +166,10 @@ def run_fuzz(
     checks = {"train": mlsh.train.check_command, "evaluate": mlsh.evaluate.check_command,
               "inspect": mlsh.inspect.check_command}  # fmt: skip
     for command in commands:
-        for key, is_list in numeric_keys(command):
-            for name, text in (LIST_VALUES if is_list else VALUES).items():
-                if values is not None and name not in values.get(command, VALUES):
-                    continue
+        for index, (key, is_list) in enumerate(numeric_keys(command)):
+            items = list((LIST_VALUES if is_list else VALUES).items())
+            count = len(items) if per_key is None else per_key.get(command, len(items))
+            for name, text in [items[(index * count + i) % len(items)] for i in range(count)]:
                 case = work / f"case{len(rows)}"
                 if command == "train":
                     argv = [*TINY, f"{key}={text}", f"hydra.run.dir={case}"]
