@@ -78,7 +78,7 @@ def run_one(variant: str, overrides: list[str], seed: int, args: argparse.Namesp
     if result is None:
         extra = [f"train.total_timesteps={args.timesteps}"] if args.timesteps else []
         common = [f"env={args.env}", f"seed={seed}", "train.progress=false", *extra, *args.set, *overrides]
-        if (run_dir / "checkpoint.pt").exists():
+        if (run_dir / "checkpoint.pt").exists() or (run_dir / "config.yaml").exists():  # a run: continue it
             command = [sys.executable, "-m", "mlsh.train", f"resume={run_dir}", *extra]  # --timesteps extends it
         else:
             command = [sys.executable, "-m", "mlsh.train", *common, f"hydra.run.dir={run_dir}"]

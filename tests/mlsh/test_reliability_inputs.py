@@ -70,7 +70,9 @@ def test_train_refuses_each_class_of_bad_input_in_one_line_writing_nothing(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     before = tree_hash(tmp_path)
-    code, err = run_main(train_main, [*TINY, *args, f"hydra.run.dir={tmp_path / 'run'}"], monkeypatch, capsys)
+    # One iteration's budget: a value that a broken check let through trains briefly, then this test fails.
+    argv = [*TINY, "train.total_timesteps=200", *args, f"hydra.run.dir={tmp_path / 'run'}"]
+    code, err = run_main(train_main, argv, monkeypatch, capsys)
     assert code == 2, err
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
     assert tree_hash(tmp_path) == before  # no run dir, no .hydra, no lock file
