@@ -90,7 +90,9 @@ def train_mlsh(env_id: str, seed: int, steps: int, run_dir: Path, overrides: lis
     )
     data.pop("resume", None)
     cfg = config_from_dict(data)
-    train(cfg, run_dir)
+    summary = train(cfg, run_dir)
+    if not summary["finished"]:  # stopped by a signal: a partly trained policy must not be reported
+        raise RuntimeError(f"training stopped at iteration {summary['iteration']}; rerun to continue the benchmark")
     agent = MLSHAgent.load(run_dir, device="cpu", seed=seed)
     state: Any = None
 
