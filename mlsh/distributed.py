@@ -1,4 +1,4 @@
-"""Multi-process training with ``torch.distributed`` (launched by ``torchrun``; issue 6).
+"""Multi-process training with ``torch.distributed`` (launched by ``torchrun``; docs: scaling).
 
 Layout: the run's ``mlsh.num_slots`` task slots (M) are split evenly over the P processes (ranks);
 rank r owns the global slots ``[r * M / P, (r + 1) * M / P)`` with their tasks, envs and masters.

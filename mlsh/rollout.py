@@ -5,7 +5,7 @@ Env ``b`` of the vector env belongs to task slot ``b // envs_per_slot``. The vec
 episode's first one, and the true final observation is in ``info["final_obs"]`` (needed to
 bootstrap truncated episodes).
 
-Host->device traffic (GPU issue): each env step makes one upload. The next observation, reward,
+Host->device traffic (docs: scaling and GPU): each env step makes one upload. The next observation, reward,
 terminated, truncated and the next step's decision mask (the macro clock lives on the host) are
 packed into one flat float32 staging tensor and copied at once, then sliced on the device; one more
 upload at rollout start carries the first observation, decision mask and active sub-policies. On

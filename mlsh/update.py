@@ -128,7 +128,7 @@ def ppo_update(
     return result
 
 
-# -- slot-sharded sub-policy update (multi-process runs; issue 6) ---------------------------------
+# -- slot-sharded sub-policy update (multi-process runs; docs: scaling)---------------------------------
 
 AllReduce = Callable[[torch.Tensor], torch.Tensor]  # sums a tensor over processes in place and returns it
 

@@ -1,4 +1,4 @@
-"""End-to-end training throughput of mlsh on an Ant task, against its references, in one run (issue 6).
+"""End-to-end training throughput of mlsh on an Ant task, against its references, in one run (docs: performance).
 
     python scripts/benchmark_train.py [--env AntMaze] [--slots M] [--envs-per-slot E] [--rollout-len L]
                                       [--iterations 3] [--repeats 1] [--sb3-steps 4096] [--raw-steps 200]

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The checks that need the GPU machine (16 cores + one H100/H200), in one run of under 2 minutes:
-#   1. `pytest -m gpu`: the learner on CUDA against the CPU (issue 6);
-#   2. scripts/benchmark_train.py with device=cuda and the GPU preset (issue 6: a >= 20,000 env steps/s);
-#   3. scripts/benchmark_envs.py on 16 cores (issue 4: b/a and b/c of the batched env).
+#   1. `pytest -m gpu`: the learner on CUDA against the CPU (docs: scaling and GPU);
+#   2. scripts/benchmark_train.py with device=cuda and the GPU preset (target >= 20,000 env steps/s, docs: performance);
+#   3. scripts/benchmark_envs.py on 16 cores (b/a and b/c of the batched env, docs: performance).
 # From the project root, here first: ../shared/tools/device-wheels.sh (puts the wheels the machine lacks
 # in .whl/), then run `bash scripts/gpu_checks.sh` there, carrying .whl. Outputs go to $OUT (or
 # /tmp/gpu_checks), one file per check; each check has its own time limit, and a failing one does not

@@ -1,4 +1,4 @@
-"""Cheap learning checks for FourRooms and KeyDoor (issue 3), one per core, in parallel.
+"""Cheap learning checks for FourRooms and KeyDoor (docs: results), one per core, in parallel.
 
 The full checks (docs/results/four_rooms.md and key_door.md) train 12M and 18M steps; these shorter runs
 must already show the effect:

@@ -1,4 +1,4 @@
-"""Multi-process training (issue 6): two gloo processes on localhost against one process with every slot."""
+"""Multi-process training (docs: scaling): two gloo processes on localhost against one process with every slot."""
 
 from __future__ import annotations
 

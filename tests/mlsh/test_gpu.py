@@ -1,4 +1,4 @@
-"""The learner on CUDA against the CPU (issue 6); run with ``pytest -m gpu`` on a machine with a GPU.
+"""The learner on CUDA against the CPU (docs: scaling and GPU); run with ``pytest -m gpu`` on a machine with a GPU.
 
 Sampling draws from each device's own random stream, so collected data cannot match across devices;
 these tests feed both devices the same data and compare what each computes from it.

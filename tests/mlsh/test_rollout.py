@@ -231,7 +231,7 @@ def test_obs_normaliser_updates_only_when_asked() -> None:
 
 
 def test_one_upload_per_step_plus_one_at_rollout_start(monkeypatch: pytest.MonkeyPatch) -> None:
-    # GPU issue: the next obs, reward, terminated, truncated and decision mask travel in one staging
+    # Uploads (docs: scaling): the next obs, reward, terminated, truncated and decision mask travel in one staging
     # tensor; only a truncation adds the upload of its final observation (``_tensor``).
     learner = _learner()
     collector = learner.collector
