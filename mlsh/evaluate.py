@@ -184,13 +184,6 @@ def _evaluate(argv: list[str], dry_run: bool) -> None:
             master=data["master"],
             before_work=before_work,
         )
-    except DryRun:
-        return
-    except BaseException:
-        if claim is not None:
-            claim.release()
-        raise
-    try:
         assert claim is not None
         print(format_table(result))
         output = claim.json_path
@@ -216,7 +209,9 @@ def _evaluate(argv: list[str], dry_run: bool) -> None:
             print(f"mlsh: wrote {path}")
         for line in where_written(output, png, tb):
             print(line)
-    finally:
+    except DryRun:  # check_command: every check passed, nothing claimed or written
+        return
+    finally:  # the claim goes whether the work succeeded or failed
         if claim is not None:
             claim.release()
 

@@ -470,13 +470,6 @@ def _inspect(argv: list[str], dry_run: bool) -> None:
             master=data["master"],
             before_work=before_work,
         )
-    except DryRun:
-        return
-    except BaseException:
-        if claim is not None:
-            claim.release()
-        raise
-    try:
         assert claim is not None
         print(format_report(report))
         output = claim.json_path
@@ -484,7 +477,9 @@ def _inspect(argv: list[str], dry_run: bool) -> None:
         png = plot_report(report, records, output.with_suffix(".png"))
         print(f"mlsh: wrote {output}\nmlsh: wrote {png}")
         print(f"mlsh: results in {output}, plot in {png}")
-    finally:
+    except DryRun:  # check_command: every check passed, nothing claimed or written
+        return
+    finally:  # the claim goes whether the work succeeded or failed
         if claim is not None:
             claim.release()
 
