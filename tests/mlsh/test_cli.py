@@ -13,15 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-TINY = [
-    "mlsh.num_slots=2",
-    "train.envs_per_slot=2",
-    "train.rollout_len=50",
-    "train.checkpoint_every=1",
-    "train.progress=false",
-    "master.hidden_sizes=[16]",
-    "sub.hidden_sizes=[16]",
-]
+from tests.reliability_helpers import TINY
 
 
 def _run(module: str, *args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
