@@ -19,8 +19,8 @@ training configuration), evaluated with ``python -m mlsh.evaluate`` on ``--num-t
 ``--budget ci`` runs the learning tests' shorter variants where the full runs do not fit a 2-core
 machine: FourRooms for 3M env steps, KeyDoor on a 200 x 200 plane for 4M (MovementBandits is the same
 either way). ``--set`` adds training overrides to every run. Finished steps are kept: a rerun only
-does what is missing (an interrupted training resumes). Writes ``table.md`` and ``results.json``
-into ``--out`` and prints the table.
+does what is missing (an interrupted training resumes, also one stopped before its first checkpoint).
+Writes ``table.md`` and ``results.json`` into ``--out`` and prints the table.
 """
 
 from __future__ import annotations
@@ -59,6 +59,16 @@ def train_overrides(args: argparse.Namespace, mode: str) -> list[str]:
     return [f"env={args.env}", f"sub.sharing={mode}", "train.progress=false", *budget, *args.set]
 
 
+def train_command(args: argparse.Namespace, mode: str, seed: int, run_dir: Path) -> list[str]:
+    """The ``mlsh.train`` command of one (mode, seed): a resume where the run dir holds a run (its ``config.yaml``
+    or a checkpoint: a training stopped before its first checkpoint starts again from iteration 0), else a
+    fresh run there (``mlsh.train`` refuses a fresh run into a dir that holds one)."""
+    py = [sys.executable, "-m", "mlsh.train"]
+    if (run_dir / "config.yaml").is_file() or (run_dir / "checkpoint.pt").is_file():
+        return [*py, f"resume={run_dir}"]
+    return [*py, f"seed={seed}", f"hydra.run.dir={run_dir}", *train_overrides(args, mode)]
+
+
 def _run(command: list[str], log: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with open(log, "a") as handle:
@@ -75,11 +85,7 @@ def run_one(args: argparse.Namespace, mode: str, seed: int) -> dict[str, Any]:
     summary = run_dir / "summary.json"
     finished = summary.exists() and json.loads(summary.read_text()).get("finished", False)
     if not finished:
-        py = [sys.executable, "-m", "mlsh.train"]
-        if (run_dir / "checkpoint.pt").exists():
-            _run([*py, f"resume={run_dir}"], log)
-        else:
-            _run([*py, f"seed={seed}", f"hydra.run.dir={run_dir}", *train_overrides(args, mode)], log)
+        _run(train_command(args, mode, seed, run_dir), log)
     result_file, inspect_file = run_dir / "evaluation.json", run_dir / "inspect.json"
     if not result_file.exists():
         evaluation = [f"num_tasks={args.num_tasks}", "seed=0", f"output={result_file}", *QUIET]

@@ -62,3 +62,25 @@ def test_the_sweep_table_counts_collapses_and_env_steps_to_target() -> None:
         sweep_sharing.parse_args(["--env", "KeyDoor", "--budget", "ci"]), "hashed"
     )
     assert "sub.sharing=hashed" in overrides and "+env.kwargs.size=200" in overrides
+
+
+def test_the_sweep_resumes_a_run_dir_that_holds_a_config_but_no_checkpoint(tmp_path: Path) -> None:
+    tiny = [
+        "mlsh.num_slots=2", "train.envs_per_slot=2", "train.rollout_len=50", "train.total_timesteps=200",
+        "master.hidden_sizes=[16]", "sub.hidden_sizes=[16]",
+    ]  # fmt: skip
+    args = sweep_sharing.parse_args(["--env", "MovementBandits", "--set", *tiny])
+    run_dir = tmp_path / "trunk" / "seed0"
+    fresh = sweep_sharing.train_command(args, "trunk", 0, run_dir)
+    assert "sub.sharing=trunk" in fresh and f"hydra.run.dir={run_dir}" in fresh
+    run_dir.mkdir(parents=True)
+    sweep_sharing._run(fresh, tmp_path / "sweep.log")
+    # A training stopped before its first checkpoint leaves its config.yaml: the sweep resumes it, where a fresh
+    # command would be refused (the dir holds a run).
+    (run_dir / "checkpoint.pt").unlink()
+    (run_dir / "summary.json").unlink()
+    again = sweep_sharing.train_command(args, "trunk", 0, run_dir)
+    assert again[-1] == f"resume={run_dir}"
+    sweep_sharing._run(again, tmp_path / "sweep.log")
+    assert (run_dir / "checkpoint.pt").is_file()
+    assert '"finished": true' in (run_dir / "summary.json").read_text()
