@@ -185,7 +185,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    jobs = [(mode, seed) for mode in args.modes for seed in args.seeds]
+    # Seed by seed, every mode of a seed before the next seed: a sweep stopped early leaves a table with the
+    # same seeds in every row (rerun it with the finished seeds to print it).
+    jobs = [(mode, seed) for seed in args.seeds for mode in args.modes]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         runs = list(pool.map(lambda job: run_one(args, *job), jobs))
     target = args.target
