@@ -17,7 +17,14 @@ Spots collapsed or unused sub-policies. Fresh masters first adapt on unseen task
   decisions that chose it, overall and per task (the Ant issue's AntTwowalk check: >= 0.8 after warmup).
   ``null`` for envs without a goal or without displacements (MovementBandits, FourRooms, KeyDoor);
 * **goal reached** (envs whose ``info`` has ``is_success`` or ``goal_reached``: AntMaze, AntObstacles):
-  the share of the adapted masters' episodes in which it became true, overall and per task.
+  the share of the adapted masters' episodes in which it became true, overall and per task;
+* **task coverage** (any env): per task, the best return a single sub-policy gets alone ("always k"
+  instead of the master) and the adapted master's return, against a reference: the env's oracle on
+  that task where it has one, else the best adapted return over the evaluated tasks. A task is
+  *uncovered* when neither reaches ``covered_fraction`` of the reference: no sub-policy serves it, and
+  the master cannot make one from them. The flag ``uncovered`` is raised when at least
+  ``uncovered_share`` of the tasks are (a sub-policy that serves no task family, as on a collapsed
+  MovementBandits seed, where every task of one goal is uncovered while the usage looks balanced).
 
 Writes ``<run dir>/inspect/inspect_seed<seed>.json`` and a PNG: visit heat-maps for grid envs
 (where k is active under the masters, and where k goes alone), displacement vectors otherwise.
@@ -43,7 +50,14 @@ from mlsh.config import Config
 from mlsh.envs import make_env
 from mlsh.errors import ConfigError
 from mlsh.evaluate import DryRun, check_bool, check_output, parse_job
-from mlsh.evaluation import AdaptedMasters, check_positive_int, evaluate_run, master_settings_text
+from mlsh.evaluation import (
+    AdaptedMasters,
+    check_positive_int,
+    evaluate_run,
+    has_oracle,
+    master_settings_text,
+    oracle_returns,
+)
 from mlsh.rundir import OutputClaim, claim_output
 
 # Two sub-policies are "alike" (collapsed onto one behaviour) when their most likely actions agree this
@@ -159,18 +173,20 @@ def _modes(agent: MLSHAgent, obs: np.ndarray) -> np.ndarray:
     return agent.predict(batch, mid_macro_step, deterministic=True)[0]
 
 
-def _run_alone(agent: MLSHAgent, env: gym.Env, k: int, record: SubPolicyRecord, seed: int, grid: bool) -> None:
+def _run_alone(agent: MLSHAgent, env: gym.Env, k: int, record: SubPolicyRecord, seed: int, grid: bool) -> float:
+    """One episode of sub-policy k alone (sampled actions, as the master's episodes); returns its return."""
     policy = agent.subpolicy(k)
     obs, _ = env.reset(seed=seed)
     position, _ = agent_position(env, obs)
-    macro_start, steps = position, 0
+    macro_start, steps, episode_return = position, 0, 0.0
     while True:
         if grid:
             _count(record.visits_alone, position)
         action, _ = policy.predict(obs)
         record.actions.append(np.asarray(action))
         record.all_modes.append(_modes(agent, obs))
-        obs, _, terminated, truncated, _ = env.step(action)
+        obs, reward, terminated, truncated, _ = env.step(action)
+        episode_return += float(reward)
         position, _ = agent_position(env, obs)
         steps += 1
         if position is not None and (steps % agent.macro_len == 0 or terminated or truncated):
@@ -178,7 +194,7 @@ def _run_alone(agent: MLSHAgent, env: gym.Env, k: int, record: SubPolicyRecord, 
                 record.displacements.append(position - macro_start)
             macro_start = position
         if terminated or truncated:
-            return
+            return episode_return
 
 
 def _summaries(agent: MLSHAgent, records: list[SubPolicyRecord], unused_below: float) -> dict[str, Any]:
@@ -250,6 +266,57 @@ def _goal_reached(reached: list[tuple[int, bool]], num_tasks: int) -> dict[str, 
     return {"overall": float(hits.mean()), "per_task": per_task, "episodes": len(hits)}
 
 
+def task_coverage(
+    alone_returns: np.ndarray,
+    adapted_returns: np.ndarray,
+    reference: np.ndarray | None,
+    covered_fraction: float,
+    uncovered_share: float,
+) -> dict[str, Any] | None:
+    """Which tasks no single sub-policy (nor the adapted master) serves.
+
+    Args:
+        alone_returns: ``[num_tasks, K]``, mean return of sub-policy k alone on each task.
+        adapted_returns: ``[num_tasks]``, the adapted master's return on each task.
+        reference: ``[num_tasks]``, the oracle's return per task; None: the best adapted return over the
+            tasks stands for every task.
+        covered_fraction: a task is covered when its best single sub-policy or its adapted master
+            reaches this fraction of its reference.
+        uncovered_share: the flag is raised when at least this share of the tasks is uncovered.
+
+    Returns:
+        ``{"best_alone": [num_tasks], "best_alone_index": [num_tasks], "reference": [num_tasks],
+        "reference_kind": "oracle" | "best adapted", "uncovered_tasks": [task indices], "uncovered_share":
+        share of the checked tasks, "flag": bool}``. Tasks whose reference is not positive are not checked
+        (a fraction of it means nothing); None when no task is checked.
+    """
+    alone_returns = np.asarray(alone_returns, dtype=float)
+    adapted_returns = np.asarray(adapted_returns, dtype=float)
+    kind = "oracle" if reference is not None else "best adapted"
+    if reference is None:
+        reference = np.full(len(adapted_returns), float(np.max(adapted_returns)))
+    reference = np.asarray(reference, dtype=float)
+    checked = reference > 0  # a fraction of a return of zero or less means nothing: such tasks are left out
+    if not checked.any():
+        return None
+    best_alone = alone_returns.max(axis=1)
+    served = np.maximum(best_alone, adapted_returns) >= covered_fraction * reference
+    uncovered = [int(t) for t in np.flatnonzero(checked & ~served)]
+    share = len(uncovered) / int(checked.sum())
+    return {
+        "best_alone": best_alone.tolist(),
+        "best_alone_index": [int(k) for k in alone_returns.argmax(axis=1)],
+        "adapted": adapted_returns.tolist(),
+        "reference": reference.tolist(),
+        "reference_kind": kind,
+        "covered_fraction": covered_fraction,
+        "uncovered_tasks": uncovered,
+        "checked_tasks": int(checked.sum()),
+        "uncovered_share": share,
+        "flag": bool(uncovered) and share >= uncovered_share,
+    }
+
+
 def _agreement(agent: MLSHAgent, records: list[SubPolicyRecord]) -> list[list[float]]:
     """``[K, K]``: how often sub-policies i and j pick the same most likely action, on the observations
     that either visits alone (continuous actions: 1 - mean distance / the action range's diagonal)."""
@@ -279,6 +346,8 @@ def inspect_run(
     envs_per_task: int | None = None,
     master: Mapping[str, Any] | None = None,
     before_work: Callable[[Config], None] | None = None,
+    covered_fraction: float = 0.5,
+    uncovered_share: float = 0.2,
 ) -> tuple[dict[str, Any], list[SubPolicyRecord]]:
     """Adapts fresh masters on ``num_tasks`` unseen tasks, then records every sub-policy.
 
@@ -288,6 +357,9 @@ def inspect_run(
         envs_per_task: envs per task in each adaptation iteration (default: the run's ``envs_per_slot``).
         master: PPO settings of the fresh masters that replace the run's (see :func:`evaluate_run`).
         before_work: called once every argument has been checked, before any work (see :func:`evaluate_run`).
+        covered_fraction: share of a task's reference (oracle, else best adapted return) that its best
+            single sub-policy or its adapted master must reach for the task to count as covered.
+        uncovered_share: share of uncovered tasks at which the ``uncovered`` flag is raised.
 
     Returns:
         ``(report, records)``: a JSON-able report, and the raw records (for the plots).
@@ -298,6 +370,12 @@ def inspect_run(
     check_positive_int("episodes", episodes, 2)
     if not finite_number(unused_below) or not 0 <= unused_below <= 1:
         raise ConfigError(f"unused_below must be a share in [0, 1], got {unused_below!r}; set e.g. unused_below=0.05.")
+    for name, value, example in (
+        ("covered_fraction", covered_fraction, 0.5),
+        ("uncovered_share", uncovered_share, 0.2),
+    ):
+        if not finite_number(value) or not 0 < value <= 1:
+            raise ConfigError(f"{name} must be a share in (0, 1], got {value!r}; set e.g. {name}={example}.")
     result = evaluate_run(
         run_dir,
         num_tasks=num_tasks,
@@ -315,12 +393,14 @@ def inspect_run(
     decisions: list[tuple[int, int, np.ndarray]] = []  # (task index, chosen sub-policy, unit goal direction)
     reached: list[tuple[int, bool]] = []  # (task index, goal reached) per episode, where the env flags it
     grid = False
+    alone = np.zeros((len(adapted.tasks), 0))
     for index, task in enumerate(adapted.tasks):
         agent = MLSHAgent.from_policy_state(
             adapted.cfg, adapted.policy_state, index, device or "cpu", adapted.path, master_task=task, seed=seed
         )
         if not records:
             records = [SubPolicyRecord() for _ in range(agent.num_subpolicies)]
+            alone = np.zeros((len(adapted.tasks), agent.num_subpolicies))
         env = make_env(adapted.cfg.env)
         env.unwrapped.task = task
         grid = agent_position(env, env.reset(seed=seed)[0])[1]
@@ -331,9 +411,14 @@ def inspect_run(
             if episode_run.reached is not None:
                 reached.append((index, episode_run.reached))
             for k in range(agent.num_subpolicies):
-                _run_alone(agent, env, k, records[k], episode_seed, grid)
+                alone[index, k] += _run_alone(agent, env, k, records[k], episode_seed, grid) / episodes
         env.close()
     summaries = _summaries(agent, records, unused_below)
+    env_cfg = adapted.cfg.env
+    reference = oracle_returns(env_cfg, adapted.tasks, episodes, seed) if has_oracle(env_cfg) else None
+    coverage = task_coverage(
+        alone, np.asarray(result["return_after_adaptation_per_task"]), reference, covered_fraction, uncovered_share
+    )
     report = {
         "run_dir": result["run_dir"],
         "env_id": result["env_id"],
@@ -348,6 +433,8 @@ def inspect_run(
         **summaries,
         "goal_directed_choices": _goal_directed_choices(summaries["subpolicies"], decisions, len(adapted.tasks)),
         "goal_reached": _goal_reached(reached, len(adapted.tasks)),
+        "task_coverage": coverage,
+        "uncovered": bool(coverage and coverage["flag"]),
     }
     return report, records
 
@@ -377,6 +464,18 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append(f"action agreement between sub-policies: {', '.join(pairs) or '-'}")
     lines.append(f"unused (usage < threshold): {report['unused'] or 'none'}")
     lines.append(f"alike (collapsed pairs): {report['alike'] or 'none'}")
+    coverage = report.get("task_coverage")
+    if coverage is not None:
+        best = " ".join(f"{v:.2f}" for v in coverage["best_alone"])
+        reference = " ".join(f"{v:.2f}" for v in coverage["reference"])
+        kind = coverage["reference_kind"]
+        lines.append(f"best single sub-policy's return alone per task: {best} (reference, {kind}: {reference})")
+        flag = "FLAGGED" if coverage["flag"] else "not flagged"
+        lines.append(
+            f"uncovered tasks (neither a single sub-policy nor the adapted master reaches "
+            f"{coverage['covered_fraction']:.2f} of the reference): {coverage['uncovered_tasks'] or 'none'} "
+            f"({coverage['uncovered_share']:.2f} of tasks; {flag})"
+        )
     for key, what, count in (
         ("goal_directed_choices", "master chose the sub-policy heading for the goal", "decisions"),
         ("goal_reached", "adapted masters reached the goal", "episodes"),
@@ -466,6 +565,8 @@ def _inspect(argv: list[str], dry_run: bool) -> None:
             adapt_iters=data["adapt_iters"],
             device=data["device"],
             unused_below=data["unused_below"],
+            covered_fraction=data["covered_fraction"],
+            uncovered_share=data["uncovered_share"],
             envs_per_task=data["envs_per_task"],
             master=data["master"],
             before_work=before_work,

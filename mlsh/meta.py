@@ -29,6 +29,9 @@ from mlsh.policy import HierarchicalPolicy
 from mlsh.rollout import EpisodeStats, RolloutBatch, RolloutCollector
 from mlsh.update import LevelData, ppo_update, sharded_ppo_update
 
+# Task families with at most this many integer tasks get per-task TensorBoard scalars.
+MAX_TASK_SCALARS = 8
+
 # Spawn keys of the task-sampling streams: evaluation never sees training's tasks' stream.
 TRAIN_TASK_STREAM = 0
 EVAL_TASK_STREAM = 1
@@ -375,12 +378,44 @@ class MetaLearner:
             for k, share in enumerate(usage.tolist()):
                 metrics[f"meta/sub_usage_{k}"] = share
         metrics["meta/slots_joint"] = float(sum(p >= warmup for p in positions))
+        metrics.update(self._per_task_metrics(batch, stats, positions))
         for k in range(self.cfg.mlsh.num_subpolicies):
             moves = stats.macro_moves[stats.macro_moves[:, 0] == k, 1:]
             if len(moves):  # envs that report the agent's position: how far and where each sub-policy goes
                 mean = moves.mean(axis=0)
                 metrics[f"meta/sub_move_{k}"] = float(np.hypot(*mean))
                 metrics[f"meta/sub_heading_{k}"] = float(np.degrees(np.arctan2(mean[1], mean[0])))
+        return metrics
+
+    def _per_task_metrics(self, batch: RolloutBatch, stats: EpisodeStats, positions: list[int]) -> dict[str, float]:
+        """For task families of a few integer tasks (MovementBandits' paying goal): each task's return in
+        the joint slots, ``meta/ep_rew_joint_task<t>``, and each sub-policy's share of the decisions in slots
+        of that task, ``meta/sub_usage_task<t>_<k>``. Where one sub-policy serves every task, the returns
+        of one task fall while the overall usage still looks balanced (see docs/results/bandits.md)."""
+        tasks = self.tasks
+        if not all(isinstance(t, (int, np.integer)) and not isinstance(t, bool) for t in tasks):
+            return {}
+        labels = sorted({int(t) for t in tasks})
+        if len(labels) > MAX_TASK_SCALARS:
+            return {}
+        metrics: dict[str, float] = {}
+        slot_task = np.asarray([int(t) for t in tasks])
+        if len(stats.returns):
+            joint = np.asarray(positions)[stats.slots] >= self.cfg.mlsh.warmup_iters
+            episode_task = slot_task[stats.slots]
+            for t in labels:
+                sel = joint & (episode_task == t)
+                if sel.any():
+                    metrics[f"meta/ep_rew_joint_task{t}"] = float(stats.returns[sel].mean())
+        env_task = torch.as_tensor(np.repeat(slot_task, self.cfg.train.envs_per_slot), device=batch.sub_idx.device)
+        chosen = batch.sub_idx[batch.decisions]
+        chosen_task = env_task.expand_as(batch.sub_idx)[batch.decisions]
+        for t in labels:
+            picks = chosen[chosen_task == t]
+            if picks.numel():
+                usage = torch.bincount(picks, minlength=self.cfg.mlsh.num_subpolicies).float() / picks.numel()
+                for k, share in enumerate(usage.tolist()):
+                    metrics[f"meta/sub_usage_task{t}_{k}"] = share
         return metrics
 
     # -- state ---------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ from PIL import Image
 import mlsh.inspect
 from envs.four_rooms import FREE_CELLS
 from mlsh.checkpoint import load_checkpoint, save_checkpoint
-from mlsh.inspect import format_report, goal_directed_shares, inspect_run, main, plot_report
+from mlsh.errors import ConfigError
+from mlsh.inspect import format_report, goal_directed_shares, inspect_run, main, plot_report, task_coverage
 from mlsh.trainer import train
 from tests.conftest import small_config
 
@@ -171,3 +172,47 @@ def test_goal_reached_counts_episodes_per_task() -> None:
     shares = mlsh.inspect._goal_reached([(0, True), (0, False), (2, True)], num_tasks=3)
     assert shares == {"overall": pytest.approx(2 / 3), "per_task": [0.5, None, 1.0], "episodes": 3}
     assert mlsh.inspect._goal_reached([], num_tasks=3) is None
+
+
+def test_task_coverage_flags_a_task_family_no_sub_policy_serves() -> None:
+    # Two sub-policies that both go to goal 1 (a collapsed MovementBandits seed): the tasks that pay goal 0
+    # get little from either alone and from the adapted master.
+    alone = np.array([[2.0, 1.0], [40.0, 38.0], [3.0, 0.0], [41.0, 42.0]])
+    adapted = np.array([4.0, 41.0, 2.0, 40.0])
+    oracle = np.array([42.0, 43.0, 40.0, 44.0])
+    coverage = task_coverage(alone, adapted, oracle, covered_fraction=0.5, uncovered_share=0.2)
+    assert coverage["uncovered_tasks"] == [0, 2]
+    assert coverage["uncovered_share"] == 0.5 and coverage["flag"] is True
+    assert coverage["best_alone"] == [2.0, 40.0, 3.0, 42.0] and coverage["best_alone_index"] == [0, 0, 0, 1]
+    assert coverage["reference_kind"] == "oracle"
+    # Specialised sub-policies: each task has one that serves it.
+    alone[[0, 2], 1] = [39.0, 37.0]
+    coverage = task_coverage(alone, adapted, oracle, covered_fraction=0.5, uncovered_share=0.2)
+    assert coverage["uncovered_tasks"] == [] and coverage["flag"] is False
+    # A master that composes sub-policies covers a task none serves alone (FourRooms, the Ant mazes).
+    coverage = task_coverage(np.zeros((4, 2)), np.array([0.9, 0.8, 0.7, 0.9]), None, 0.5, 0.2)
+    assert coverage["reference_kind"] == "best adapted" and coverage["reference"] == [0.9] * 4
+    assert coverage["flag"] is False
+    # One uncovered task of ten stays under a share of 0.2; no fraction of a non-positive reference.
+    coverage = task_coverage(np.zeros((10, 2)), np.array([0.1] + [1.0] * 9), None, 0.5, 0.2)
+    assert coverage["uncovered_tasks"] == [0] and coverage["flag"] is False
+    assert task_coverage(np.zeros((2, 2)), np.array([-3.0, -1.0]), None, 0.5, 0.2) is None
+    # A task whose oracle gets nothing (goals out of reach in time) is left out of the share.
+    coverage = task_coverage(np.zeros((2, 2)), np.array([0.0, 1.0]), np.array([0.0, 2.0]), 0.5, 0.2)
+    assert coverage["checked_tasks"] == 1 and coverage["uncovered_tasks"] == []
+
+
+def test_inspect_reports_task_coverage_against_the_oracle(tmp_path: Path) -> None:
+    cfg = small_config()
+    cfg.env.max_episode_steps = 30  # the oracle reaches some goals in time
+    train(cfg, tmp_path)
+    report, _ = inspect_run(tmp_path, num_tasks=2, episodes=2, adapt_iters=1, covered_fraction=1.0)
+    coverage = report["task_coverage"]
+    assert coverage["reference_kind"] == "oracle" and len(coverage["reference"]) == 2
+    assert len(coverage["adapted"]) == 2 and len(coverage["best_alone_index"]) == 2
+    assert all(0.0 <= value <= 50.0 for value in coverage["best_alone"])  # reward <= 1 per step, T = 50
+    assert report["uncovered"] is coverage["flag"]
+    assert "uncovered tasks (neither a single sub-policy nor the adapted master reaches 1.00" in format_report(report)
+    json.dumps(report, allow_nan=False)
+    with pytest.raises(ConfigError, match="covered_fraction must be a share in \\(0, 1\\], got 0; set e.g."):
+        inspect_run(tmp_path, num_tasks=2, episodes=1, adapt_iters=1, covered_fraction=0)

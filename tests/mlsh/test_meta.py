@@ -193,3 +193,25 @@ def test_updates_run_on_update_threads_and_the_rollout_count_comes_back(
         torch.set_num_threads(before)
     cores = len(os.sched_getaffinity(0))
     assert seen == [{None: 1, 0: cores, 2: 2}[threads]]
+
+
+def test_integer_task_families_get_per_task_usage_and_joint_returns() -> None:
+    cfg = small_config()  # MovementBandits: the task is the paying goal, 0 or 1
+    learner = MetaLearner(cfg, fixed_tasks=[0, 1])
+    metrics: dict[str, float] = {}
+    for _ in range(cfg.mlsh.warmup_iters + 2):  # into the joint iterations, where the returns are logged
+        metrics.update(learner.train_iteration())
+    for task in (0, 1):
+        usage = [metrics[f"meta/sub_usage_task{task}_{k}"] for k in range(cfg.mlsh.num_subpolicies)]
+        assert sum(usage) == pytest.approx(1.0)
+        assert 0.0 <= metrics[f"meta/ep_rew_joint_task{task}"] <= 50.0  # reward <= 1 per step, T = 50
+    overall = [metrics[f"meta/sub_usage_{k}"] for k in range(cfg.mlsh.num_subpolicies)]
+    per_task_mean = [(metrics[f"meta/sub_usage_task0_{k}"] + metrics[f"meta/sub_usage_task1_{k}"]) / 2 for k in (0, 1)]
+    assert per_task_mean == pytest.approx(overall)  # one slot per task, as many decisions in each
+
+
+def test_tasks_that_are_not_a_few_integers_get_no_per_task_scalars() -> None:
+    learner = MetaLearner(small_config("mlsh/FourRooms-v0"))  # the task is a goal cell
+    metrics = learner.train_iteration()
+    assert "meta/sub_usage_0" in metrics
+    assert not [key for key in metrics if "_task" in key]
