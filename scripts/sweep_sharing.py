@@ -12,6 +12,9 @@ training configuration), evaluated with ``python -m mlsh.evaluate`` on ``--num-t
 * the return after adaptation divided by the scripted oracle's (FourRooms: the success rate, its
   oracle being 1), mean ± std over seeds, and each seed's;
 * the seeds that collapsed: ``mlsh.inspect`` flags two sub-policies ``alike`` or one ``unused``;
+* MovementBandits only: the seeds that miss a goal skill, where no sub-policy acting alone reaches
+  goal 0 (or goal 1) in at least half of its episodes (``scripts/bandit_skills.py``): a collapse onto
+  one goal that ``mlsh.inspect``'s state-by-state agreement can miss;
 * sample efficiency: the env steps until the training curve (``rollout/ep_rew_mean``, a running mean
   of 5 logged points) first reaches the target, 80% of ``separate``'s final level measured in the same
   sweep (``--target`` sets it instead); the median over the seeds that reach it, and how many do.
@@ -93,6 +96,12 @@ def run_one(args: argparse.Namespace, mode: str, seed: int) -> dict[str, Any]:
     if not inspect_file.exists():
         inspection = [f"num_tasks={args.inspect_tasks}", "seed=0", f"output={inspect_file}"]
         _run([sys.executable, "-m", "mlsh.inspect", f"checkpoint={run_dir}", *inspection], log)
+    skills = None
+    if args.env == "MovementBandits":
+        skills_file = run_dir / "bandit_skills.json"
+        if not skills_file.exists():
+            _run([sys.executable, str(Path(__file__).with_name("bandit_skills.py")), "--run", str(run_dir)], log)
+        skills = json.loads(skills_file.read_text())["shares"]
     result = json.loads(result_file.read_text())
     report = json.loads(inspect_file.read_text())
     ratio = result.get("ratio")  # null without an oracle: the return itself (FourRooms: a success rate)
@@ -103,9 +112,15 @@ def run_one(args: argparse.Namespace, mode: str, seed: int) -> dict[str, Any]:
         "collapsed": bool(report["alike"] or report["unused"]),
         "alike": report["alike"],
         "unused": report["unused"],
+        "missing_skills": None if skills is None else missing_goal_skills(skills),
         "curve": training_curve(run_dir),
         "params": parameter_count(run_dir),
     }
+
+
+def missing_goal_skills(shares: list[dict[str, float]]) -> int:
+    """How many of the goals no sub-policy reaches in at least half of its episodes (bandit_skills' shares)."""
+    return sum(all(share[goal] < 0.5 for share in shares) for goal in shares[0])
 
 
 def training_curve(run_dir: Path) -> list[tuple[int, float]]:
@@ -146,11 +161,13 @@ def final_level(curve: list[tuple[int, float]]) -> float:
 
 
 def format_table(runs: list[dict[str, Any]], modes: list[str], target: float, title: str) -> str:
-    """One Markdown table, a row per mode."""
+    """One Markdown table, a row per mode (with a goal-skill column when the runs have one: MovementBandits)."""
+    skills = any(r.get("missing_skills") is not None for r in runs)
     lines = [
         f"| sub.sharing ({title}) | params | return / oracle | per seed | collapsed seeds | "
-        f"env steps to {target:.3g} (median; reached) |",
-        "|---|---|---|---|---|---|",
+        + ("seeds missing a goal skill | " if skills else "")
+        + f"env steps to {target:.3g} (median; reached) |",
+        "|---|---|---|---|---|" + ("---|" if skills else "") + "---|",
     ]
     for mode in modes:
         mine = sorted((r for r in runs if r["mode"] == mode), key=lambda r: r["seed"])
@@ -160,10 +177,11 @@ def format_table(runs: list[dict[str, Any]], modes: list[str], target: float, ti
         spread = f" ± {statistics.stdev(ratios):.2f}" if len(ratios) > 1 else ""
         reached = [s for s in (steps_to_target(r["curve"], target) for r in mine) if s is not None]
         steps = f"{statistics.median(reached):,.0f}" if reached else "-"
+        missing = f"{sum(bool(r.get('missing_skills')) for r in mine)} of {len(mine)} | " if skills else ""
         lines.append(
             f"| {mode} | {mine[0]['params']:,} | {statistics.fmean(ratios):.2f}{spread} | "
             f"{' '.join(f'{x:.2f}' for x in ratios)} | {sum(r['collapsed'] for r in mine)} of {len(mine)} | "
-            f"{steps} ({len(reached)} of {len(mine)}) |"
+            f"{missing}{steps} ({len(reached)} of {len(mine)}) |"
         )
     return "\n".join(lines)
 

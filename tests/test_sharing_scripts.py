@@ -84,3 +84,17 @@ def test_the_sweep_resumes_a_run_dir_that_holds_a_config_but_no_checkpoint(tmp_p
     sweep_sharing._run(again, tmp_path / "sweep.log")
     assert (run_dir / "checkpoint.pt").is_file()
     assert '"finished": true' in (run_dir / "summary.json").read_text()
+
+
+def test_the_bandit_table_counts_seeds_that_miss_a_goal_skill() -> None:
+    both = [{"goal 0": 1.0, "goal 1": 0.0}, {"goal 0": 0.0, "goal 1": 0.9}]
+    one_goal = [{"goal 0": 0.94, "goal 1": 0.0}, {"goal 0": 0.65, "goal 1": 0.0}]
+    assert sweep_sharing.missing_goal_skills(both) == 0 and sweep_sharing.missing_goal_skills(one_goal) == 1
+    curve = [(1000, 10.0)]
+    runs = [
+        {"mode": "trunk", "seed": s, "ratio": 0.5, "collapsed": False, "missing_skills": m, "curve": curve, "params": 3}
+        for s, m in ((0, 0), (1, 1), (2, 1))
+    ]
+    table = sweep_sharing.format_table(runs, ["trunk"], 6.0, "test").splitlines()
+    assert "seeds missing a goal skill" in table[0] and table[1].count("---") == 7
+    assert table[2] == "| trunk | 3 | 0.50 ± 0.00 | 0.50 0.50 0.50 | 0 of 3 | 2 of 3 | 1,000 (3 of 3) |"
