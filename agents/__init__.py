@@ -10,8 +10,9 @@
 
 from __future__ import annotations
 
-from agents.agent import MLSHAgent, SubPolicy
+from agents.agent import MLSHAgent
 from agents.baselines import flat_ppo_config
 from agents.subpolicy_env import SubPolicyEnv
+from mlsh.actor import SubPolicy
 
 __all__ = ["MLSHAgent", "SubPolicy", "SubPolicyEnv", "flat_ppo_config"]

@@ -22,14 +22,6 @@ from gymnasium.vector.utils import batch_space
 from envs.ant_base import ANT_NU, AntTaskEnv, Params
 
 
-def available_cores() -> int:
-    """CPU cores this process may run on (the affinity mask, not the host's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 class AntBatchVectorEnv(VectorEnv):
     """``num_envs`` copies of an :class:`AntTaskEnv` in one ``mujoco.batch.Batch``, SAME_STEP autoreset.
 
@@ -66,7 +58,7 @@ class AntBatchVectorEnv(VectorEnv):
         self.single_action_space = self.env.action_space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self.nthread = available_cores() if nthread is None else int(nthread)
+        self.nthread = _process_cores() if nthread is None else int(nthread)
         self.batch = mujoco.batch.Batch(self.env.model, self.num_envs, nthread=self.nthread)
         self._qpos, self._qvel, self._ctrl = self.batch.bind("qpos"), self.batch.bind("qvel"), self.batch.bind("ctrl")
         self._rngs: list[np.random.Generator | None] = [None] * self.num_envs
@@ -254,3 +246,9 @@ def _masked_info(info: dict[str, np.ndarray], ids: np.ndarray, num_envs: int, se
         full[ids] = value[ids] if select else value
         out[key], out[f"_{key}"] = full, mask.copy()
     return out
+
+
+def _process_cores() -> int:
+    """The batch's default thread count: the cores of this process's affinity mask."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1

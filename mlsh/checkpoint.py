@@ -5,13 +5,19 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from mlsh.checks import is_disk_error, storage_error
+from mlsh.config import EnvConfig
+from mlsh.envs import env_signature, make_env
 from mlsh.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from mlsh.policy import HierarchicalPolicy
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT_VERSION = 1
@@ -107,3 +113,40 @@ def load_checkpoint(path: str | Path, required: tuple[str, ...] = ("config", "le
     if missing:
         raise CheckpointError(f"Checkpoint {path} lacks {', '.join(missing)}; it is incomplete, start a new run.")
     return payload
+
+
+def load_shared_weights(policy: HierarchicalPolicy, policy_state: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Loads everything but the masters (sub-policies, normaliser) from a checkpoint's policy state.
+
+    Raises:
+        CheckpointError: the state does not fit ``policy`` (another version of mlsh, or other settings).
+    """
+    shared = {k: v for k, v in policy_state.items() if not k.startswith("masters.")}
+    try:
+        missing, unexpected = policy.load_state_dict(shared, strict=False)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"Checkpoint {path} does not fit its own config ({str(exc).splitlines()[0]}); "
+            f"it was written by another version of mlsh."
+        ) from exc
+    if unexpected or any(not k.startswith("masters.") for k in missing):
+        raise CheckpointError(
+            f"Checkpoint {path} does not fit its own config (missing {missing[:3]}, unexpected {unexpected[:3]}); "
+            f"it was written by another version of mlsh."
+        )
+
+
+def check_fits_env(payload: Mapping[str, Any], env_cfg: EnvConfig, path: Path) -> None:
+    """Raises :class:`CheckpointError` unless the env has the spaces the checkpoint was trained with.
+
+    Another env id with the same spaces is allowed: that is a transfer task.
+    """
+    env = make_env(env_cfg)
+    expected = env_signature(env)
+    env.close()
+    found = payload.get("env_signature")
+    if found != expected:
+        raise CheckpointError(
+            f"Checkpoint {path} was trained on '{payload.get('env_id')}' ({found}) but '{env_cfg.id}' has "
+            f"{expected}; pick the env the checkpoint was trained on (or one with the same spaces)."
+        )

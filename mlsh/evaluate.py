@@ -21,6 +21,7 @@ from typing import Any
 
 import gymnasium as gym
 
+from mlsh.actor import PolicyActor
 from mlsh.checkpoint import checkpoint_path, write_atomic
 from mlsh.checks import check_writable, finite_number
 from mlsh.cli import compose_config, fail, run_cli, split_overrides
@@ -48,15 +49,14 @@ def write_videos(
     adapted: AdaptedMasters, out_dir: Path, stem: str, seed: int, device: str, max_tasks: int | None, fps: float
 ) -> list[Path]:
     """A GIF per task of the agent with that task's adapted master (the active sub-policy in each frame)."""
-    from agents.agent import MLSHAgent
-    from agents.video import record_episode, write_gif
+    from mlsh.video import record_episode, write_gif
 
     env_cfg = adapted.cfg.env
     count = len(adapted.tasks) if max_tasks is None else min(max_tasks, len(adapted.tasks))
     paths = []
     for index in range(count):
         task = adapted.tasks[index]
-        agent = MLSHAgent.from_policy_state(
+        agent = PolicyActor.from_policy_state(
             adapted.cfg, adapted.policy_state, index, device, adapted.path, master_task=task, seed=seed + index
         )
         kwargs: dict[str, Any] = {**env_cfg.kwargs, "render_mode": "rgb_array"}

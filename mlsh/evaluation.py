@@ -9,7 +9,7 @@ Baselines get the same tasks, the same env seeds and the same env-step budget pe
 (``adapt_iters`` iterations of ``envs_per_slot x rollout_len`` steps):
 
 * ``scratch``: flat PPO trained from scratch on each task alone (``sb3_scratch``: the same with
-  Stable-Baselines3's PPO, see :func:`agents.baselines.sb3_ppo_adaptation`);
+  Stable-Baselines3's PPO, see :func:`sb3_ppo_adaptation`);
 * ``flat``: the shared flat policy of an ``algo=flat_ppo`` run (trained on the whole task
   distribution), as it is: its one-choice master is inert, so its curve is flat;
 * ``finetune``: that shared policy fine-tuned on each task alone (PPO, fresh optimizer state);
@@ -27,13 +27,12 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from mlsh.checkpoint import checkpoint_path, load_checkpoint
+from mlsh.checkpoint import check_fits_env, checkpoint_path, load_checkpoint, load_shared_weights
 from mlsh.checks import check_device, notice
 from mlsh.config import Config, EnvConfig, check_seed, config_from_dict, is_int, replace_section
-from mlsh.envs import env_signature, make_env
-from mlsh.errors import CheckpointError, ConfigError
+from mlsh.envs import make_env
+from mlsh.errors import ConfigError
 from mlsh.meta import EVAL_TASK_STREAM, MetaLearner, task_rng
-from mlsh.policy import HierarchicalPolicy
 
 MAX_MEASURE_ROLLOUTS = 10
 
@@ -180,43 +179,6 @@ def _nullable(values: np.ndarray) -> list[Any]:
     return [_nullable(v) if isinstance(v, np.ndarray) else (None if np.isnan(v) else float(v)) for v in values]
 
 
-def load_shared_weights(policy: HierarchicalPolicy, policy_state: Mapping[str, torch.Tensor], path: Path) -> None:
-    """Loads everything but the masters (sub-policies, normaliser) from a checkpoint's policy state.
-
-    Raises:
-        CheckpointError: the state does not fit ``policy`` (another version of mlsh, or other settings).
-    """
-    shared = {k: v for k, v in policy_state.items() if not k.startswith("masters.")}
-    try:
-        missing, unexpected = policy.load_state_dict(shared, strict=False)
-    except RuntimeError as exc:
-        raise CheckpointError(
-            f"Checkpoint {path} does not fit its own config ({str(exc).splitlines()[0]}); "
-            f"it was written by another version of mlsh."
-        ) from exc
-    if unexpected or any(not k.startswith("masters.") for k in missing):
-        raise CheckpointError(
-            f"Checkpoint {path} does not fit its own config (missing {missing[:3]}, unexpected {unexpected[:3]}); "
-            f"it was written by another version of mlsh."
-        )
-
-
-def check_fits_env(payload: Mapping[str, Any], env_cfg: EnvConfig, path: Path) -> None:
-    """Raises :class:`CheckpointError` unless the env has the spaces the checkpoint was trained with.
-
-    Another env id with the same spaces is allowed: that is a transfer task.
-    """
-    env = make_env(env_cfg)
-    expected = env_signature(env)
-    env.close()
-    found = payload.get("env_signature")
-    if found != expected:
-        raise CheckpointError(
-            f"Checkpoint {path} was trained on '{payload.get('env_id')}' ({found}) but '{env_cfg.id}' has "
-            f"{expected}; pick the env the checkpoint was trained on (or one with the same spaces)."
-        )
-
-
 def adaptation_config(cfg: Config, num_tasks: int, iters: int, seed: int, env_cfg: EnvConfig | None = None) -> Config:
     """A run's settings turned into an evaluation: one slot per task, master-only iterations."""
     return dataclasses.replace(
@@ -340,9 +302,87 @@ def flat_ppo_adaptation(
     return Adaptation(curves, after, {})
 
 
-def ppo_from_scratch_curves(cfg: Config, tasks: list[Any], iterations: int, seed: int) -> np.ndarray:
-    """``[iterations, num_tasks]`` mean episode return per iteration of flat PPO from scratch per task."""
-    return flat_ppo_adaptation(cfg, tasks, iterations, seed).curve
+def sb3_ppo_adaptation(
+    cfg: Config, tasks: Sequence[Any], iters: int, seed: int, deterministic: bool = False
+) -> Adaptation:
+    """Stable-Baselines3 PPO from scratch on each task alone, with the budget and settings of an MLSH slot.
+
+    Per iteration it collects ``envs_per_slot x rollout_len`` steps, like one MLSH slot, and uses the
+    run's sub-policy PPO settings: learning rate, epochs, minibatches, clipping (the value clip in
+    return units, as SB3's ``clip_range_vf``), entropy and value coefficients, gradient clipping,
+    gamma, lambda and tanh MLPs of the same widths; observations are normalised (``VecNormalize``)
+    when the run normalised them.
+
+    Returns:
+        The curves (mean return of the episodes that ended in each iteration) and the return
+        measured after training, one episode per env (most likely actions with ``deterministic``).
+    """
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    class EpisodeReturns(BaseCallback):
+        """Mean return of the episodes that ended during each rollout."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.rollout: list[float] = []
+            self.curve: list[float] = []
+
+        def _on_step(self) -> bool:
+            self.rollout += [info["episode"]["r"] for info in self.locals["infos"] if "episode" in info]
+            return True
+
+        def _on_rollout_end(self) -> None:
+            self.curve.append(float(np.mean(self.rollout)) if self.rollout else np.nan)
+            self.rollout = []
+
+    ppo, envs, steps = cfg.sub, cfg.train.envs_per_slot, cfg.train.rollout_len
+    curves = np.full((iters, len(tasks)), np.nan)
+    after = np.full(len(tasks), np.nan)
+    for index, task in enumerate(tasks):
+
+        def make(task: Any = task) -> Any:
+            env = make_env(cfg.env)
+            env.unwrapped.task = task
+            return Monitor(env)
+
+        vec = VecNormalize(DummyVecEnv([make] * envs), norm_obs=cfg.train.normalize_obs, norm_reward=False)
+        task_seed = seed + EVAL_ENV_SEED_OFFSET + 7919 * (index + 1)
+        vec.seed(task_seed)
+        model = PPO(
+            "MlpPolicy",
+            vec,
+            learning_rate=ppo.lr,
+            n_steps=steps,
+            batch_size=max(1, envs * steps // ppo.num_minibatches),
+            n_epochs=ppo.update_epochs,
+            gamma=ppo.gamma,
+            gae_lambda=ppo.gae_lambda,
+            clip_range=ppo.clip_coef,
+            clip_range_vf=(ppo.vf_clip_coef or ppo.clip_coef) if ppo.clip_vloss else None,
+            normalize_advantage=ppo.norm_adv,
+            ent_coef=ppo.ent_coef,
+            vf_coef=ppo.vf_coef,
+            max_grad_norm=ppo.max_grad_norm,
+            target_kl=ppo.target_kl,
+            policy_kwargs={
+                "net_arch": {"pi": list(ppo.hidden_sizes), "vf": list(ppo.hidden_sizes)},
+                "activation_fn": torch.nn.Tanh,
+            },
+            seed=task_seed,
+            device="cpu",
+        )
+        returns = EpisodeReturns()
+        model.learn(iters * envs * steps, callback=returns)
+        curves[:, index] = returns.curve[:iters]
+        vec.training = False
+        # Measured as MLSH's return after adaptation is: sampled actions unless deterministic.
+        after[index] = evaluate_policy(model, vec, n_eval_episodes=envs, deterministic=deterministic, warn=False)[0]
+        vec.close()
+    return Adaptation(curves, after, {})
 
 
 def _method_summary(adaptation: Adaptation, steps_per_iter: int, oracle: np.ndarray | None) -> dict[str, Any]:
@@ -589,8 +629,6 @@ def evaluate_run(
         if name == "scratch":
             adaptation, used = flat_ppo_adaptation(task_cfg, tasks, iters, seed, deterministic=deterministic), cfg
         elif name == "sb3_scratch":
-            from agents.baselines import sb3_ppo_adaptation  # agents builds on mlsh: imported when asked for
-
             adaptation, used = sb3_ppo_adaptation(task_cfg, tasks, iters, seed, deterministic), cfg
         else:
             other_path, other_payload, used = runs[name]

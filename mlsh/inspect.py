@@ -42,7 +42,7 @@ from typing import Any, NamedTuple
 import gymnasium as gym
 import numpy as np
 
-from agents.agent import MLSHAgent
+from mlsh.actor import PolicyActor
 from mlsh.checkpoint import checkpoint_path, write_atomic
 from mlsh.checks import finite_number
 from mlsh.cli import run_cli
@@ -138,7 +138,9 @@ def _success(info: dict[str, Any]) -> bool | None:
     return None
 
 
-def _run_with_master(agent: MLSHAgent, env: gym.Env, records: list[SubPolicyRecord], seed: int, grid: bool) -> Episode:
+def _run_with_master(
+    agent: PolicyActor, env: gym.Env, records: list[SubPolicyRecord], seed: int, grid: bool
+) -> Episode:
     """One episode under the adapted master: its decisions (empty for envs without a goal) and whether
     it reached the goal."""
     obs, _ = env.reset(seed=seed)
@@ -165,7 +167,7 @@ def _run_with_master(agent: MLSHAgent, env: gym.Env, records: list[SubPolicyReco
             return Episode(decisions, reached)
 
 
-def _modes(agent: MLSHAgent, obs: np.ndarray) -> np.ndarray:
+def _modes(agent: PolicyActor, obs: np.ndarray) -> np.ndarray:
     """Every sub-policy's most likely action on ``obs``: ``[K, *action_shape]``."""
     k_count = agent.num_subpolicies
     batch = np.repeat(np.asarray(obs)[None], k_count, axis=0)
@@ -173,7 +175,7 @@ def _modes(agent: MLSHAgent, obs: np.ndarray) -> np.ndarray:
     return agent.predict(batch, mid_macro_step, deterministic=True)[0]
 
 
-def _run_alone(agent: MLSHAgent, env: gym.Env, k: int, record: SubPolicyRecord, seed: int, grid: bool) -> float:
+def _run_alone(agent: PolicyActor, env: gym.Env, k: int, record: SubPolicyRecord, seed: int, grid: bool) -> float:
     """One episode of sub-policy k alone (sampled actions, as the master's episodes); returns its return."""
     policy = agent.subpolicy(k)
     obs, _ = env.reset(seed=seed)
@@ -197,7 +199,7 @@ def _run_alone(agent: MLSHAgent, env: gym.Env, k: int, record: SubPolicyRecord, 
             return episode_return
 
 
-def _summaries(agent: MLSHAgent, records: list[SubPolicyRecord], unused_below: float) -> dict[str, Any]:
+def _summaries(agent: PolicyActor, records: list[SubPolicyRecord], unused_below: float) -> dict[str, Any]:
     total = max(1, sum(r.active_steps for r in records))
     discrete = isinstance(agent.action_space, gym.spaces.Discrete)
     subs = []
@@ -317,7 +319,7 @@ def task_coverage(
     }
 
 
-def _agreement(agent: MLSHAgent, records: list[SubPolicyRecord]) -> list[list[float]]:
+def _agreement(agent: PolicyActor, records: list[SubPolicyRecord]) -> list[list[float]]:
     """``[K, K]``: how often sub-policies i and j pick the same most likely action, on the observations
     that either visits alone (continuous actions: 1 - mean distance / the action range's diagonal)."""
     modes = np.concatenate([np.asarray(r.all_modes) for r in records if r.all_modes])  # [steps, K, ...]
@@ -395,7 +397,7 @@ def inspect_run(
     grid = False
     alone = np.zeros((len(adapted.tasks), 0))
     for index, task in enumerate(adapted.tasks):
-        agent = MLSHAgent.from_policy_state(
+        agent = PolicyActor.from_policy_state(
             adapted.cfg, adapted.policy_state, index, device or "cpu", adapted.path, master_task=task, seed=seed
         )
         if not records:

@@ -10,15 +10,12 @@ iteration (the original staggered its MPI groups the same way).
 
 from __future__ import annotations
 
-import contextlib
 import pickle
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 
-from envs.mujoco_batch import available_cores
 from mlsh.config import Config
 from mlsh.distributed import DistContext, captured_rms_batches, merge_rms_batches, rank_seed
 from mlsh.envs import make_env, make_vec_env
@@ -27,6 +24,7 @@ from mlsh.gae import compute_gae, compute_macro_gae
 from mlsh.networks import MemberAdam
 from mlsh.policy import HierarchicalPolicy
 from mlsh.rollout import EpisodeStats, RolloutBatch, RolloutCollector
+from mlsh.threads import update_threads
 from mlsh.update import LevelData, ppo_update, sharded_ppo_update
 
 # Task families with at most this many integer tasks get per-task TensorBoard scalars.
@@ -58,27 +56,6 @@ def task_rng(seed: int, stream: int) -> np.random.Generator:
 def slot_task_rng(seed: int, stream: int, slot: int) -> np.random.Generator:
     """The task-sampling generator of global slot ``slot`` (multi-process runs: the same for any P)."""
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream, slot)))
-
-
-@contextlib.contextmanager
-def update_threads(threads: int | None, device: torch.device) -> Iterator[None]:
-    """Runs the block with ``threads`` torch threads on a CPU device (0: every core this process may
-    use; ``None``: unchanged), then restores the previous count.
-
-    The rollout's small per-step networks run fastest on one thread, but the env's threads are idle
-    during the updates, whose minibatches are large enough to share out.
-    """
-    if threads is None or device.type != "cpu":
-        yield
-        return
-    if threads == 0:
-        threads = available_cores()
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 class MetaLearner:

@@ -16,13 +16,19 @@ import numpy as np
 import torch
 import yaml
 
-from mlsh.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint, write_atomic
+from mlsh.checkpoint import (
+    check_fits_env,
+    checkpoint_path,
+    load_checkpoint,
+    load_shared_weights,
+    save_checkpoint,
+    write_atomic,
+)
 from mlsh.checks import advisories, check_device, check_writable, checkpoint_bytes, probe_env, warn
 from mlsh.config import Config, check_config, config_from_dict
 from mlsh.distributed import DistContext
 from mlsh.envs import env_signature
 from mlsh.errors import CheckpointError, ConfigError, RunAborted, TrainingDivergedError
-from mlsh.evaluation import check_fits_env, load_shared_weights
 from mlsh.logger import RunLogger
 from mlsh.meta import MetaLearner
 from mlsh.rundir import in_use_error, lock_owner, run_lock

@@ -42,12 +42,12 @@ from benchmark_envs import raw_batch, timed  # noqa: E402
 
 import envs  # noqa: E402, F401  (registers mlsh/*)
 from envs.ant_base import ANT_NU  # noqa: E402
-from envs.mujoco_batch import available_cores  # noqa: E402
 from mlsh.cli import compose_config  # noqa: E402
 from mlsh.config import Config, config_from_dict  # noqa: E402
 from mlsh.distributed import DistContext, destroy_process_group, init_process_group  # noqa: E402
 from mlsh.envs import make_env  # noqa: E402
 from mlsh.meta import MetaLearner  # noqa: E402
+from mlsh.threads import available_cores  # noqa: E402
 
 
 def make_config(args: argparse.Namespace, num_slots: int | None) -> Config:

@@ -9,9 +9,9 @@ import pytest
 from stable_baselines3 import PPO
 
 from agents import flat_ppo_config
-from agents.baselines import sb3_ppo_adaptation
 from mlsh.cli import compose_config
 from mlsh.config import Config, config_from_dict
+from mlsh.evaluation import sb3_ppo_adaptation
 from tests.conftest import small_config
 
 

@@ -19,7 +19,6 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import mlsh.evaluation
 from agents import MLSHAgent, flat_ppo_config
-from agents.video import BANNER_HEIGHT, PALETTE, record_episode
 from mlsh.cli import compose_config, run_cli
 from mlsh.config import Config, ConfigError, PPOConfig
 from mlsh.errors import CheckpointError
@@ -28,6 +27,7 @@ from mlsh.evaluation import evaluate_run, format_table, master_overrides, oracle
 from mlsh.meta import TRAIN_TASK_STREAM, task_rng
 from mlsh.report import CSV_COLUMNS
 from mlsh.trainer import train
+from mlsh.video import BANNER_HEIGHT, PALETTE, record_episode
 from tests.conftest import small_config
 
 

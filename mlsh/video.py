@@ -1,4 +1,5 @@
-"""Videos of an agent: the env's ``rgb_array`` frames with the active sub-policy in a banner on top."""
+"""Videos of an agent (a :class:`mlsh.actor.PolicyActor`, such as an :class:`agents.MLSHAgent`): the env's
+``rgb_array`` frames with the active sub-policy in a banner on top."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-from agents.agent import MLSHAgent
+from mlsh.actor import PolicyActor
 from mlsh.errors import ConfigError
 
 BANNER_HEIGHT = 16
@@ -39,7 +40,7 @@ def annotate(frame: np.ndarray, sub_idx: int, text: str) -> np.ndarray:
 
 
 def record_episode(
-    agent: MLSHAgent, env: gym.Env, seed: int | None = None, deterministic: bool = False
+    agent: PolicyActor, env: gym.Env, seed: int | None = None, deterministic: bool = False
 ) -> tuple[list[np.ndarray], list[int], float]:
     """Runs one episode of ``agent`` in ``env`` (made with ``render_mode="rgb_array"``).
 

@@ -1,0 +1,307 @@
+"""A trained hierarchical policy that acts: one slot's master over K frozen sub-policies, with
+Stable-Baselines3's ``predict`` signature (the user API, :class:`agents.MLSHAgent`, adds ``adapt``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from mlsh.checkpoint import check_fits_env, checkpoint_path, load_checkpoint, load_shared_weights, save_checkpoint
+from mlsh.checks import check_device
+from mlsh.config import Config, check_seed, config_from_dict
+from mlsh.envs import env_signature, make_env
+from mlsh.errors import ConfigError
+from mlsh.meta import resolve_device
+from mlsh.policy import HierarchicalPolicy
+
+# predict()'s recurrent state: (active sub-policy [n], primitive steps left in the macro step [n]).
+AgentState = tuple[np.ndarray, np.ndarray]
+
+
+def _sample_categorical(probs: torch.Tensor, rng: np.random.Generator, deterministic: bool) -> np.ndarray:
+    """One index per row of ``probs [n, C]``: the mode, or a draw from ``rng`` (inverse CDF)."""
+    p = probs.detach().cpu().double().numpy()
+    if deterministic:
+        return p.argmax(axis=1)
+    cdf = np.cumsum(p / p.sum(axis=1, keepdims=True), axis=1)
+    return np.minimum((cdf < rng.random((len(p), 1))).sum(axis=1), p.shape[1] - 1)
+
+
+class PolicyActor:
+    """K frozen sub-policies and one master, usable wherever SB3 expects a model with ``predict``.
+
+    Build it with :meth:`load` or :meth:`from_policy_state`. The master is the checkpoint's most-trained
+    one (see :meth:`load`) unless another is chosen.
+
+    Args:
+        cfg: the run's settings (hierarchy, env, PPO settings used by :meth:`adapt`).
+        policy: a one-slot :class:`HierarchicalPolicy` (normaliser, K sub-policies, one master).
+        master_task: the task the master was trained on, if known.
+        seed: seeds the generator of the agent's action and sub-policy draws.
+    """
+
+    def __init__(
+        self, cfg: Config, policy: HierarchicalPolicy, master_task: Any = None, seed: int | None = None
+    ) -> None:
+        if policy.num_slots != 1:
+            raise ValueError(f"MLSHAgent needs a one-slot policy, got {policy.num_slots} slots.")
+        self.cfg = cfg
+        self.policy = policy.eval()
+        self.device = next(policy.parameters()).device
+        self.master_task = master_task
+        self.rng = np.random.default_rng(seed)
+        env = make_env(cfg.env)
+        self.observation_space: gym.Space = env.observation_space
+        self.action_space: gym.Space = env.action_space
+        self.env_signature = env_signature(env)
+        env.close()
+
+    # -- construction --------------------------------------------------------------------------
+    @classmethod
+    def from_policy_state(
+        cls,
+        cfg: Config,
+        policy_state: Mapping[str, torch.Tensor],
+        master_slot: int | None,
+        device: str = "auto",
+        path: Path | None = None,
+        master_task: Any = None,
+        seed: int | None = None,
+    ) -> PolicyActor:
+        """An agent from a (possibly many-slot) policy ``state_dict``, keeping master ``master_slot``.
+
+        ``master_slot=None`` leaves the master freshly initialised.
+        """
+        cfg = dataclasses.replace(cfg, device=device)
+        env = make_env(cfg.env)
+        policy = HierarchicalPolicy(
+            env.observation_space,
+            env.action_space,
+            num_subpolicies=cfg.mlsh.num_subpolicies,
+            num_slots=1,
+            master_hidden=cfg.master.hidden_sizes,
+            sub_hidden=cfg.sub.hidden_sizes,
+            master_epsilon=cfg.mlsh.master_epsilon,
+            normalize_obs=cfg.train.normalize_obs,
+            sub_sharing=cfg.sub.sharing,
+            hash_compression=cfg.sub.hash_compression,
+        )
+        env.close()
+        load_shared_weights(policy, policy_state, path or Path("<state>"))
+        if master_slot is not None:
+            masters = {
+                k.removeprefix("masters."): v[master_slot : master_slot + 1]
+                for k, v in policy_state.items()
+                if k.startswith("masters.")
+            }
+            policy.masters.load_state_dict(masters)
+        return cls(cfg, policy.to(resolve_device(device)), master_task=master_task, seed=seed)
+
+    @classmethod
+    def load(
+        cls, path: str | Path, device: str = "auto", slot: int | None = None, seed: int | None = None
+    ) -> PolicyActor:
+        """Loads a run directory, a training ``checkpoint.pt`` or a file written by :meth:`save`.
+
+        The config comes from the checkpoint itself (no Hydra).
+
+        Args:
+            path: run directory or checkpoint file.
+            device: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:N]``.
+            slot: which task slot's master to keep from a training checkpoint; default: the one
+                that has trained longest on its current task.
+            seed: seeds the agent's sampling generator.
+
+        Like training, this applies the run's ``train.torch_threads`` (1 by default: small MLPs run
+        fastest single-threaded, and far faster than multi-threaded on a busy machine).
+
+        Raises:
+            CheckpointError: missing, corrupt or foreign file.
+            ConfigError: ``slot`` out of range.
+        """
+        check_device(device)
+        if seed is not None:
+            check_seed("seed", seed)
+        file = checkpoint_path(path)
+        payload = load_checkpoint(file)
+        cfg = config_from_dict(payload["config"])
+        if cfg.train.torch_threads:
+            torch.set_num_threads(cfg.train.torch_threads)
+        check_fits_env(payload, cfg.env, file)
+        learner = payload["learner"]
+        state = learner["policy"]
+        num_slots = int(state["masters.actor.layers.0.weight"].shape[0])
+        if slot is None:
+            slot = payload.get("agent", {}).get("slot", _most_trained_slot(cfg, learner.get("iteration", 0), num_slots))
+        if not isinstance(slot, int) or not 0 <= slot < num_slots:
+            raise ConfigError(f"slot must be an integer in [0, {num_slots}), got {slot!r}.")
+        tasks = payload.get("agent", {}).get("tasks", learner.get("tasks"))
+        task = tasks[slot] if tasks else None
+        return cls.from_policy_state(cfg, state, slot, device, file, master_task=task, seed=seed)
+
+    def save(self, path: str | Path) -> Path:
+        """Writes the agent as a checkpoint (atomically); :meth:`load` and ``mlsh.evaluate`` read it.
+
+        ``path`` is a directory (``checkpoint.pt`` inside) or a ``.pt`` file.
+        """
+        payload = {
+            "config": self.cfg.to_dict(),
+            "env_id": self.cfg.env.id,
+            "env_signature": self.env_signature,
+            "learner": {"policy": {k: v.detach().cpu() for k, v in self.policy.state_dict().items()}},
+            "agent": {"slot": 0, "tasks": [self.master_task]},
+        }
+        return save_checkpoint(checkpoint_path(path), payload)
+
+    # -- properties ----------------------------------------------------------------------------
+    @property
+    def num_subpolicies(self) -> int:
+        return self.policy.num_subpolicies
+
+    @property
+    def macro_len(self) -> int:
+        return self.cfg.mlsh.macro_len
+
+    def set_random_seed(self, seed: int | None) -> None:
+        """Reseeds the generator behind the agent's sampled actions and sub-policy choices."""
+        self.rng = np.random.default_rng(seed)
+
+    # -- acting --------------------------------------------------------------------------------
+    def _batch(self, observation: Any) -> tuple[torch.Tensor, bool]:
+        """Normalised ``[n, obs_dim]`` observations, and whether the input was a batch."""
+        obs = np.asarray(observation, dtype=np.float32)
+        shape = tuple(self.observation_space.shape or ())
+        if obs.shape == shape:
+            obs, vectorized = obs[None], False
+        elif obs.shape[1:] == shape:
+            vectorized = True
+        else:
+            raise ConfigError(
+                f"Observation of shape {obs.shape} does not fit the agent's observation space {shape}; pass one "
+                f"observation of shape {shape} or a batch of shape (n, {', '.join(map(str, shape))})."
+            )
+        return self.policy.normalize(torch.as_tensor(obs, device=self.device)), vectorized
+
+    @torch.no_grad()
+    def choose_subpolicies(self, obs: torch.Tensor, deterministic: bool = False) -> np.ndarray:
+        """The master's choice for normalised observations ``[n, obs_dim]`` -> ``[n]``."""
+        probs = self.policy.masters.distribution(obs.unsqueeze(0)).probs[0]
+        return _sample_categorical(probs, self.rng, deterministic)
+
+    @torch.no_grad()
+    def act(
+        self,
+        obs: torch.Tensor,
+        sub_idx: np.ndarray,
+        deterministic: bool = False,
+        rng: np.random.Generator | None = None,
+    ) -> np.ndarray:
+        """Actions of each row's sub-policy ``sub_idx [n]`` on normalised observations ``[n, obs_dim]``."""
+        rng = self.rng if rng is None else rng
+        subs = self.policy.subpolicies
+        index = torch.as_tensor(sub_idx, device=obs.device, dtype=torch.long)
+        out = subs.actor_indexed(obs, index)  # [n, out]: each row's sub-policy
+        if subs.discrete:
+            return _sample_categorical(out.softmax(-1), rng, deterministic)
+        mean = out.cpu().double().numpy()
+        if not deterministic:
+            std = subs.log_std[index].exp().cpu().double().numpy()
+            mean = mean + std * rng.standard_normal(mean.shape)
+        space = self.action_space
+        return np.clip(mean, space.low, space.high).astype(space.dtype)
+
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: AgentState | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, AgentState]:
+        """Stable-Baselines3's ``predict``: actions for one observation or a batch of them.
+
+        Args:
+            observation: ``obs_shape`` or ``[n, *obs_shape]`` (a vector env's observations).
+            state: the previous call's state: ``(active sub-policy [n], steps left in the macro step
+                [n])``; None starts every env afresh.
+            episode_start: ``[n]`` bools; true resets that env's state, so its master decides now.
+            deterministic: the master's and sub-policies' most likely choices instead of samples.
+
+        Returns:
+            ``(action, state)``: ``action`` has the action space's shape, with a leading ``n`` for a batch.
+        """
+        obs, vectorized = self._batch(observation)
+        n = obs.shape[0]
+        if state is None:
+            sub_idx, steps_left = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+        else:
+            sub_idx, steps_left = (np.array(x, dtype=np.int64).reshape(n) for x in state)
+        if episode_start is not None:
+            steps_left[np.asarray(episode_start, dtype=bool).reshape(n)] = 0
+        decide = steps_left <= 0
+        if decide.any():
+            sub_idx[decide] = self.choose_subpolicies(obs[torch.as_tensor(decide)], deterministic)
+            steps_left[decide] = self.macro_len
+        action = self.act(obs, sub_idx, deterministic)
+        new_state = (sub_idx, steps_left - 1)
+        return (action if vectorized else action[0]), new_state
+
+    def subpolicy(self, k: int, rng: np.random.Generator | None = None) -> SubPolicy:
+        """Sub-policy ``k`` alone, as a policy object with ``predict``."""
+        if not isinstance(k, int) or not 0 <= k < self.num_subpolicies:
+            raise ConfigError(f"Sub-policy index must be an integer in [0, {self.num_subpolicies}), got {k!r}.")
+        return SubPolicy(self, k, rng)
+
+    def reset_master(self) -> None:
+        """Re-initialises the master (the state of a new task, before adaptation)."""
+        self.policy.masters.reset_member(0)
+        self.master_task = None
+
+
+class SubPolicy:
+    """One frozen sub-policy of a :class:`PolicyActor`, with SB3's ``predict`` signature.
+
+    Args:
+        agent: the agent holding the weights and the observation normaliser.
+        index: k.
+        rng: generator for sampled actions (default: the agent's).
+    """
+
+    def __init__(self, agent: PolicyActor, index: int, rng: np.random.Generator | None = None) -> None:
+        self.agent = agent
+        self.index = index
+        self.rng = rng
+        self.observation_space = agent.observation_space
+        self.action_space = agent.action_space
+
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, None]:
+        """Actions of sub-policy k for one observation or a batch (it keeps no state)."""
+        obs, vectorized = self.agent._batch(observation)
+        sub_idx = np.full(obs.shape[0], self.index, dtype=np.int64)
+        action = self.agent.act(obs, sub_idx, deterministic, rng=self.rng)
+        return (action if vectorized else action[0]), None
+
+
+def _most_trained_slot(cfg: Config, iteration: int, num_slots: int) -> int:
+    """The slot whose master has had the most iterations on its current task at ``iteration``.
+
+    Mirrors :meth:`MetaLearner.cycle_position`: the checkpoint is written after ``iteration``
+    iterations, and a slot at cycle position p (p = 0: reset next) has trained p (or a full cycle) iterations.
+    """
+    m = cfg.mlsh
+    if iteration == 0 or num_slots != m.num_slots:
+        return 0
+    cycle = m.warmup_iters + m.joint_iters
+    trained = [((iteration + ((s * cycle) // num_slots if m.stagger else 0) - 1) % cycle) + 1 for s in range(num_slots)]
+    return int(np.argmax(trained))
