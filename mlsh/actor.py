@@ -19,6 +19,7 @@ from mlsh.envs import env_signature, make_env
 from mlsh.errors import ConfigError
 from mlsh.meta import resolve_device
 from mlsh.policy import HierarchicalPolicy
+from mlsh.schedule import SlotSchedule
 
 # predict()'s recurrent state: (active sub-policy [n], primitive steps left in the macro step [n]).
 AgentState = tuple[np.ndarray, np.ndarray]
@@ -138,7 +139,12 @@ class PolicyActor:
         state = learner["policy"]
         num_slots = int(state["masters.actor.layers.0.weight"].shape[0])
         if slot is None:
-            slot = payload.get("agent", {}).get("slot", _most_trained_slot(cfg, learner.get("iteration", 0), num_slots))
+            schedule = SlotSchedule.from_config(cfg.mlsh)
+            # A checkpoint holding another number of masters (rank 0's share of a multi-process run) keeps slot 0.
+            most_trained = (
+                schedule.most_trained_slot(learner.get("iteration", 0)) if num_slots == schedule.num_slots else 0
+            )
+            slot = payload.get("agent", {}).get("slot", most_trained)
         if not isinstance(slot, int) or not 0 <= slot < num_slots:
             raise ConfigError(f"slot must be an integer in [0, {num_slots}), got {slot!r}.")
         tasks = payload.get("agent", {}).get("tasks", learner.get("tasks"))
@@ -291,17 +297,3 @@ class SubPolicy:
         sub_idx = np.full(obs.shape[0], self.index, dtype=np.int64)
         action = self.agent.act(obs, sub_idx, deterministic, rng=self.rng)
         return (action if vectorized else action[0]), None
-
-
-def _most_trained_slot(cfg: Config, iteration: int, num_slots: int) -> int:
-    """The slot whose master has had the most iterations on its current task at ``iteration``.
-
-    Mirrors :meth:`MetaLearner.cycle_position`: the checkpoint is written after ``iteration``
-    iterations, and a slot at cycle position p (p = 0: reset next) has trained p (or a full cycle) iterations.
-    """
-    m = cfg.mlsh
-    if iteration == 0 or num_slots != m.num_slots:
-        return 0
-    cycle = m.warmup_iters + m.joint_iters
-    trained = [((iteration + ((s * cycle) // num_slots if m.stagger else 0) - 1) % cycle) + 1 for s in range(num_slots)]
-    return int(np.argmax(trained))

@@ -3,9 +3,8 @@
 Each slot has its own task and master. At the start of a slot's cycle the slot samples a task and
 its master is re-initialised together with its optimizer state; the slot then runs
 ``warmup_iters`` iterations updating only its master, followed by ``joint_iters`` iterations in
-which its data also updates the shared sub-policies (after the master, on the same data).
-With ``stagger`` the slots' cycles are offset so that some slot is in its joint phase at every
-iteration (the original staggered its MPI groups the same way).
+which its data also updates the shared sub-policies (after the master, on the same data). When each
+slot's cycle starts is :class:`mlsh.schedule.SlotSchedule`'s to say.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from mlsh.gae import compute_gae, compute_macro_gae
 from mlsh.networks import MemberAdam
 from mlsh.policy import HierarchicalPolicy
 from mlsh.rollout import EpisodeStats, RolloutBatch, RolloutCollector
+from mlsh.schedule import SlotSchedule
 from mlsh.threads import update_threads
 from mlsh.update import LevelData, ppo_update, sharded_ppo_update
 
@@ -130,11 +130,7 @@ class MetaLearner:
             dist.broadcast_module(self.policy.subpolicies)
             dist.broadcast_module(self.policy.obs_rms)
             torch.manual_seed(rank_seed(cfg.seed, dist.rank))
-        self.cycle_len = m.warmup_iters + m.joint_iters
-        self.offsets = [
-            ((self.slot_offset + slot) * self.cycle_len) // m.num_slots if m.stagger else 0
-            for slot in range(self.num_local_slots)
-        ]
+        self.schedule = SlotSchedule.from_config(m)
         self.tasks: list[Any] = [None] * self.num_local_slots
         self.iteration = 0
         self.gradient_steps = 0
@@ -147,12 +143,12 @@ class MetaLearner:
 
     # -- schedule ------------------------------------------------------------------------------
     def cycle_position(self, slot: int, iteration: int | None = None) -> int:
-        """Iterations since ``slot``'s last master reset (0 = reset at the start of this iteration)."""
-        it = self.iteration if iteration is None else iteration
-        return (it + self.offsets[slot]) % self.cycle_len
+        """Iterations since local slot ``slot``'s last master reset (0 = reset at the start of this iteration)."""
+        return self.schedule.position(self.slot_offset + slot, self.iteration if iteration is None else iteration)
 
     def in_joint_phase(self, slot: int) -> bool:
-        return self.cycle_position(slot) >= self.cfg.mlsh.warmup_iters
+        """Whether local slot ``slot``'s data trains the sub-policies in this iteration."""
+        return self.schedule.in_joint_phase(self.slot_offset + slot, self.iteration)
 
     def reset_master(self, slot: int) -> None:
         """Re-initialises ``slot``'s master and drops its Adam state (moments and step count)."""
@@ -274,12 +270,8 @@ class MetaLearner:
             metrics[f"master/{key}"] = value
 
         joint_envs = torch.tensor(joint, device=self.device)[slot_of_env].expand(num_steps, num_envs)
-        if self.dist is None:
-            any_joint = bool(joint_envs.any())
-        else:  # every process takes part in the sub-policy update when any global slot is in its joint phase
-            m = cfg.mlsh
-            offsets = [(s * self.cycle_len) // m.num_slots if m.stagger else 0 for s in range(m.num_slots)]
-            any_joint = any((self.iteration + off) % self.cycle_len >= m.warmup_iters for off in offsets)
+        # Several processes: each takes part in the sub-policy update when any global slot is in its joint phase.
+        any_joint = bool(joint_envs.any()) if self.dist is None else self.schedule.any_joint(self.iteration)
         if self.train_subpolicies and any_joint:
             adv, ret = compute_gae(
                 batch.rewards,

@@ -188,9 +188,9 @@ MUTANTS = [
     ),
     Mutant(
         "meta-joint-phase",
-        "mlsh/meta.py",
-        "return self.cycle_position(slot) >= self.cfg.mlsh.warmup_iters",
-        "return self.cycle_position(slot) > self.cfg.mlsh.warmup_iters",
+        "mlsh/schedule.py",
+        "return self.position(slot, iteration) >= self.warmup_iters",
+        "return self.position(slot, iteration) > self.warmup_iters",
         "the joint phase starts one iteration late",
         META,
     ),
