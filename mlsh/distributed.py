@@ -29,6 +29,7 @@ import torch.distributed as dist
 from torch import nn
 
 from mlsh.errors import ConfigError
+from mlsh.policy import merge_moments
 
 # Spawn key of the per-rank torch seeds (the task streams use 0 and 1, see mlsh.meta).
 RANK_SEED_STREAM = 2
@@ -208,15 +209,7 @@ def merge_rms_batches(rms: nn.Module, batches: list[torch.Tensor], context: Dist
         if total == 0:
             total, batch_mean, batch_var = n_b, mean_b, var_b
             continue
-        delta = mean_b - batch_mean
-        new_total = total + n_b
-        batch_mean = batch_mean + delta * n_b / new_total
-        batch_var = (batch_var * total + var_b * n_b + delta**2 * total * n_b / new_total) / new_total
-        total = new_total
+        batch_mean, batch_var, total = merge_moments(batch_mean, batch_var, total, mean_b, var_b, n_b)
     if total == 0:
         return
-    delta = batch_mean - rms.mean
-    new_count = rms.count + total
-    rms.mean += delta * total / new_count
-    rms.var.copy_((rms.var * rms.count + batch_var * total + delta**2 * rms.count * total / new_count) / new_count)
-    rms.count.copy_(new_count)
+    rms.merge(batch_mean, batch_var, total)

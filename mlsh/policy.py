@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -23,6 +24,23 @@ from mlsh.networks import (
 )
 
 _LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))  # as in torch.distributions.Normal
+
+
+def merge_moments(
+    mean: torch.Tensor,
+    var: torch.Tensor,
+    count: Any,
+    other_mean: torch.Tensor,
+    other_var: torch.Tensor,
+    other_count: Any,
+) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """The mean, (biased) variance and count of two samples together, from each one's (Chan et al.'s
+    parallel formula). Counts are numbers or 0-d tensors; the result's count is ``count + other_count``."""
+    delta = other_mean - mean
+    total = count + other_count
+    merged_mean = mean + delta * other_count / total
+    merged_var = (var * count + other_var * other_count + delta**2 * count * other_count / total) / total
+    return merged_mean, merged_var, total
 
 
 class RunningMeanStd(nn.Module):
@@ -45,14 +63,15 @@ class RunningMeanStd(nn.Module):
     def update(self, x: torch.Tensor) -> None:
         """Merges the statistics of a batch ``x`` of shape ``[N, *shape]``."""
         x = x.to(torch.float64).reshape(-1, *self.mean.shape)
-        batch_mean, batch_var, batch_count = x.mean(0), x.var(0, unbiased=False), x.shape[0]
-        delta = batch_mean - self.mean
-        total = self.count + batch_count
-        self.mean += delta * batch_count / total
-        self.var.copy_(
-            (self.var * self.count + batch_var * batch_count + delta**2 * self.count * batch_count / total) / total
-        )
-        self.count.copy_(total)
+        self.merge(x.mean(0), x.var(0, unbiased=False), x.shape[0])
+
+    @torch.no_grad()
+    def merge(self, batch_mean: torch.Tensor, batch_var: torch.Tensor, batch_count: float) -> None:
+        """Merges a batch summarised by its mean, (biased) variance and count (:func:`merge_moments`)."""
+        mean, var, count = merge_moments(self.mean, self.var, self.count, batch_mean, batch_var, batch_count)
+        self.mean.copy_(mean)
+        self.var.copy_(var)
+        self.count.copy_(count)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         normalised = (x - self.mean.to(x.dtype)) / torch.sqrt(self.var.to(x.dtype) + self.eps)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
+
+AllReduce = Callable[[torch.Tensor], torch.Tensor]  # sums a tensor over processes in place and returns it
 
 
 class PPOTerms(NamedTuple):
@@ -27,7 +30,11 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def normalize_advantages(
-    advantages: torch.Tensor, group_ids: torch.Tensor, num_groups: int, eps: float = 1e-8
+    advantages: torch.Tensor,
+    group_ids: torch.Tensor,
+    num_groups: int,
+    eps: float = 1e-8,
+    reduce: AllReduce | None = None,
 ) -> torch.Tensor:
     """Normalises advantages to zero mean and unit std within each group (slot or sub-policy).
 
@@ -35,16 +42,23 @@ def normalize_advantages(
         advantages: ``[N]``.
         group_ids: ``[N]`` long in ``[0, num_groups)``.
         num_groups: G.
+        eps: added to the std.
+        reduce: sums a tensor over processes in place (several processes: every process's samples of a
+            group count); ``None``: this process's samples only.
 
     Returns:
         ``[N]`` normalised advantages.
     """
-    counts = torch.bincount(group_ids, minlength=num_groups).clamp_min(1).to(advantages.dtype)
-    mean = torch.zeros(num_groups, dtype=advantages.dtype, device=advantages.device)
-    mean.index_add_(0, group_ids, advantages)
-    mean = mean / counts
-    centred = advantages - mean[group_ids]
-    var = torch.zeros_like(mean).index_add_(0, group_ids, centred**2) / counts
+    dtype, device = advantages.dtype, advantages.device
+    counts = torch.bincount(group_ids, minlength=num_groups).to(dtype)
+    sums = torch.zeros(num_groups, dtype=dtype, device=device).index_add_(0, group_ids, advantages)
+    if reduce is not None:
+        stats = reduce(torch.cat([counts, sums]))
+        counts, sums = stats[:num_groups], stats[num_groups:]
+    counts = counts.clamp_min(1)
+    centred = advantages - (sums / counts)[group_ids]
+    squares = torch.zeros_like(sums).index_add_(0, group_ids, centred**2)
+    var = (squares if reduce is None else reduce(squares)) / counts
     return centred / (var[group_ids].sqrt() + eps)
 
 

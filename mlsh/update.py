@@ -10,7 +10,7 @@ import torch
 from mlsh.config import PPOConfig
 from mlsh.errors import TrainingDivergedError
 from mlsh.networks import MemberAdam, clip_grad_norm_per_member
-from mlsh.ppo import PPOTerms, grouped_indices, normalize_advantages, ppo_loss
+from mlsh.ppo import AllReduce, PPOTerms, grouped_indices, normalize_advantages, ppo_loss
 
 
 class LevelData(NamedTuple):
@@ -130,8 +130,6 @@ def ppo_update(
 
 # -- slot-sharded sub-policy update (multi-process runs; docs: scaling)---------------------------------
 
-AllReduce = Callable[[torch.Tensor], torch.Tensor]  # sums a tensor over processes in place and returns it
-
 _PRIME = 2**31 - 1  # keys live in [0, 2^31): int64 products with the multipliers below cannot overflow
 
 
@@ -151,21 +149,6 @@ def sample_keys(sample_ids: torch.Tensor, salt: int, epoch: int) -> torch.Tensor
         x = (x * multiplier) % _PRIME
         x = x ^ (x >> shift)
     return x
-
-
-def _global_normalize(
-    advantages: torch.Tensor, group_ids: torch.Tensor, num_groups: int, reduce: AllReduce
-) -> torch.Tensor:
-    """:func:`mlsh.ppo.normalize_advantages` with the group statistics summed over processes."""
-    dtype, device = advantages.dtype, advantages.device
-    counts = torch.bincount(group_ids, minlength=num_groups).to(dtype)
-    sums = torch.zeros(num_groups, dtype=dtype, device=device).index_add_(0, group_ids, advantages)
-    stats = reduce(torch.cat([counts, sums]))
-    counts, sums = stats[:num_groups].clamp_min(1), stats[num_groups:]
-    mean = sums / counts
-    centred = advantages - mean[group_ids]
-    var = reduce(torch.zeros_like(mean).index_add_(0, group_ids, centred**2)) / counts
-    return centred / (var[group_ids].sqrt() + 1e-8)
 
 
 def _minibatch_parts(cells: torch.Tensor, cell_counts: torch.Tensor, keys: torch.Tensor, num_minibatches: int):
@@ -257,9 +240,9 @@ def sharded_ppo_update(
     cells = data.group_ids * num_shards + shard_ids
     if cfg.norm_adv:
         if norm_per_shard:
-            advantages = _global_normalize(advantages, cells, num_groups * num_shards, reduce)
+            advantages = normalize_advantages(advantages, cells, num_groups * num_shards, reduce=reduce)
         else:
-            advantages = _global_normalize(advantages, data.group_ids, num_groups, reduce)
+            advantages = normalize_advantages(advantages, data.group_ids, num_groups, reduce=reduce)
     cell_counts = torch.bincount(cells, minlength=num_groups * num_shards)
     # How many samples of each member each minibatch holds does not depend on the keys: count once.
     _, part = _minibatch_parts(cells, cell_counts, torch.zeros_like(cells), num_mb)

@@ -208,14 +208,15 @@ def test_sharded_update_normalises_per_member_or_per_member_and_shard(
     from mlsh.policy import SubPolicies
 
     seen: list[tuple[torch.Tensor, int, torch.Tensor]] = []
-    original = update_module._global_normalize
+    original = update_module.normalize_advantages
 
-    def recording(advantages: torch.Tensor, ids: torch.Tensor, count: int, reduce: Any) -> torch.Tensor:
-        out = original(advantages, ids, count, reduce)
+    def recording(advantages: torch.Tensor, ids: torch.Tensor, count: int, **kwargs: Any) -> torch.Tensor:
+        assert kwargs.get("reduce") is not None  # statistics summed over processes
+        out = original(advantages, ids, count, **kwargs)
         seen.append((ids.clone(), count, out))
         return out
 
-    monkeypatch.setattr(update_module, "_global_normalize", recording)
+    monkeypatch.setattr(update_module, "normalize_advantages", recording)
     torch.manual_seed(0)
     groups, shards, n = 2, 3, 60
     subs = SubPolicies(groups, 3, gym.spaces.Discrete(2), [8])
