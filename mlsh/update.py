@@ -1,8 +1,15 @@
-"""PPO updates of the masters and of the sub-policies from one :class:`RolloutBatch`."""
+"""PPO updates of the masters and of the sub-policies from one :class:`RolloutBatch`.
+
+One epoch loop, :func:`ppo_epochs`, serves every update: it takes the minibatches from a plan and
+sums what several processes must share through a reduction hook (none in one process). Two plans
+exist: :func:`ppo_update`'s (one process: each member's samples shuffled and cut into chunks) and
+:func:`sharded_ppo_update`'s (samples spread over processes: minibatches that do not depend on how
+the shards are spread; docs: scaling).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import torch
@@ -63,6 +70,142 @@ def minibatch_loss(
     return loss, metrics
 
 
+class Minibatch(NamedTuple):
+    """The samples of one gradient step, laid out per member.
+
+    ``idx`` and ``mask`` are ``None`` where this process holds none of the step's samples (it still takes
+    part in the reduction and the step).
+    """
+
+    idx: torch.Tensor | None  # [G, n] sample indices, valid where mask
+    mask: torch.Tensor | None  # [G, n] bool
+    share: torch.Tensor | None  # [G] this process's share of each member's samples; None: one process, all
+    active: torch.Tensor  # [G] bool, members with samples in the step (on any process)
+
+
+# epoch -> that epoch's minibatches
+MinibatchPlan = Callable[[int], Iterator[Minibatch]]
+
+METRIC_NAMES = ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac")
+
+
+def explained_variance(returns: torch.Tensor, values: torch.Tensor, reduce: AllReduce | None = None) -> float:
+    """``1 - Var[returns - values] / Var[returns]`` over every sample (0 without variance).
+
+    Computed in float64 from sums, which ``reduce`` adds up over processes (``None``: this process's only).
+    """
+    with torch.no_grad():
+        returns, values = returns.double(), values.double()
+        error = returns - values
+        count = torch.tensor(float(returns.numel()), dtype=torch.float64, device=returns.device)
+        sums = torch.stack([count, returns.sum(), (returns**2).sum(), error.sum(), (error**2).sum()])
+        if reduce is not None:
+            sums = reduce(sums)
+    n, ret_sum, ret_sq, err_sum, err_sq = sums.tolist()
+    var_returns = (ret_sq - ret_sum**2 / n) / max(n - 1, 1) if n else 0.0
+    var_error = (err_sq - err_sum**2 / n) / max(n - 1, 1) if n else 0.0
+    return 1.0 - var_error / var_returns if var_returns > 0 else 0.0
+
+
+def _reduce_gradients(params: list[torch.Tensor], share: torch.Tensor | None, reduce: AllReduce) -> None:
+    """Sums every parameter's gradient over processes (weighted by ``share`` per member first, unless the
+    backward pass already weighted it) in one flat tensor; a missing gradient counts as zero."""
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    if share is None:
+        flat = torch.cat([g.reshape(-1) for g in grads])
+    else:
+        flat = torch.cat([(g * share.view(-1, *([1] * (g.dim() - 1)))).reshape(-1) for g in grads])
+    reduce(flat)
+    offset = 0
+    for p in params:
+        p.grad = flat[offset : offset + p.numel()].view_as(p)
+        offset += p.numel()
+
+
+def ppo_epochs(
+    data: LevelData,
+    advantages: torch.Tensor,
+    plan: MinibatchPlan,
+    evaluate: Evaluate,
+    optimizer: MemberAdam,
+    cfg: PPOConfig,
+    level: str,
+    members_with_data: torch.Tensor,
+    reduce: AllReduce | None = None,
+) -> dict[str, float]:
+    """Runs ``cfg.update_epochs`` epochs of minibatch PPO on the members of one level (the one epoch loop).
+
+    Each step: the loss of the step's samples (each member's mean, weighted by the member's ``share`` of
+    the step's samples where several processes hold them), backward, gradients summed over processes
+    (``reduce``), clipped per member, one Adam step for the members with samples. An epoch whose mean
+    ``approx_kl`` exceeds ``cfg.target_kl`` is the last.
+
+    Args:
+        data: the samples, ``[N, ...]``.
+        advantages: ``[N]``, normalised or not.
+        plan: each epoch's minibatches.
+        evaluate: ``(obs [G, n, d], actions [G, n, ...]) -> (logprob, entropy, value)``, each ``[G, n]``.
+        optimizer: the members' optimizer.
+        cfg: the level's PPO settings.
+        level: ``"sub"`` or ``"master"``, for messages.
+        members_with_data: ``[G]`` bool, members with samples (on any process).
+        reduce: sums a tensor over processes in place; ``None`` in one process.
+
+    Returns:
+        Scalar metrics averaged over steps of the members' mean (policy_loss, value_loss, entropy,
+        approx_kl, clipfrac, grad_norm), explained_variance, epochs, gradient_steps, members_with_data.
+
+    Raises:
+        TrainingDivergedError: a loss became NaN or infinite.
+    """
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    shared = any(optimizer.is_shared(p) for p in params)  # sub-policies that share weights
+    totals = dict.fromkeys((*METRIC_NAMES, "grad_norm"), 0.0)
+    count = 0
+    epochs_run = 0
+    for epoch in range(cfg.update_epochs):
+        step_metrics, step_norms, step_active = [], [], []
+        for mb in plan(epoch):
+            optimizer.zero_grad(set_to_none=True)
+            values = torch.zeros(len(METRIC_NAMES), mb.active.shape[0], device=mb.active.device)
+            if mb.idx is not None:
+                weighted = mb.share is not None and shared  # a shared parameter sums every member's gradient
+                member_evaluate = _share_weighted(evaluate, mb.share) if weighted else evaluate
+                loss, metrics = minibatch_loss(data, advantages, mb.idx, mb.mask, member_evaluate, cfg, level)
+                loss.backward()
+                values = torch.stack([metrics[name] for name in METRIC_NAMES])
+                if mb.share is not None:
+                    values = values * mb.share
+            if reduce is not None:
+                _reduce_gradients(params, None if shared else mb.share, reduce)
+            step_norms.append(clip_grad_norm_per_member(params, cfg.max_grad_norm))
+            optimizer.step(active=mb.active)
+            step_metrics.append(values)
+            step_active.append(mb.active)
+            count += 1
+        epochs_run += 1
+        if not step_metrics:
+            continue
+        epoch_metrics = torch.stack(step_metrics)  # [steps, metrics, G]
+        if reduce is not None:
+            reduce(epoch_metrics)
+        for values, norms, active in zip(epoch_metrics, step_norms, step_active, strict=True):
+            for i, name in enumerate(METRIC_NAMES):
+                totals[name] += float(values[i][active].mean())
+            totals["grad_norm"] += float(norms[active].mean())
+        if cfg.target_kl is not None:
+            kl = epoch_metrics[:, METRIC_NAMES.index("approx_kl")]
+            epoch_kl = sum(float(kl[s][active].mean()) for s, active in enumerate(step_active)) / len(step_active)
+            if epoch_kl > cfg.target_kl:
+                break
+    result = {key: value / max(count, 1) for key, value in totals.items()}
+    result["explained_variance"] = explained_variance(data.returns, data.old_values, reduce)
+    result["epochs"] = float(epochs_run)
+    result["gradient_steps"] = float(count)
+    result["members_with_data"] = float(members_with_data.sum())
+    return result
+
+
 def ppo_update(
     data: LevelData,
     num_groups: int,
@@ -72,15 +215,15 @@ def ppo_update(
     level: str,
     norm_groups: tuple[torch.Tensor, int] | None = None,
 ) -> dict[str, float]:
-    """Runs ``cfg.update_epochs`` epochs of minibatch PPO on the members of one level.
+    """:func:`ppo_epochs` on the members of one level, all samples in this process.
 
     Every member sees its own samples only (batched forward over ``[G, n, ...]`` layouts), its
     advantages are normalised over its own samples (or within finer groups: ``norm_groups`` =
-    ``(ids [N], count)``), and its gradient is clipped on its own.
+    ``(ids [N], count)``), and its gradient is clipped on its own. Each epoch shuffles each member's
+    samples (torch's global RNG) and cuts the ``[G, n_max]`` layout into ``num_minibatches`` chunks.
 
     Returns:
-        Scalar metrics averaged over members with data (policy_loss, value_loss, entropy,
-        approx_kl, clipfrac, grad_norm, explained_variance, epochs).
+        The metrics of :func:`ppo_epochs` (empty without samples).
 
     Raises:
         TrainingDivergedError: a loss became NaN or infinite.
@@ -91,41 +234,17 @@ def ppo_update(
     if cfg.norm_adv:
         ids, count = norm_groups if norm_groups is not None else (data.group_ids, num_groups)
         advantages = normalize_advantages(advantages, ids, count)
-    has_data = torch.bincount(data.group_ids, minlength=num_groups) > 0
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    totals: dict[str, torch.Tensor] = {}
-    count = 0
-    epochs_run = 0
-    for _ in range(cfg.update_epochs):
+
+    def plan(epoch: int) -> Iterator[Minibatch]:
         index, mask = grouped_indices(data.group_ids, num_groups)
         n_max = index.shape[1]
         size = -(-n_max // cfg.num_minibatches)
-        epoch_kl = []
         for start in range(0, n_max, size):
             idx, m = index[:, start : start + size], mask[:, start : start + size]
-            loss, metrics = minibatch_loss(data, advantages, idx, m, evaluate, cfg, level)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            member_has = m.any(-1)
-            metrics["grad_norm"] = clip_grad_norm_per_member(params, cfg.max_grad_norm)
-            optimizer.step(active=member_has)
-            for key, value in metrics.items():
-                totals[key] = totals.get(key, 0.0) + value[member_has].mean()
-            epoch_kl.append(metrics["approx_kl"][member_has].mean())
-            count += 1
-        epochs_run += 1
-        if cfg.target_kl is not None and torch.stack(epoch_kl).mean() > cfg.target_kl:
-            break
-    result = {key: float(value) / max(count, 1) for key, value in totals.items()}
-    with torch.no_grad():  # (one sample has no variance, and torch would warn of its degrees of freedom)
-        var_returns = float(data.returns.var()) if data.returns.numel() > 1 else 0.0
-        result["explained_variance"] = (
-            float(1.0 - (data.returns - data.old_values).var() / var_returns) if var_returns > 0 else 0.0
-        )
-    result["epochs"] = float(epochs_run)
-    result["gradient_steps"] = float(count)
-    result["members_with_data"] = float(has_data.sum())
-    return result
+            yield Minibatch(idx, m, None, m.any(-1))
+
+    has_data = torch.bincount(data.group_ids, minlength=num_groups) > 0
+    return ppo_epochs(data, advantages, plan, evaluate, optimizer, cfg, level, has_data)
 
 
 # -- slot-sharded sub-policy update (multi-process runs; docs: scaling)---------------------------------
@@ -210,9 +329,10 @@ def sharded_ppo_update(
       of that member, so the gradients summed over processes are those of the global mean loss;
       the summed gradient is then clipped per member and every replica takes the same Adam step.
 
-    This differs from :func:`ppo_update` (one process) in the minibatches: there a member's samples
-    are shuffled together and cut into chunks of a common size (a member with few samples gets fewer
-    steps); here every member gets ``num_minibatches`` steps per epoch, each stratified over shards.
+    This differs from :func:`ppo_update` (one process) in the minibatches only (both run
+    :func:`ppo_epochs`): there a member's samples are shuffled together and cut into chunks of a common
+    size (a member with few samples gets fewer steps); here every member gets ``num_minibatches`` steps
+    per epoch, each stratified over shards.
 
     Args:
         data: this process's samples, ``[N, ...]``; ``group_ids`` are members.
@@ -234,7 +354,6 @@ def sharded_ppo_update(
     Raises:
         TrainingDivergedError: a loss became NaN or infinite.
     """
-    device = data.advantages.device
     num_mb = cfg.num_minibatches
     advantages = data.advantages
     cells = data.group_ids * num_shards + shard_ids
@@ -252,73 +371,17 @@ def sharded_ppo_update(
     global_counts = reduce(local_counts.clone())
     shares = local_counts / global_counts.clamp_min(1.0)  # [num_mb, G]: this process's share of each minibatch
     has_data = global_counts > 0
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    shared = any(optimizer.is_shared(p) for p in params)  # sub-policies that share weights
-    metric_names = ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac")
-    totals = dict.fromkeys((*metric_names, "grad_norm"), 0.0)
-    count = 0
-    epochs_run = 0
-    for epoch in range(cfg.update_epochs):
+
+    def plan(epoch: int) -> Iterator[Minibatch]:
         order, part = _minibatch_parts(cells, cell_counts, sample_keys(sample_ids, salt, epoch), num_mb)
-        epoch_metrics = torch.zeros(num_mb, len(metric_names), num_groups, device=device)
-        grad_norms = []
         for mb in range(num_mb):
             if not bool(has_data[mb].any()):
                 continue
             members = order[part == mb]
-            optimizer.zero_grad(set_to_none=True)
-            if members.numel():
-                index, mask = grouped_indices(data.group_ids[members], num_groups, shuffle=False)
-                idx = members[index]
-                member_evaluate = _share_weighted(evaluate, shares[mb]) if shared else evaluate
-                loss, metrics = minibatch_loss(data, advantages, idx, mask, member_evaluate, cfg, level)
-                loss.backward()
-                epoch_metrics[mb] = torch.stack([metrics[name] for name in metric_names]) * shares[mb]
-            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-            if shared:  # already weighted in the backward pass
-                flat = torch.cat([g.reshape(-1) for g in grads])
-            else:
-                flat = torch.cat([(g * shares[mb].view(-1, *([1] * (g.dim() - 1)))).reshape(-1) for g in grads])
-            reduce(flat)
-            offset = 0
-            for p in params:
-                p.grad = flat[offset : offset + p.numel()].view_as(p)
-                offset += p.numel()
-            grad_norms.append(clip_grad_norm_per_member(params, cfg.max_grad_norm))
-            optimizer.step(active=has_data[mb])
-            count += 1
-        reduce(epoch_metrics)
-        steps = [mb for mb in range(num_mb) if bool(has_data[mb].any())]
-        for mb, norms in zip(steps, grad_norms, strict=True):
-            active = has_data[mb]
-            for i, name in enumerate(metric_names):
-                totals[name] += float(epoch_metrics[mb, i][active].mean())
-            totals["grad_norm"] += float(norms[active].mean())
-        epochs_run += 1
-        if cfg.target_kl is not None and steps:
-            kl = sum(float(epoch_metrics[mb, metric_names.index("approx_kl")][has_data[mb]].mean()) for mb in steps)
-            if kl / len(steps) > cfg.target_kl:
-                break
-    result = {key: value / max(count, 1) for key, value in totals.items()}
-    with torch.no_grad():
-        returns, old_values = data.returns.double(), data.old_values.double()
-        error = returns - old_values
-        sums = reduce(
-            torch.stack(
-                [
-                    torch.tensor(float(returns.numel()), dtype=torch.float64, device=device),
-                    returns.sum(),
-                    (returns**2).sum(),
-                    error.sum(),
-                    (error**2).sum(),
-                ]
-            )
-        )
-        n = float(sums[0])
-        var_returns = (float(sums[2]) - float(sums[1]) ** 2 / n) / max(n - 1, 1) if n else 0.0
-        var_error = (float(sums[4]) - float(sums[3]) ** 2 / n) / max(n - 1, 1) if n else 0.0
-        result["explained_variance"] = 1.0 - var_error / var_returns if var_returns > 0 else 0.0
-    result["epochs"] = float(epochs_run)
-    result["gradient_steps"] = float(count)
-    result["members_with_data"] = float(has_data.any(0).sum())
-    return result
+            if not members.numel():
+                yield Minibatch(None, None, shares[mb], has_data[mb])
+                continue
+            index, mask = grouped_indices(data.group_ids[members], num_groups, shuffle=False)
+            yield Minibatch(members[index], mask, shares[mb], has_data[mb])
+
+    return ppo_epochs(data, advantages, plan, evaluate, optimizer, cfg, level, has_data.any(0), reduce)
