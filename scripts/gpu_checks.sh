@@ -3,8 +3,8 @@
 #   1. `pytest -m gpu`: the learner on CUDA against the CPU (docs: scaling and GPU);
 #   2. scripts/benchmark_train.py with device=cuda and the GPU preset (target >= 20,000 env steps/s, docs: performance);
 #   3. scripts/benchmark_envs.py on 16 cores (b/a and b/c of the batched env, docs: performance).
-# From the project root, here first: ../shared/tools/device-wheels.sh (puts the wheels the machine lacks
-# in .whl/), then run `bash scripts/gpu_checks.sh` there, carrying .whl. Outputs go to $OUT (or
+# Run `bash scripts/gpu_checks.sh` from the project root on the GPU machine; wheels it lacks and cannot
+# download can be put in .whl/ beforehand (they are installed to /tmp/site). Outputs go to $OUT (or
 # /tmp/gpu_checks), one file per check; each check has its own time limit, and a failing one does not
 # stop the others. Leave MUJOCO_GL unset there.
 set -uo pipefail
