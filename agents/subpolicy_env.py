@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium import spaces
 
 from agents.agent import MLSHAgent
@@ -68,7 +69,7 @@ class SubPolicyEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
             self, subpolicies=subpolicies, macro_len=macro_len, deterministic=deterministic
         )
         gym.Wrapper.__init__(self, env)
-        self._rng = np.random.default_rng()
+        self._generator: torch.Generator | None = None
         if isinstance(subpolicies, MLSHAgent):
             if subpolicies.observation_space != env.observation_space:
                 raise ConfigError(
@@ -81,8 +82,10 @@ class SubPolicyEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
                     f"{env.action_space}; wrap an env of the task distribution the agent was trained on."
                 )
             macro_len = subpolicies.macro_len if macro_len is None else macro_len
+            self._generator = torch.Generator(device=subpolicies.device)
+            self._generator.seed()
             policies: list[Predictor] = [
-                subpolicies.subpolicy(k, rng=self._rng) for k in range(subpolicies.num_subpolicies)
+                subpolicies.subpolicy(k, self._generator) for k in range(subpolicies.num_subpolicies)
             ]
         else:
             policies = list(subpolicies)
@@ -97,9 +100,8 @@ class SubPolicyEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._obs: Any = None
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
-        if seed is not None:
-            # Reseed in place: the sub-policies hold this generator.
-            self._rng.bit_generator.state = np.random.default_rng(seed).bit_generator.state
+        if seed is not None and self._generator is not None:
+            self._generator.manual_seed(seed)  # in place: the sub-policies hold this generator
         self._obs, info = self.env.reset(seed=seed, options=options)
         return self._obs, info
 

@@ -18,20 +18,11 @@ from mlsh.config import Config, check_seed, config_from_dict
 from mlsh.envs import env_signature, make_env
 from mlsh.errors import ConfigError
 from mlsh.meta import resolve_device
-from mlsh.policy import HierarchicalPolicy
+from mlsh.policy import HierarchicalPolicy, advance_macro_clock
 from mlsh.schedule import SlotSchedule
 
 # predict()'s recurrent state: (active sub-policy [n], primitive steps left in the macro step [n]).
 AgentState = tuple[np.ndarray, np.ndarray]
-
-
-def _sample_categorical(probs: torch.Tensor, rng: np.random.Generator, deterministic: bool) -> np.ndarray:
-    """One index per row of ``probs [n, C]``: the mode, or a draw from ``rng`` (inverse CDF)."""
-    p = probs.detach().cpu().double().numpy()
-    if deterministic:
-        return p.argmax(axis=1)
-    cdf = np.cumsum(p / p.sum(axis=1, keepdims=True), axis=1)
-    return np.minimum((cdf < rng.random((len(p), 1))).sum(axis=1), p.shape[1] - 1)
 
 
 class PolicyActor:
@@ -44,7 +35,10 @@ class PolicyActor:
         cfg: the run's settings (hierarchy, env, PPO settings used by :meth:`adapt`).
         policy: a one-slot :class:`HierarchicalPolicy` (normaliser, K sub-policies, one master).
         master_task: the task the master was trained on, if known.
-        seed: seeds the generator of the agent's action and sub-policy draws.
+        seed: seeds the generator of the agent's action and sub-policy draws (``None``: a random seed).
+
+    It acts through :meth:`HierarchicalPolicy.step`, the policy step of training's rollouts, with its own
+    random stream (a ``torch.Generator`` on the policy's device).
     """
 
     def __init__(
@@ -56,7 +50,8 @@ class PolicyActor:
         self.policy = policy.eval()
         self.device = next(policy.parameters()).device
         self.master_task = master_task
-        self.rng = np.random.default_rng(seed)
+        self.generator = torch.Generator(device=self.device)
+        self.set_random_seed(seed)
         env = make_env(cfg.env)
         self.observation_space: gym.Space = env.observation_space
         self.action_space: gym.Space = env.action_space
@@ -175,8 +170,11 @@ class PolicyActor:
         return self.cfg.mlsh.macro_len
 
     def set_random_seed(self, seed: int | None) -> None:
-        """Reseeds the generator behind the agent's sampled actions and sub-policy choices."""
-        self.rng = np.random.default_rng(seed)
+        """Reseeds the generator behind the agent's sampled actions and sub-policy choices (``None``: randomly)."""
+        if seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(seed)
 
     # -- acting --------------------------------------------------------------------------------
     def _batch(self, observation: Any) -> tuple[torch.Tensor, bool]:
@@ -194,11 +192,13 @@ class PolicyActor:
             )
         return self.policy.normalize(torch.as_tensor(obs, device=self.device)), vectorized
 
-    @torch.no_grad()
-    def choose_subpolicies(self, obs: torch.Tensor, deterministic: bool = False) -> np.ndarray:
-        """The master's choice for normalised observations ``[n, obs_dim]`` -> ``[n]``."""
-        probs = self.policy.masters.distribution(obs.unsqueeze(0)).probs[0]
-        return _sample_categorical(probs, self.rng, deterministic)
+    def _env_action(self, action: torch.Tensor) -> np.ndarray:
+        """Actions as the env takes them: clipped to a ``Box``'s bounds, in the space's dtype."""
+        out = action.cpu().numpy()
+        space = self.action_space
+        if isinstance(space, gym.spaces.Box):
+            return np.clip(out, space.low, space.high).astype(space.dtype)
+        return out
 
     @torch.no_grad()
     def act(
@@ -206,22 +206,16 @@ class PolicyActor:
         obs: torch.Tensor,
         sub_idx: np.ndarray,
         deterministic: bool = False,
-        rng: np.random.Generator | None = None,
+        generator: torch.Generator | None = None,
     ) -> np.ndarray:
-        """Actions of each row's sub-policy ``sub_idx [n]`` on normalised observations ``[n, obs_dim]``."""
-        rng = self.rng if rng is None else rng
-        subs = self.policy.subpolicies
+        """Actions of each row's sub-policy ``sub_idx [n]`` on normalised observations ``[n, obs_dim]``
+        (no master decision; ``generator``: default the agent's)."""
         index = torch.as_tensor(sub_idx, device=obs.device, dtype=torch.long)
-        out = subs.actor_indexed(obs, index)  # [n, out]: each row's sub-policy
-        if subs.discrete:
-            return _sample_categorical(out.softmax(-1), rng, deterministic)
-        mean = out.cpu().double().numpy()
-        if not deterministic:
-            std = subs.log_std[index].exp().cpu().double().numpy()
-            mean = mean + std * rng.standard_normal(mean.shape)
-        space = self.action_space
-        return np.clip(mean, space.low, space.high).astype(space.dtype)
+        subpolicies = self.policy.subpolicy_snapshot()
+        action, _, _ = subpolicies.act(obs, index, deterministic, generator or self.generator)
+        return self._env_action(action)
 
+    @torch.no_grad()
     def predict(
         self,
         observation: np.ndarray,
@@ -242,26 +236,34 @@ class PolicyActor:
             ``(action, state)``: ``action`` has the action space's shape, with a leading ``n`` for a batch.
         """
         obs, vectorized = self._batch(observation)
-        n = obs.shape[0]
+        n, macro_len = obs.shape[0], self.macro_len
         if state is None:
             sub_idx, steps_left = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
         else:
             sub_idx, steps_left = (np.array(x, dtype=np.int64).reshape(n) for x in state)
         if episode_start is not None:
             steps_left[np.asarray(episode_start, dtype=bool).reshape(n)] = 0
-        decide = steps_left <= 0
-        if decide.any():
-            sub_idx[decide] = self.choose_subpolicies(obs[torch.as_tensor(decide)], deterministic)
-            steps_left[decide] = self.macro_len
-        action = self.act(obs, sub_idx, deterministic)
-        new_state = (sub_idx, steps_left - 1)
+        # The state counts down what the macro clock counts up: the steps left until the master chooses.
+        clock = np.where(steps_left > 0, (macro_len - steps_left) % macro_len, 0)
+        step = self.policy.step(
+            obs,
+            torch.as_tensor(sub_idx, device=self.device),
+            clock == 0,
+            self.policy.subpolicy_snapshot(),
+            deterministic,
+            generator=self.generator,
+        )
+        action = self._env_action(step.action)
+        clock = advance_macro_clock(clock, macro_len)  # an episode end comes with the next call's episode_start
+        new_state = (step.sub_idx.cpu().numpy(), (macro_len - clock) % macro_len)
         return (action if vectorized else action[0]), new_state
 
-    def subpolicy(self, k: int, rng: np.random.Generator | None = None) -> SubPolicy:
-        """Sub-policy ``k`` alone, as a policy object with ``predict``."""
+    def subpolicy(self, k: int, generator: torch.Generator | None = None) -> SubPolicy:
+        """Sub-policy ``k`` alone, as a policy object with ``predict`` (``generator``: its draws' stream,
+        default the agent's)."""
         if not isinstance(k, int) or not 0 <= k < self.num_subpolicies:
             raise ConfigError(f"Sub-policy index must be an integer in [0, {self.num_subpolicies}), got {k!r}.")
-        return SubPolicy(self, k, rng)
+        return SubPolicy(self, k, generator)
 
     def reset_master(self) -> None:
         """Re-initialises the master (the state of a new task, before adaptation)."""
@@ -275,13 +277,13 @@ class SubPolicy:
     Args:
         agent: the agent holding the weights and the observation normaliser.
         index: k.
-        rng: generator for sampled actions (default: the agent's).
+        generator: the stream of sampled actions (default: the agent's).
     """
 
-    def __init__(self, agent: PolicyActor, index: int, rng: np.random.Generator | None = None) -> None:
+    def __init__(self, agent: PolicyActor, index: int, generator: torch.Generator | None = None) -> None:
         self.agent = agent
         self.index = index
-        self.rng = rng
+        self.generator = generator
         self.observation_space = agent.observation_space
         self.action_space = agent.action_space
 
@@ -295,5 +297,5 @@ class SubPolicy:
         """Actions of sub-policy k for one observation or a batch (it keeps no state)."""
         obs, vectorized = self.agent._batch(observation)
         sub_idx = np.full(obs.shape[0], self.index, dtype=np.int64)
-        action = self.agent.act(obs, sub_idx, deterministic, rng=self.rng)
+        action = self.agent.act(obs, sub_idx, deterministic, self.generator)
         return (action if vectorized else action[0]), None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -41,6 +41,27 @@ def merge_moments(
     merged_mean = mean + delta * other_count / total
     merged_var = (var * count + other_var * other_count + delta**2 * count * other_count / total) / total
     return merged_mean, merged_var, total
+
+
+def advance_macro_clock(clock: np.ndarray, macro_len: int, ended: np.ndarray | None = None) -> np.ndarray:
+    """The macro clock after one env step: ``clock [B]`` counts the steps since each env's master last
+    chose, and the master chooses where it is 0, i.e. every ``macro_len`` steps and at every episode start
+    (an episode end, ``ended [B]``, restarts it at once)."""
+    clock = (clock + 1) % macro_len
+    if ended is not None and ended.any():
+        clock[ended] = 0
+    return clock
+
+
+class PolicyStep(NamedTuple):
+    """What :meth:`HierarchicalPolicy.step` did, every field ``[B]``."""
+
+    sub_idx: torch.Tensor  # long, the active sub-policy after the masters' choices
+    action: torch.Tensor  # [B] (discrete) or [B, act_dim], before clipping to the action space
+    logprob: torch.Tensor  # of the action under the active sub-policy
+    value: torch.Tensor  # the active sub-policy's value
+    master_logprob: torch.Tensor | None  # of the choice where a master chose, 0 elsewhere; None: no choice
+    master_value: torch.Tensor | None  # the master's value where it chose, 0 elsewhere
 
 
 class RunningMeanStd(nn.Module):
@@ -207,19 +228,12 @@ class SubPolicies(nn.Module):
         """``[K, N, obs_dim] -> [K, N]``."""
         return self.critic(obs).squeeze(-1)
 
-    def actor_indexed(self, obs: torch.Tensor, sub_idx: torch.Tensor) -> torch.Tensor:
-        """Each row's sub-policy's actor output: ``obs [B, obs_dim]``, ``sub_idx [B]`` -> ``[B, out]``.
-
-        ``separate`` runs all K actors on every row and picks (the arithmetic of :meth:`distribution`,
-        bit for bit); the sharing modes run one network per row (:func:`mlsh.networks.apply_layers_indexed`).
-        """
-        if self.sharing == "separate":
-            rows = torch.arange(obs.shape[0], device=obs.device)
-            return self.actor(obs.unsqueeze(0).expand(self.num_subpolicies, -1, -1))[sub_idx, rows]
-        return apply_layers_indexed(self.actor.effective_layers(), obs, sub_idx)
-
     def value_indexed(self, obs: torch.Tensor, sub_idx: torch.Tensor) -> torch.Tensor:
-        """Each row's sub-policy's value: ``obs [B, obs_dim]``, ``sub_idx [B]`` -> ``[B]`` (see ``actor_indexed``)."""
+        """Each row's sub-policy's value: ``obs [B, obs_dim]``, ``sub_idx [B]`` -> ``[B]``.
+
+        ``separate`` runs all K critics on every row and picks (the arithmetic of :meth:`value`, bit for
+        bit); the sharing modes run one network per row (:func:`mlsh.networks.apply_layers_indexed`).
+        """
         if self.sharing == "separate":
             values = self.value(obs.unsqueeze(0).expand(self.num_subpolicies, -1, -1))
             return values.gather(0, sub_idx.view(1, -1))[0]
@@ -273,11 +287,31 @@ class SubPolicySnapshot:
 
     @torch.no_grad()
     def act(
-        self, obs: torch.Tensor, sub_idx: torch.Tensor, deterministic: bool = False
+        self,
+        obs: torch.Tensor,
+        sub_idx: torch.Tensor,
+        deterministic: bool = False,
+        generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """See :meth:`HierarchicalPolicy.act`."""
+        """Samples an action from each env's active sub-policy.
+
+        With ``sub.sharing=separate`` all K sub-policies run on all B envs (K is small: one batched
+        matmul per layer) and the active one's action is picked; the sharing modes compute each env's
+        active one only. Sampling and scoring use the formulas and the random draws of
+        ``torch.distributions`` (same results, bit for bit), without building distribution objects,
+        which cost more than the networks at rollout batch sizes.
+
+        Args:
+            obs: ``[B, obs_dim]`` normalised observations.
+            sub_idx: ``[B]`` active sub-policy per env.
+            deterministic: the most likely action (the Gaussian's mean) instead of a sample.
+            generator: the random stream of the draws (``None``: torch's global one).
+
+        Returns:
+            ``(action [B, ...], logprob [B], value [B])``.
+        """
         if self.indexed:
-            return self._act_indexed(obs, sub_idx, deterministic)
+            return self._act_indexed(obs, sub_idx, deterministic, generator)
         k = self.num_subpolicies
         x = obs.unsqueeze(0).expand(2 * k, -1, -1)
         for bias, weight in self.hidden:
@@ -297,16 +331,21 @@ class SubPolicySnapshot:
             if deterministic:
                 actions = probs.argmax(-1)
             else:
-                actions = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, True).view(k, -1)
+                actions = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, True, generator=generator).view(
+                    k, -1
+                )
             action = actions[sub_idx, envs]
             return action, logits[sub_idx, envs].gather(-1, action.unsqueeze(-1))[:, 0], value
         mean, scale = out[sub_idx, envs], self.std[sub_idx]
-        action = mean if deterministic else torch.normal(out, self.std.unsqueeze(1).expand_as(out))[sub_idx, envs]
+        if deterministic:
+            action = mean
+        else:
+            action = torch.normal(out, self.std.unsqueeze(1).expand_as(out), generator=generator)[sub_idx, envs]
         log_density = -((action - mean) ** 2) / (2 * scale**2) - self.log_scale[sub_idx] - _LOG_SQRT_2PI
         return action, log_density.sum(-1), value
 
     def _act_indexed(
-        self, obs: torch.Tensor, sub_idx: torch.Tensor, deterministic: bool
+        self, obs: torch.Tensor, sub_idx: torch.Tensor, deterministic: bool, generator: torch.Generator | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """:meth:`act` running each env's active sub-policy only (weight-sharing modes)."""
         out = apply_layers_indexed(self.actor_layers, obs, sub_idx)  # [B, A]: means or logits
@@ -314,10 +353,10 @@ class SubPolicySnapshot:
         if self.discrete:  # Categorical's formulas, as in act
             logits = out - out.logsumexp(-1, keepdim=True)
             probs = logits.softmax(-1)
-            action = probs.argmax(-1) if deterministic else torch.multinomial(probs, 1, True)[:, 0]
+            action = probs.argmax(-1) if deterministic else torch.multinomial(probs, 1, True, generator=generator)[:, 0]
             return action, logits.gather(-1, action.unsqueeze(-1))[:, 0], value
         scale = self.std[sub_idx]
-        action = out if deterministic else torch.normal(out, scale)
+        action = out if deterministic else torch.normal(out, scale, generator=generator)
         log_density = -((action - out) ** 2) / (2 * scale**2) - self.log_scale[sub_idx] - _LOG_SQRT_2PI
         return action, log_density.sum(-1), value
 
@@ -428,47 +467,66 @@ class HierarchicalPolicy(nn.Module):
 
     @torch.no_grad()
     def choose_subpolicies(
-        self, obs: torch.Tensor, deterministic: bool = False
+        self, obs: torch.Tensor, deterministic: bool = False, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Samples each env's sub-policy from its slot's master.
 
         Args:
             obs: ``[M, E, obs_dim]`` normalised observations, E envs per slot.
             deterministic: each master's most likely choice instead of a sample.
+            generator: the random stream of the draws (``None``: torch's global one).
 
         Returns:
             ``(sub_idx, logprob, value)``, each ``[M, E]``.
         """
         dist = self.masters.distribution(obs)
-        sub_idx = dist.probs.argmax(-1) if deterministic else dist.sample()
+        if deterministic:
+            sub_idx = dist.probs.argmax(-1)
+        else:  # Categorical.sample's draw, with a choice of stream
+            probs = dist.probs
+            sub_idx = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, True, generator=generator)
+            sub_idx = sub_idx.view(probs.shape[:-1])
         return sub_idx, dist.log_prob(sub_idx), self.masters.value(obs)
 
     def subpolicy_snapshot(self) -> SubPolicySnapshot:
-        """The sub-policies with their current weights, for a loop of :meth:`act` calls (a rollout)."""
+        """The sub-policies with their current weights, for a loop of steps (a rollout)."""
         return SubPolicySnapshot(self.subpolicies)
 
     @torch.no_grad()
-    def act(
-        self, obs: torch.Tensor, sub_idx: torch.Tensor, deterministic: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Samples an action from each env's active sub-policy.
-
-        With ``sub.sharing=separate`` all K sub-policies run on all B envs (K is small: one batched
-        matmul per layer) and the active one's action is picked; the sharing modes compute each env's
-        active one only (:class:`SubPolicySnapshot`). Sampling and scoring use the formulas and the random draws of
-        ``torch.distributions`` (same results, bit for bit), without building distribution objects,
-        which cost more than the networks at rollout batch sizes. A loop over env steps with fixed
-        weights should take :meth:`subpolicy_snapshot` once and call its ``act``, as this does.
+    def step(
+        self,
+        obs: torch.Tensor,
+        sub_idx: torch.Tensor,
+        decide: np.ndarray,
+        subpolicies: SubPolicySnapshot,
+        deterministic: bool = False,
+        decide_t: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> PolicyStep:
+        """One step of every env: each slot's master chooses where its env is at a decision point, then
+        each env's active sub-policy acts (the one policy step of rollouts, agents, inspection and videos).
 
         Args:
-            obs: ``[B, obs_dim]`` normalised observations.
-            sub_idx: ``[B]`` active sub-policy per env.
-            deterministic: the most likely action (the Gaussian's mean) instead of a sample.
-
-        Returns:
-            ``(action [B, ...], logprob [B], value [B])``.
+            obs: ``[B, obs_dim]`` normalised observations, env b in slot ``b // (B / M)``.
+            sub_idx: ``[B]`` long, the sub-policy active before this step.
+            decide: ``[B]`` bool on the host, the envs whose master chooses now (:func:`advance_macro_clock`).
+            subpolicies: :meth:`subpolicy_snapshot` of now.
+            deterministic: most likely choices and actions instead of samples.
+            decide_t: ``decide`` on ``obs``'s device, if the caller has it.
+            generator: the random stream of the draws (``None``: torch's global one).
         """
-        return self.subpolicy_snapshot().act(obs, sub_idx, deterministic)
+        master_logprob = master_value = None
+        if decide.any():
+            if decide_t is None:
+                decide_t = torch.as_tensor(decide, device=obs.device)
+            choice, logprob, value = self.choose_subpolicies(
+                obs.view(self.num_slots, -1, obs.shape[-1]), deterministic, generator
+            )
+            sub_idx = torch.where(decide_t, choice.view(-1), sub_idx)
+            master_logprob = torch.where(decide_t, logprob.view(-1), 0.0)
+            master_value = torch.where(decide_t, value.view(-1), 0.0)
+        action, logprob, value = subpolicies.act(obs, sub_idx, deterministic, generator)
+        return PolicyStep(sub_idx, action, logprob, value, master_logprob, master_value)
 
     @torch.no_grad()
     def sub_value(self, obs: torch.Tensor, sub_idx: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 
-from mlsh.policy import HierarchicalPolicy
+from mlsh.policy import HierarchicalPolicy, advance_macro_clock
 
 
 class RolloutBatch(NamedTuple):
@@ -251,17 +251,12 @@ class RolloutCollector:
 
         for t in range(rollout_len):
             raw_obs.append(raw_t)
-            if decide.any():
-                choice, logprob, value = policy.choose_subpolicies(
-                    obs.view(num_slots, per_slot, obs_dim), deterministic
-                )
-                sub_idx = torch.where(decide_t, choice.view(-1), sub_idx)
-                decisions_buf[t] = decide_t
-                master_logprob[t] = torch.where(decide_t, logprob.view(-1), 0.0)
-                master_values[t] = torch.where(decide_t, value.view(-1), 0.0)
-            action, logprob, value = subpolicies.act(obs, sub_idx, deterministic)
+            step = policy.step(obs, sub_idx, decide, subpolicies, deterministic, decide_t)
+            sub_idx, action = step.sub_idx, step.action
+            if step.master_logprob is not None:
+                decisions_buf[t], master_logprob[t], master_values[t] = decide_t, step.master_logprob, step.master_value
             obs_buf[t], actions_buf[t], sub_idx_buf[t] = obs, action, sub_idx
-            sub_logprob[t], sub_values[t] = logprob, value
+            sub_logprob[t], sub_values[t] = step.logprob, step.value
 
             env_action = action.cpu().numpy()
             if not discrete:
@@ -271,9 +266,7 @@ class RolloutCollector:
             any_ended = bool(ended.any())
             if "x_position" in info and "y_position" in info:
                 self._track_moves(info, ended, any_ended, sub_idx, macro_moves)
-            self.clock = (self.clock + 1) % self.macro_len
-            if any_ended:
-                self.clock[ended] = 0
+            self.clock = advance_macro_clock(self.clock, self.macro_len, ended)
             decide = self.clock == 0
             raw_t, reward_t, terminated_t, truncated_t, decide_t = self._upload(
                 next_obs, reward, terminated, truncated, decide

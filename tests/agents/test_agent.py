@@ -85,14 +85,15 @@ def test_load_keeps_the_most_trained_master(tiny_run: Path) -> None:
 
 def test_predict_decides_every_macro_step_and_at_episode_starts(tiny_run: Path) -> None:
     agent = MLSHAgent.load(tiny_run, device="cpu", seed=0)
-    decided: list[int] = []
-    choose = agent.choose_subpolicies
+    decided: list[int] = []  # how many envs' masters chose, at each step where some did
+    policy_step = agent.policy.step
 
-    def recording(obs: torch.Tensor, deterministic: bool = False) -> np.ndarray:
-        decided.append(obs.shape[0])
-        return choose(obs, deterministic)
+    def recording(obs: torch.Tensor, sub_idx: torch.Tensor, decide: np.ndarray, *args: Any, **kwargs: Any) -> Any:
+        if decide.any():
+            decided.append(int(decide.sum()))
+        return policy_step(obs, sub_idx, decide, *args, **kwargs)
 
-    agent.choose_subpolicies = recording  # type: ignore[method-assign]
+    agent.policy.step = recording  # type: ignore[method-assign]
     obs = np.random.default_rng(1).random((3, 6), dtype=np.float32)
     actions, state = agent.predict(obs, episode_start=np.ones(3, dtype=bool))
     assert actions.shape == (3,) and decided == [3]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ from torch.distributions import Normal
 
 from mlsh.errors import ConfigError
 from mlsh.meta import MetaLearner
-from mlsh.policy import HierarchicalPolicy, RunningMeanStd
+from mlsh.policy import HierarchicalPolicy, RunningMeanStd, advance_macro_clock
 from tests.conftest import CONTINUOUS_ID, small_config
 
 
@@ -25,7 +27,7 @@ def test_gaussian_subpolicy_logprob_is_that_of_the_active_member() -> None:
         policy.subpolicies.log_std.copy_(torch.tensor([[-1.0, -1.0], [0.0, 0.0], [0.5, 0.5]]))
     obs = torch.randn(5, 4)
     sub_idx = torch.tensor([0, 1, 2, 1, 0])
-    action, logprob, value = policy.act(obs, sub_idx)
+    action, logprob, value = policy.subpolicy_snapshot().act(obs, sub_idx)
     assert action.shape == (5, 2) and logprob.shape == (5,) and value.shape == (5,)
     for b in range(5):
         k = int(sub_idx[b])
@@ -39,7 +41,7 @@ def test_categorical_subpolicy_gathers_the_active_member() -> None:
     policy = _policy(gym.spaces.Discrete(4))
     obs = torch.randn(6, 4)
     sub_idx = torch.tensor([2, 2, 0, 1, 0, 2])
-    action, logprob, _ = policy.act(obs, sub_idx)
+    action, logprob, _ = policy.subpolicy_snapshot().act(obs, sub_idx)
     assert action.dtype == torch.long and action.shape == (6,)
     logits = policy.subpolicies.actor(obs.unsqueeze(0).expand(3, -1, -1))
     for b in range(6):
@@ -52,15 +54,15 @@ def test_deterministic_choices_are_the_most_likely_ones() -> None:
     obs = torch.randn(6, 4)
     sub_idx = torch.tensor([2, 2, 0, 1, 0, 2])
     logits = discrete.subpolicies.actor(obs.unsqueeze(0).expand(3, -1, -1))
-    action, _, _ = discrete.act(obs, sub_idx, deterministic=True)
+    action, _, _ = discrete.subpolicy_snapshot().act(obs, sub_idx, deterministic=True)
     assert torch.equal(action, logits[sub_idx, torch.arange(6)].argmax(-1))
     choice, _, _ = discrete.choose_subpolicies(obs.view(2, 3, 4), deterministic=True)
     assert torch.equal(choice, discrete.masters.distribution(obs.view(2, 3, 4)).probs.argmax(-1))
     gaussian = _policy(gym.spaces.Box(-1, 1, shape=(2,), dtype=np.float32))
-    action, _, _ = gaussian.act(obs, sub_idx, deterministic=True)
+    action, _, _ = gaussian.subpolicy_snapshot().act(obs, sub_idx, deterministic=True)
     means = gaussian.subpolicies.actor(obs.unsqueeze(0).expand(3, -1, -1))
     assert torch.allclose(action, means[sub_idx, torch.arange(6)])
-    again, _, _ = gaussian.act(obs, sub_idx, deterministic=True)
+    again, _, _ = gaussian.subpolicy_snapshot().act(obs, sub_idx, deterministic=True)
     assert torch.equal(action, again)
 
 
@@ -159,7 +161,7 @@ def test_act_draws_and_scores_bit_for_bit_as_the_distributions_do(discrete: bool
     torch.manual_seed(7)
     expected = _distributions_act(policy, obs, sub_idx, deterministic)
     torch.manual_seed(7)
-    got = policy.act(obs, sub_idx, deterministic)
+    got = policy.subpolicy_snapshot().act(obs, sub_idx, deterministic)
     for name, a, b in zip(("action", "logprob", "value"), got, expected, strict=True):
         assert torch.equal(a, b), name
     after_act = torch.rand(3)  # the generator has consumed as many draws either way
@@ -180,7 +182,10 @@ def test_training_with_the_rollout_shortcuts_equals_training_through_the_modules
         if not shortcuts:
 
             class ThroughTheModules:
-                def act(self, obs: torch.Tensor, sub_idx: torch.Tensor, deterministic: bool = False) -> tuple:
+                def act(
+                    self, obs: torch.Tensor, sub_idx: torch.Tensor, deterministic: bool = False, generator: Any = None
+                ) -> tuple:
+                    assert generator is None  # training draws from torch's global stream
                     return _distributions_act(policy, obs, sub_idx, deterministic)
 
             monkeypatch.setattr(policy, "subpolicy_snapshot", ThroughTheModules)
@@ -190,3 +195,37 @@ def test_training_with_the_rollout_shortcuts_equals_training_through_the_modules
         return [value.clone() for value in policy.state_dict().values()]
 
     assert all(torch.equal(a, b) for a, b in zip(train(True), train(False), strict=True))
+
+
+def test_macro_clock_counts_to_macro_len_and_restarts_at_episode_ends() -> None:
+    clock = np.array([0, 1, 2, 2])
+    assert advance_macro_clock(clock, 3).tolist() == [1, 2, 0, 0]
+    ended = np.array([False, True, False, False])
+    assert advance_macro_clock(clock, 3, ended).tolist() == [1, 0, 0, 0]
+    assert clock.tolist() == [0, 1, 2, 2]  # a new array: the caller's is left as it was
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_step_chooses_where_masters_decide_and_draws_from_the_given_stream(discrete: bool) -> None:
+    space = gym.spaces.Discrete(5) if discrete else gym.spaces.Box(-1, 1, shape=(3,), dtype=np.float32)
+    policy = HierarchicalPolicy(gym.spaces.Box(-1, 1, (4,)), space, num_subpolicies=3, num_slots=2)
+    obs, sub_idx = torch.randn(6, 4), torch.tensor([2, 2, 2, 1, 1, 1])
+    decide = np.array([True, False, True, False, False, True])
+    snapshot = policy.subpolicy_snapshot()
+    before = torch.get_rng_state()
+    first = policy.step(obs, sub_idx, decide, snapshot, generator=torch.Generator().manual_seed(5))
+    again = policy.step(obs, sub_idx, decide, snapshot, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(torch.get_rng_state(), before)  # the global stream is untouched
+    for a, b in zip(first, again, strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(first.sub_idx[~torch.as_tensor(decide)], sub_idx[~torch.as_tensor(decide)])
+    assert first.master_logprob is not None and first.master_value is not None
+    assert (first.master_logprob[~torch.as_tensor(decide)] == 0).all()
+    assert (first.master_logprob[torch.as_tensor(decide)] < 0).all()
+    # The sub-policies act as the snapshot does for the chosen sub-policies, from the same stream.
+    generator = torch.Generator().manual_seed(5)
+    policy.choose_subpolicies(obs.view(2, 3, 4), generator=generator)
+    action, logprob, value = snapshot.act(obs, first.sub_idx, generator=generator)
+    assert torch.equal(action, first.action) and torch.equal(logprob, first.logprob) and torch.equal(value, first.value)
+    none = policy.step(obs, sub_idx, np.zeros(6, dtype=bool), snapshot, deterministic=True)
+    assert none.master_logprob is None and torch.equal(none.sub_idx, sub_idx)

@@ -184,7 +184,8 @@ def test_each_row_gets_its_own_members_output_with_few_members_or_many(sharing: 
         obs, sub_idx = torch.randn(50, OBS), torch.randint(0, members, (50,))
         expanded = obs.unsqueeze(0).expand(members, -1, -1)
         rows = torch.arange(50)
-        torch.testing.assert_close(subs.actor_indexed(obs, sub_idx), subs.actor(expanded)[sub_idx, rows])
+        actor = apply_layers_indexed(subs.actor.effective_layers(), obs, sub_idx)
+        torch.testing.assert_close(actor, subs.actor(expanded)[sub_idx, rows])
         torch.testing.assert_close(subs.value_indexed(obs, sub_idx), subs.value(expanded)[sub_idx, rows])
 
 
