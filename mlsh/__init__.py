@@ -5,7 +5,7 @@ The library is usable without Hydra::
     from mlsh import Config, train, evaluate_run
     cfg = Config()                       # MovementBandits with the paper's settings
     train(cfg, "runs/my_run")
-    print(evaluate_run("runs/my_run", num_tasks=20)["ratio"])
+    print(evaluate_run("runs/my_run", num_tasks=20).ratio)
 """
 
 from __future__ import annotations

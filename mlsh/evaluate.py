@@ -185,9 +185,9 @@ def _evaluate(argv: list[str], dry_run: bool) -> None:
             before_work=before_work,
         )
         assert claim is not None
-        print(format_table(result))
+        public = result.to_dict()
+        print(format_table(public))
         output = claim.json_path
-        public = {k: v for k, v in result.items() if not k.startswith("_")}
         written = [write_atomic(output, json.dumps(public, indent=2, allow_nan=False))]
         written.append(write_csv(public, output.with_suffix(".csv")))
         png = tb = None
@@ -200,9 +200,10 @@ def _evaluate(argv: list[str], dry_run: bool) -> None:
                 shutil.rmtree(tb)
             written.append(write_tensorboard(public, tb))
         if video:
+            assert result.adapted is not None  # keep_masters=video
             device = data["device"] or "cpu"
             written += write_videos(
-                result["_adapted"], output.parent, output.stem, data["seed"], device, data["video_tasks"],
+                result.adapted, output.parent, output.stem, data["seed"], device, data["video_tasks"],
                 data["video_fps"],
             )  # fmt: skip
         for path in written:

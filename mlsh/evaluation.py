@@ -385,22 +385,111 @@ def sb3_ppo_adaptation(
     return Adaptation(curves, after, {})
 
 
-def _method_summary(adaptation: Adaptation, steps_per_iter: int, oracle: np.ndarray | None) -> dict[str, Any]:
-    mean_curve = [_nan_mean(row) for row in adaptation.curve]
-    after = adaptation.after
-    summary: dict[str, Any] = {
-        "steps_per_task_per_iter": steps_per_iter,
-        "curve_per_task": _nullable(adaptation.curve.T),
-        "curve": mean_curve,
-        "return_after_adaptation_per_task": _nullable(after),
-        "return_after_adaptation": float(np.mean(after)),
-        "return_after_adaptation_std": float(np.std(after)),
-        # Mean over iterations of the mean curve: the learning lifetime's return (area under the curve).
-        "curve_mean": _nan_mean(np.asarray([np.nan if x is None else x for x in mean_curve], dtype=float)),
-    }
-    if oracle is not None:
-        summary["ratio"] = float(np.mean(after) / np.mean(oracle))
-    return summary
+@dataclasses.dataclass(frozen=True)
+class MethodResult:
+    """One method's adaptation on the evaluated tasks."""
+
+    curve: np.ndarray  # [iters, num_tasks] mean episode return per iteration; NaN where no episode ended
+    after: np.ndarray  # [num_tasks] mean return of the adapted policy, measured after adaptation
+    steps_per_task_per_iter: int
+    run_dir: str | None = None  # the run a baseline adapted (None: MLSH's own run, or from scratch)
+
+    @property
+    def mean_curve(self) -> list[float | None]:
+        """Mean over tasks per iteration (None where no task ended an episode)."""
+        return [_nan_mean(row) for row in self.curve]
+
+    def summary(self, oracle: np.ndarray | None) -> dict[str, Any]:
+        """The method's JSON entry; ``ratio`` to the oracle's mean return where there is one."""
+        mean_curve = self.mean_curve
+        summary: dict[str, Any] = {} if self.run_dir is None else {"run_dir": self.run_dir}
+        summary.update(
+            {
+                "steps_per_task_per_iter": self.steps_per_task_per_iter,
+                "curve_per_task": _nullable(self.curve.T),
+                "curve": mean_curve,
+                "return_after_adaptation_per_task": _nullable(self.after),
+                "return_after_adaptation": float(np.mean(self.after)),
+                "return_after_adaptation_std": float(np.std(self.after)),
+                # Mean over iterations of the mean curve: the learning lifetime's return (area under the curve).
+                "curve_mean": _nan_mean(np.asarray([np.nan if x is None else x for x in mean_curve], dtype=float)),
+            }
+        )
+        if oracle is not None:
+            summary["ratio"] = float(np.mean(self.after) / np.mean(oracle))
+        return summary
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationResult:
+    """What :func:`evaluate_run` measured; :meth:`to_dict` is its JSON (``mlsh.evaluate``'s output file).
+
+    ``methods`` holds MLSH first (``"mlsh"``), then the baselines in the order asked for.
+    """
+
+    run_dir: str
+    env_id: str
+    split: str
+    seed: int
+    adapt_iters: int
+    deterministic: bool
+    master_settings: dict[str, Any]  # the fresh masters' settings that replaced the run's
+    tasks: list[Any]
+    methods: dict[str, MethodResult]
+    oracle: np.ndarray | None = None  # [num_tasks] the oracle's mean return per task
+    adapted: AdaptedMasters | None = None  # the adapted masters (``keep_masters``), for videos and inspection
+
+    @property
+    def mlsh(self) -> MethodResult:
+        return self.methods["mlsh"]
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.tasks)
+
+    @property
+    def return_after_adaptation(self) -> float:
+        """MLSH's mean return after adaptation over the tasks."""
+        return float(np.mean(self.mlsh.after))
+
+    @property
+    def ratio(self) -> float | None:
+        """:attr:`return_after_adaptation` over the oracle's mean return (None without an oracle)."""
+        return None if self.oracle is None else self.return_after_adaptation / float(self.oracle.mean())
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON: the run and settings, MLSH's results at the top level (with the oracle's, their ratio and,
+        with the ``scratch`` baseline, the area-under-curve ratio), and every method under ``methods``."""
+        mlsh, oracle = self.mlsh, self.oracle
+        methods = {name: method.summary(oracle) for name, method in self.methods.items()}
+        result: dict[str, Any] = {
+            "run_dir": self.run_dir,
+            "env_id": self.env_id,
+            "split": self.split,
+            "num_tasks": self.num_tasks,
+            "seed": self.seed,
+            "adapt_iters": self.adapt_iters,
+            "deterministic": self.deterministic,
+            "master_settings": self.master_settings,
+            "steps_per_task_per_iter": mlsh.steps_per_task_per_iter,
+            "tasks": [_jsonable(t) for t in self.tasks],
+            "return_after_adaptation": self.return_after_adaptation,
+            "return_after_adaptation_per_task": mlsh.after.tolist(),
+            # None where no episode ended during that iteration (strict JSON has no NaN).
+            "adaptation_curve": methods["mlsh"]["curve"],
+        }
+        if "scratch" in methods:
+            result["scratch_curve"] = methods["scratch"]["curve"]
+            mlsh_area = _curve_area(methods["mlsh"]["curve"])
+            scratch_area = _curve_area(methods["scratch"]["curve"])
+            result["auc_ratio"] = mlsh_area / scratch_area if scratch_area > 0 else None
+        if oracle is not None:
+            result["oracle_return"] = float(oracle.mean())
+            result["oracle_return_per_task"] = oracle.tolist()
+            result["ratio"] = self.ratio
+            result["ratio_per_task"] = (mlsh.after / np.maximum(oracle, 1e-8)).tolist()
+        result["methods"] = methods
+        return result
 
 
 def master_overrides(master: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -541,7 +630,7 @@ def evaluate_run(
     envs_per_task: int | None = None,
     master: Mapping[str, Any] | None = None,
     before_work: Callable[[Config], None] | None = None,
-) -> dict[str, Any]:
+) -> EvaluationResult:
     """Adapts fresh masters on ``num_tasks`` unseen tasks over a run's frozen sub-policies.
 
     Args:
@@ -558,7 +647,7 @@ def evaluate_run(
             ``every_step``.
         env: evaluate on this env (default: the run's); it must have the run's spaces.
         split: ``heldout`` (the env's test split where it has one) or ``train`` (see :func:`sample_eval_tasks`).
-        keep_masters: put an :class:`AdaptedMasters` under ``"_adapted"`` (not JSON; for videos).
+        keep_masters: keep the adapted masters in the result's ``adapted`` (for videos and inspection).
         deterministic: measure every method's return after adaptation with its most likely
             choices (Stable-Baselines3's ``evaluate_policy`` default) instead of samples.
         envs_per_task: episodes' envs per task in each adaptation iteration, for every method
@@ -575,9 +664,9 @@ def evaluate_run(
     fall back with a one-line notice (:func:`task_sampler`; without an oracle, no ratio is reported).
 
     Returns:
-        A dict with the mean return after adaptation, the oracle's, their ratio, per-task values,
-        the adaptation curve (mean return per adaptation iteration) and, under ``methods``, every
-        method's per-task curves and summary.
+        An :class:`EvaluationResult`: every method's per-task curves and returns after adaptation, the
+        oracle's returns; :meth:`EvaluationResult.to_dict` is the JSON (mean return after adaptation, the
+        oracle's, their ratio, per-task values, the adaptation curve and every method's summary).
     """
     check_evaluation_args(
         num_tasks=num_tasks,
@@ -624,8 +713,9 @@ def evaluate_run(
 
     mlsh = adapt_masters(cfg, payload["learner"]["policy"], tasks, iters, seed, path, env_cfg, deterministic)
     steps_per_iter = cfg.train.envs_per_slot * cfg.train.rollout_len
-    methods = {"mlsh": _method_summary(mlsh, steps_per_iter, oracle_means)}
+    methods = {"mlsh": MethodResult(mlsh.curve, mlsh.after, steps_per_iter)}
     for name in chosen:
+        run_dir_used = None
         if name == "scratch":
             adaptation, used = flat_ppo_adaptation(task_cfg, tasks, iters, seed, deterministic=deterministic), cfg
         elif name == "sb3_scratch":
@@ -641,41 +731,25 @@ def evaluate_run(
                 )
             else:
                 adaptation = adapt_masters(used, state, tasks, iters, seed, other_path, env_cfg, deterministic)
-            methods[name] = {"run_dir": str(other_path.parent)}
+            run_dir_used = str(other_path.parent)
         steps = used.train.envs_per_slot * used.train.rollout_len
-        methods[name] = {**methods.get(name, {}), **_method_summary(adaptation, steps, oracle_means)}
-
-    result: dict[str, Any] = {
-        "run_dir": str(path.parent),
-        "env_id": env_cfg.id,
-        "split": split,
-        "num_tasks": num_tasks,
-        "seed": seed,
-        "adapt_iters": iters,
-        "deterministic": deterministic,
-        "master_settings": master_settings,  # those that replaced the run's
-        "steps_per_task_per_iter": steps_per_iter,
-        "tasks": [_jsonable(t) for t in tasks],
-        "return_after_adaptation": float(np.mean(mlsh.after)),
-        "return_after_adaptation_per_task": mlsh.after.tolist(),
-        # None where no episode ended during that iteration (strict JSON has no NaN).
-        "adaptation_curve": methods["mlsh"]["curve"],
-    }
-    if "scratch" in methods:
-        result["scratch_curve"] = methods["scratch"]["curve"]
-        mlsh_area = _curve_area(methods["mlsh"]["curve"])
-        scratch_area = _curve_area(methods["scratch"]["curve"])
-        result["auc_ratio"] = mlsh_area / scratch_area if scratch_area > 0 else None
-    if oracle_means is not None:
-        result["oracle_return"] = float(oracle_means.mean())
-        result["oracle_return_per_task"] = oracle_means.tolist()
-        result["ratio"] = result["return_after_adaptation"] / result["oracle_return"]
-        result["ratio_per_task"] = (mlsh.after / np.maximum(oracle_means, 1e-8)).tolist()
-    result["methods"] = methods
+        methods[name] = MethodResult(adaptation.curve, adaptation.after, steps, run_dir_used)
+    adapted = None
     if keep_masters:
-        state = {**payload["learner"]["policy"], **mlsh.masters}
-        result["_adapted"] = AdaptedMasters(task_cfg, state, tasks, path)
-    return result
+        adapted = AdaptedMasters(task_cfg, {**payload["learner"]["policy"], **mlsh.masters}, tasks, path)
+    return EvaluationResult(
+        run_dir=str(path.parent),
+        env_id=env_cfg.id,
+        split=split,
+        seed=seed,
+        adapt_iters=iters,
+        deterministic=deterministic,
+        master_settings=master_settings,
+        tasks=list(tasks),
+        methods=methods,
+        oracle=oracle_means,
+        adapted=adapted,
+    )
 
 
 def _curve_area(curve: Sequence[float | None]) -> float:

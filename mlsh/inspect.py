@@ -51,7 +51,6 @@ from mlsh.envs import make_env
 from mlsh.errors import ConfigError
 from mlsh.evaluate import DryRun, check_bool, check_output, parse_job
 from mlsh.evaluation import (
-    AdaptedMasters,
     check_positive_int,
     evaluate_run,
     has_oracle,
@@ -378,7 +377,7 @@ def inspect_run(
     ):
         if not finite_number(value) or not 0 < value <= 1:
             raise ConfigError(f"{name} must be a share in (0, 1], got {value!r}; set e.g. {name}={example}.")
-    result = evaluate_run(
+    evaluation = evaluate_run(
         run_dir,
         num_tasks=num_tasks,
         seed=seed,
@@ -390,7 +389,9 @@ def inspect_run(
         master=master,
         before_work=before_work,
     )
-    adapted: AdaptedMasters = result["_adapted"]
+    adapted = evaluation.adapted
+    assert adapted is not None  # keep_masters=True
+    result = evaluation.to_dict()
     records: list[SubPolicyRecord] = []
     decisions: list[tuple[int, int, np.ndarray]] = []  # (task index, chosen sub-policy, unit goal direction)
     reached: list[tuple[int, bool]] = []  # (task index, goal reached) per episode, where the env flags it

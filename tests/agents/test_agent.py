@@ -70,7 +70,7 @@ def test_save_load_round_trip_gives_identical_actions(tiny_run: Path, tmp_path: 
     for key, value in agent.policy.state_dict().items():
         assert torch.equal(value, loaded.policy.state_dict()[key]), key
     # A saved agent is a checkpoint mlsh.evaluate reads too.
-    assert evaluate_run(saved, num_tasks=2, adapt_iters=1, oracle=False)["num_tasks"] == 2
+    assert evaluate_run(saved, num_tasks=2, adapt_iters=1, oracle=False).num_tasks == 2
 
 
 def test_load_keeps_the_most_trained_master(tiny_run: Path) -> None:

@@ -35,7 +35,11 @@ def test_episodes_longer_than_a_rollout_are_measured_and_json_is_strict(tmp_path
     cfg = small_config()  # rollout_len 20 < MovementBandits' 50-step episodes
     cfg.train.total_timesteps = cfg.steps_per_iteration
     train(cfg, tmp_path)
-    result = evaluate_run(tmp_path, num_tasks=3, adapt_iters=1, oracle_episodes=2)
+    evaluation = evaluate_run(tmp_path, num_tasks=3, adapt_iters=1, oracle_episodes=2)
+    result = evaluation.to_dict()
+    assert list(evaluation.methods) == ["mlsh"] and evaluation.adapted is None  # keep_masters=False
+    assert evaluation.mlsh.curve.shape == (1, 3) and evaluation.mlsh.after.shape == (3,)
+    assert result["ratio"] == evaluation.ratio and result["num_tasks"] == evaluation.num_tasks == 3
     assert result["adaptation_curve"] == [None]  # no episode ended during the one 20-step iteration
     assert np.isfinite(result["return_after_adaptation"])
     assert all(np.isfinite(result["return_after_adaptation_per_task"]))
@@ -215,9 +219,9 @@ def test_deterministic_measurement_leaves_the_curves_alone(
     suite_runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     common = {"num_tasks": 3, "adapt_iters": 2, "oracle_episodes": 2, "baselines": ["scratch"]}
-    sampled = evaluate_run(suite_runs["mlsh"], **common)
-    greedy = evaluate_run(suite_runs["mlsh"], deterministic=True, **common)
-    again = evaluate_run(suite_runs["mlsh"], deterministic=True, **common)
+    sampled = evaluate_run(suite_runs["mlsh"], **common).to_dict()
+    greedy = evaluate_run(suite_runs["mlsh"], deterministic=True, **common).to_dict()
+    again = evaluate_run(suite_runs["mlsh"], deterministic=True, **common).to_dict()
     assert (sampled["deterministic"], greedy["deterministic"]) == (False, True)
     for name in ("mlsh", "scratch"):  # training is the same; only the measurement after it differs
         assert greedy["methods"][name]["curve_per_task"] == sampled["methods"][name]["curve_per_task"]
@@ -241,14 +245,14 @@ def test_envs_per_task_sets_every_methods_adaptation_budget(suite_runs: dict[str
         "oracle": False,
         "baseline_runs": {"no_warmup": suite_runs["no_warmup"]},
     }
-    default = evaluate_run(suite_runs["mlsh"], baselines=["scratch", "no_warmup"], **common)
+    default = evaluate_run(suite_runs["mlsh"], baselines=["scratch", "no_warmup"], **common).to_dict()
     assert default["steps_per_task_per_iter"] == 2 * 20  # the run's envs_per_slot x rollout_len
     more = evaluate_run(
         suite_runs["mlsh"], baselines=["scratch", "no_warmup"], envs_per_task=3, keep_masters=True, **common
     )
-    assert more["steps_per_task_per_iter"] == 3 * 20 and more["_adapted"].cfg.train.envs_per_slot == 3
+    assert more.mlsh.steps_per_task_per_iter == 3 * 20 and more.adapted.cfg.train.envs_per_slot == 3
     for name in ("mlsh", "scratch", "no_warmup"):
-        assert more["methods"][name]["steps_per_task_per_iter"] == 3 * 20, name
+        assert more.methods[name].steps_per_task_per_iter == 3 * 20, name
     with pytest.raises(ConfigError, match="envs_per_task must be a positive integer or null, got 0; set e.g."):
         evaluate_run(suite_runs["mlsh"], envs_per_task=0, **common)
 
@@ -256,17 +260,17 @@ def test_envs_per_task_sets_every_methods_adaptation_budget(suite_runs: dict[str
 def test_master_settings_replace_the_runs_while_adapting(suite_runs: dict[str, Path]) -> None:
     common = {"num_tasks": 2, "oracle": False, "keep_masters": True}
     before = evaluate_run(suite_runs["mlsh"], adapt_iters=0, **common)  # measured before any update
-    assert before["adaptation_curve"] == [] and np.isfinite(before["return_after_adaptation"])
-    untrained = before["_adapted"].policy_state
+    assert before.mlsh.mean_curve == [] and np.isfinite(before.to_dict()["return_after_adaptation"])
+    untrained = before.adapted.policy_state
     # Adam moves each weight by about lr per step: with lr 1e-12 the masters stay as initialised.
     frozen = evaluate_run(suite_runs["mlsh"], adapt_iters=2, master={"lr": 1e-12, "gamma": None}, **common)
     trained = evaluate_run(suite_runs["mlsh"], adapt_iters=2, **common)
-    assert frozen["master_settings"] == {"lr": 1e-12} and trained["master_settings"] == {}
-    assert frozen["_adapted"].cfg.master.lr == 1e-12 and trained["_adapted"].cfg.master.lr == 0.01
+    assert frozen.master_settings == {"lr": 1e-12} and trained.master_settings == {}
+    assert frozen.adapted.cfg.master.lr == 1e-12 and trained.adapted.cfg.master.lr == 0.01
     key = "masters.actor.layers.0.weight"
-    assert torch.allclose(frozen["_adapted"].policy_state[key], untrained[key], atol=1e-9)
-    assert not torch.allclose(trained["_adapted"].policy_state[key], untrained[key], atol=1e-4)
-    assert "masters with lr=1e-12)" in format_table(frozen)
+    assert torch.allclose(frozen.adapted.policy_state[key], untrained[key], atol=1e-9)
+    assert not torch.allclose(trained.adapted.policy_state[key], untrained[key], atol=1e-4)
+    assert "masters with lr=1e-12)" in format_table(frozen.to_dict())
     for settings, message in [
         ({"lrr": 0.1}, "Unknown setting 'master.lrr': the settings under master are"),
         ({"gamma": 2.0}, r"master.gamma must lie in \[0, 1\], got 2.0."),

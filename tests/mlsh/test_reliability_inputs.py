@@ -308,7 +308,7 @@ def test_a_duck_typed_env_evaluates_and_inspects_with_one_notice_per_fallback(
     duck_run: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="mlsh"):
-        result = evaluate_run(duck_run, num_tasks=2, adapt_iters=1)  # split=heldout, oracle=true: the defaults
+        result = evaluate_run(duck_run, num_tasks=2, adapt_iters=1).to_dict()  # split=heldout, oracle=true: defaults
     notices = [r.getMessage() for r in caplog.records]
     assert sum("has no sample_test_task, so split=heldout draws" in m for m in notices) == 1, notices
     assert sum("has no oracle policy (oracle_action)" in m for m in notices) == 1, notices

@@ -104,7 +104,7 @@ def test_evaluation_tasks_are_disjoint_from_the_training_streams_draws(tmp_path:
     assert len(drawn) >= 6
     cfg.train.total_timesteps = cfg.steps_per_iteration
     train(cfg, tmp_path)
-    tasks = evaluate_run(tmp_path, num_tasks=20, seed=cfg.seed, adapt_iters=1, oracle=False)["tasks"]
+    tasks = evaluate_run(tmp_path, num_tasks=20, seed=cfg.seed, adapt_iters=1, oracle=False).tasks
     assert len(set(tasks)) == 20 and not drawn & set(tasks)
 
 
