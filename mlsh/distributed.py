@@ -18,8 +18,6 @@ gloo serves CPU runs and NCCL GPU runs; ``torchrun`` sets ``RANK``, ``WORLD_SIZE
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,21 +162,6 @@ def destroy_process_group(barrier: bool = True) -> None:
         if barrier:
             dist.barrier()
         dist.destroy_process_group()
-
-
-@contextmanager
-def captured_rms_batches(rms: nn.Module) -> Iterator[list[torch.Tensor]]:
-    """Holds back the batches that a rollout merges into ``rms`` (a ``RunningMeanStd``) and yields them.
-
-    The collector merges its raw observations with ``rms.update(x)`` at the end of a rollout; in a
-    multi-process run every rank's batch must be merged instead (:func:`merge_rms_batches`).
-    """
-    seen: list[torch.Tensor] = []
-    rms.update = seen.append  # an instance attribute shadows the method for the rollout's duration
-    try:
-        yield seen
-    finally:
-        del rms.update
 
 
 @torch.no_grad()

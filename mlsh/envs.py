@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import pickle
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 import envs as mlsh_envs  # noqa: F401  (registers mlsh/* ids)
@@ -85,18 +87,39 @@ def _gym_make(env_id: str, kwargs: dict[str, Any]) -> gym.Env:
         raise ConfigError(f"env.kwargs do not fit '{env_id}': {exc}; fix or remove them.") from exc
 
 
+class TaskVectorEnv(SyncVectorEnv):
+    """Gymnasium's :class:`SyncVectorEnv` whose copies can be saved and put back (exact resume).
+
+    The copies are saved whole (pickled: task, RNG and episode state); :meth:`load_state_dict` puts them back
+    with the observations they last returned, which a masked reset (some copies reset, the others carry on)
+    returns for the copies that carry on.
+    """
+
+    def state_dict(self) -> list[bytes] | None:
+        """Every copy, pickled; None when a copy cannot be pickled (a resume then restarts the episodes)."""
+        try:
+            return [pickle.dumps(env) for env in self.envs]
+        except Exception:
+            return None
+
+    def load_state_dict(self, state: list[bytes], observations: np.ndarray) -> None:
+        """Puts back the copies of :meth:`state_dict` and their last observations ``[num_envs, ...]``."""
+        self.envs = [pickle.loads(blob) for blob in state]
+        self._env_obs = list(observations)
+
+
 def make_vec_env(env_cfg: EnvConfig, num_envs: int) -> gym.vector.VectorEnv:
     """A vector env of ``num_envs`` copies with SAME_STEP autoreset (see ``mlsh/rollout.py``).
 
     An env registered with a ``vector_entry_point`` (the MuJoCo Ant tasks: one ``mujoco.batch`` for all
-    copies) gets that; any other env gets a :class:`SyncVectorEnv` of copies made here, in this process,
+    copies) gets that; any other env gets a :class:`TaskVectorEnv` of copies made here, in this process,
     so :func:`make_env`'s errors surface unchanged.
     """
     env = make_env(env_cfg)  # checks the id, the kwargs and the task contract first
     spec = env.spec
     env.close()
     if spec is None or spec.vector_entry_point is None:
-        return SyncVectorEnv(
+        return TaskVectorEnv(
             [lambda: make_env(env_cfg) for _ in range(num_envs)], autoreset_mode=AutoresetMode.SAME_STEP
         )
     kwargs: dict[str, Any] = dict(env_cfg.kwargs or {})

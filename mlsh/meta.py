@@ -9,14 +9,13 @@ slot's cycle starts is :class:`mlsh.schedule.SlotSchedule`'s to say.
 
 from __future__ import annotations
 
-import pickle
 from typing import Any
 
 import numpy as np
 import torch
 
 from mlsh.config import Config
-from mlsh.distributed import DistContext, captured_rms_batches, merge_rms_batches, rank_seed
+from mlsh.distributed import DistContext, merge_rms_batches, rank_seed
 from mlsh.envs import make_env, make_vec_env
 from mlsh.errors import ConfigError
 from mlsh.gae import compute_gae, compute_macro_gae
@@ -113,6 +112,7 @@ class MetaLearner:
             self.device,
             cfg.train.reward_scale,
             reward_norm_gamma=cfg.sub.gamma if cfg.train.normalize_reward else None,
+            merge_obs_stats=None if dist is None else self._merge_obs_stats,
         )
         if fixed_tasks is not None and len(fixed_tasks) != self.num_local_slots:
             raise ValueError(f"fixed_tasks has {len(fixed_tasks)} tasks for {self.num_local_slots} slots.")
@@ -140,6 +140,11 @@ class MetaLearner:
     def timesteps(self) -> int:
         """Env steps collected so far, all slots together."""
         return self.iteration * self.cfg.steps_per_iteration
+
+    def _merge_obs_stats(self, raw_obs: torch.Tensor) -> None:
+        """Merges every process's rollout observations into the (replicated) normaliser."""
+        assert self.dist is not None
+        merge_rms_batches(self.policy.obs_rms, [raw_obs], self.dist)
 
     # -- schedule ------------------------------------------------------------------------------
     def cycle_position(self, slot: int, iteration: int | None = None) -> int:
@@ -194,13 +199,7 @@ class MetaLearner:
         self._begin_iteration()
         joint = [self.in_joint_phase(slot) for slot in range(self.num_local_slots)]
         positions = [self.cycle_position(slot) for slot in range(self.num_local_slots)]
-        if self.dist is None:
-            batch, stats = self.collector.collect(cfg.train.rollout_len, update_obs_rms=self.update_obs_rms)
-        else:
-            with captured_rms_batches(self.policy.obs_rms) as raw_obs:
-                batch, stats = self.collector.collect(cfg.train.rollout_len, update_obs_rms=self.update_obs_rms)
-            if self.update_obs_rms:
-                merge_rms_batches(self.policy.obs_rms, raw_obs, self.dist)
+        batch, stats = self.collector.collect(cfg.train.rollout_len, update_obs_rms=self.update_obs_rms)
         self.last_episodes = stats
         metrics = self._rollout_metrics(batch, stats, positions)
         with update_threads(self.cfg.train.update_threads, self.device):
@@ -390,14 +389,9 @@ class MetaLearner:
     # -- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly where the run stopped."""
-        env_states: list[bytes] | dict[str, Any] | None
-        if callable(getattr(self.vec_env, "state_dict", None)):  # a batched vector env (envs/mujoco_batch.py)
-            env_states = self.vec_env.state_dict()
-        else:
-            try:
-                env_states = [pickle.dumps(env) for env in self.vec_env.envs]
-            except Exception:  # an env that cannot be pickled: resume restarts its episodes
-                env_states = None
+        # The vector env saves its copies (TaskVectorEnv: pickled; the batched Ant envs: their physics state).
+        save_envs = getattr(self.vec_env, "state_dict", None)
+        env_states: list[bytes] | dict[str, Any] | None = save_envs() if callable(save_envs) else None
         return {
             "iteration": self.iteration,
             "gradient_steps": self.gradient_steps,
@@ -433,13 +427,10 @@ class MetaLearner:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         if state.get("env_states") is not None and self.iteration > 0:
             self.collector.load_state_dict(state["collector"])
-            if isinstance(state["env_states"], dict):
+            if isinstance(state["env_states"], dict):  # a batched vector env (envs/mujoco_batch.py)
                 self.vec_env.load_state_dict(state["env_states"])
-                return
-            # SyncVectorEnv offers no API to restore sub-env states: swap in the unpickled envs and
-            # the per-env observation list that its masked reset concatenates with.
-            self.vec_env.envs = [pickle.loads(blob) for blob in state["env_states"]]
-            self.vec_env._env_obs = list(self.collector.obs)
+            else:  # a TaskVectorEnv's pickled copies, with the observations the collector holds
+                self.vec_env.load_state_dict(state["env_states"], self.collector.obs)
         elif self.iteration > 0:
             self.collector.reset(None, self.tasks)
 

@@ -18,6 +18,7 @@ upload is the final observation of a truncated episode, needed to bootstrap it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import gymnasium as gym
@@ -77,6 +78,8 @@ class RolloutCollector:
             standard deviation of each env's discounted return with this discount (and clipped to
             ``[-10, 10]``), as Stable-Baselines3's ``VecNormalize`` does: returns of hundreds then
             reach the critics as returns of a few units, whatever the task's reward scale.
+        merge_obs_stats: merges a rollout's raw observations ``[L * B, obs_dim]`` into the policy's
+            normaliser (default ``policy.obs_rms.update``; several processes merge every process's).
     """
 
     def __init__(
@@ -88,6 +91,7 @@ class RolloutCollector:
         device: torch.device,
         reward_scale: float = 1.0,
         reward_norm_gamma: float | None = None,
+        merge_obs_stats: Callable[[torch.Tensor], None] | None = None,
     ) -> None:
         mode = vec_env.metadata.get("autoreset_mode")
         if mode != AutoresetMode.SAME_STEP:
@@ -105,6 +109,7 @@ class RolloutCollector:
         self.macro_len = macro_len
         self.reward_scale = reward_scale
         self.reward_norm_gamma = reward_norm_gamma
+        self.merge_obs_stats = policy.obs_rms.update if merge_obs_stats is None else merge_obs_stats
         self.return_var, self.return_count = 1.0, 1e-4  # running variance of the discounted returns
         self.discounted_return = np.zeros(self.num_envs)  # each env's, for reward normalisation
         self.macro_start_xy = np.full((self.num_envs, 2), np.nan)  # agent's x, y at the last decision
@@ -303,7 +308,7 @@ class RolloutCollector:
         if self.reward_norm_gamma is not None:
             self._normalize_rewards(rewards, terminated_buf | truncated_buf)
         if update_obs_rms:
-            policy.obs_rms.update(torch.stack(raw_obs).reshape(-1, obs_dim))
+            self.merge_obs_stats(torch.stack(raw_obs).reshape(-1, obs_dim))
         batch = RolloutBatch(
             obs=obs_buf,
             actions=actions_buf,
