@@ -290,6 +290,11 @@ class AntTaskEnv(TaskEnv[TaskT]):
         return self._renderer.render()
 
     @property
+    def agent_position(self) -> np.ndarray:
+        """The torso's (x, y), ``[2]`` float (the free joint's first coordinates)."""
+        return np.asarray(self.data.qpos[:2], dtype=float).copy()
+
+    @property
     def goal_position(self) -> np.ndarray:
         """The current task's goal (x, y), ``[2]`` float; ``AttributeError`` (so ``hasattr`` is false) without one.
 

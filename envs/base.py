@@ -7,7 +7,9 @@ A task-distribution env is an ordinary :class:`gymnasium.Env` with three additio
 * ``task`` is the current task; it persists across ``reset()`` and is only changed by
   assigning it (``env.task = t`` or ``env.set_task(t)``) or by ``reset(options={"task": t})``;
 * optionally ``oracle_action()`` returns the action of a scripted policy that achieves the best
-  return for the current task, used by evaluation to report a ratio to the best achievable.
+  return for the current task, used by evaluation to report a ratio to the best achievable;
+* optionally ``agent_position`` (and ``position_is_cell``) and ``goal_position`` tell diagnostics
+  (``mlsh.inspect``) where the agent and its goal are, so that they need not know the env's class.
 
 In a Gymnasium vector env the task of each sub-env is set with
 ``vec_env.set_attr("task", [t0, t1, ...])``, which reaches the unwrapped env through wrappers.
@@ -76,6 +78,18 @@ class TaskEnv(gym.Env, Generic[TaskT]):
     def oracle_action(self) -> Any:
         """Action of a scripted policy with the best achievable return for the current task."""
         raise NotImplementedError(f"{type(self).__name__} has no oracle policy.")
+
+    # -- diagnostics ---------------------------------------------------------------------------
+    # Whether agent_position is a grid cell (row, col) rather than a point in the plane.
+    position_is_cell: bool = False
+
+    @property
+    def agent_position(self) -> np.ndarray | None:
+        """Where the agent is, ``[2]`` float (or a grid cell, see ``position_is_cell``); None without a position.
+
+        Envs with a goal in the plane also expose it as ``goal_position`` (absent where there is none).
+        """
+        return None
 
     def _set_render_mode(self, render_mode: str | None) -> None:
         """Stores ``render_mode`` after checking it against ``metadata["render_modes"]``."""

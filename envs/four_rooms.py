@@ -278,6 +278,13 @@ class FourRooms(TaskEnv[Cell]):
         """The agent's current cell (row, col)."""
         return self._cell
 
+    position_is_cell = True
+
+    @property
+    def agent_position(self) -> np.ndarray:
+        """The agent's cell (row, col) as ``[2]`` float (``position_is_cell``)."""
+        return np.asarray(self._cell, dtype=float)
+
     def _obs(self) -> np.ndarray:
         if self.obs_mode == "onehot":
             obs = np.zeros(len(FREE_CELLS), dtype=np.float32)

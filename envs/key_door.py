@@ -240,6 +240,11 @@ class KeyDoor(TaskEnv[int]):
     def _near(self, point: np.ndarray) -> bool:
         return math.hypot(self._agent[0] - point[0], self._agent[1] - point[1]) < self.radius
 
+    @property
+    def agent_position(self) -> np.ndarray:
+        """The agent's (x, y) on the plane, ``[2]`` float."""
+        return self._agent.astype(float)
+
     def _obs(self) -> np.ndarray:
         obs = np.empty(9, dtype=np.float32)
         obs[:2] = self._agent

@@ -138,6 +138,11 @@ class MovementBandits(TaskEnv[int]):
         goal = self._goals[self._task]
         return math.hypot(self._agent[0] - goal[0], self._agent[1] - goal[1])
 
+    @property
+    def agent_position(self) -> np.ndarray:
+        """The agent's (x, y) on the plane, ``[2]`` float."""
+        return self._agent.astype(float)
+
     def _obs(self) -> np.ndarray:
         obs = np.empty(6, dtype=np.float32)
         obs[:2] = self._agent

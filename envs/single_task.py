@@ -72,6 +72,15 @@ class SingleTask(TaskEnv[int]):
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         return self.inner.step(action)
 
+    @property
+    def agent_position(self) -> np.ndarray | None:
+        """For a MuJoCo env, the first two coordinates of its ``data.qpos`` (the torso's x, y for Ant-v5 and
+        the other free-jointed bodies); None otherwise."""
+        data = getattr(self.inner.unwrapped, "data", None)
+        if data is None or not hasattr(data, "qpos"):
+            return None
+        return np.asarray(data.qpos[:2], dtype=float).copy()
+
     def render(self) -> Any:
         return self.inner.render()
 

@@ -64,28 +64,16 @@ from mlsh.rundir import OutputClaim, claim_output
 ALIKE_AGREEMENT = 0.9
 
 
-def agent_position(env: gym.Env, obs: np.ndarray) -> tuple[np.ndarray | None, bool]:
+def agent_position(env: gym.Env) -> tuple[np.ndarray | None, bool]:
     """The agent's position, and whether it is a grid cell; ``(None, False)`` when the env has none.
 
-    Looked up in this order: an ``agent_position`` attribute (the hook for new envs), a grid
-    ``cell`` (FourRooms), MuJoCo's free joint ``data.qpos[:2]`` (Ant), and for the plane envs
-    (MovementBandits, KeyDoor) the observation's first two entries times ``size``, as their
-    docstrings define the observation.
+    Asked of the env: the task contract's ``agent_position`` and ``position_is_cell`` (``envs.base.TaskEnv``).
     """
-    from envs.key_door import KeyDoor
-    from envs.movement_bandits import MovementBandits
-
     env = env.unwrapped
-    if hasattr(env, "agent_position"):
-        return np.asarray(env.agent_position, dtype=float), False
-    if hasattr(env, "cell"):
-        return np.asarray(env.cell, dtype=float), True
-    data = getattr(env, "data", None)
-    if data is not None and hasattr(data, "qpos"):
-        return np.asarray(data.qpos[:2], dtype=float).copy(), False
-    if isinstance(env, (MovementBandits, KeyDoor)):
-        return np.asarray(obs[:2], dtype=float) * env.size, False
-    return None, False
+    position = getattr(env, "agent_position", None)
+    if position is None:
+        return None, False
+    return np.asarray(position, dtype=float), bool(getattr(env, "position_is_cell", False))
 
 
 @dataclass
@@ -107,11 +95,11 @@ def _count(visits: dict[tuple[int, ...], int], position: np.ndarray | None) -> N
         visits[key] = visits.get(key, 0) + 1
 
 
-def goal_direction(env: gym.Env, obs: np.ndarray) -> np.ndarray | None:
+def goal_direction(env: gym.Env) -> np.ndarray | None:
     """Unit vector ``[2]`` from the agent to ``env.unwrapped.goal_position``; None without a goal or a
     position, or with the agent exactly on the goal."""
     goal = getattr(env.unwrapped, "goal_position", None)
-    position = agent_position(env, obs)[0]
+    position = agent_position(env)[0]
     if goal is None or position is None:
         return None
     offset = np.asarray(goal, dtype=float) - position[:2]
@@ -149,14 +137,14 @@ def _run_with_master(
     while True:
         # predict's convention: the master decides at an episode start or when no steps are left.
         decides = bool(start[0]) or int(state[1][0]) <= 0
-        direction = goal_direction(env, obs) if decides else None
+        direction = goal_direction(env) if decides else None
         action, state = agent.predict(obs, state, start)
         sub = int(state[0][0])
         if direction is not None:
             decisions.append((sub, direction))
         records[sub].active_steps += 1
         if grid:
-            _count(records[sub].visits_active, agent_position(env, obs)[0])
+            _count(records[sub].visits_active, agent_position(env)[0])
         obs, _, terminated, truncated, info = env.step(action)
         success = _success(info)
         if success is not None:
@@ -178,7 +166,7 @@ def _run_alone(agent: PolicyActor, env: gym.Env, k: int, record: SubPolicyRecord
     """One episode of sub-policy k alone (sampled actions, as the master's episodes); returns its return."""
     policy = agent.subpolicy(k)
     obs, _ = env.reset(seed=seed)
-    position, _ = agent_position(env, obs)
+    position, _ = agent_position(env)
     macro_start, steps, episode_return = position, 0, 0.0
     while True:
         if grid:
@@ -188,7 +176,7 @@ def _run_alone(agent: PolicyActor, env: gym.Env, k: int, record: SubPolicyRecord
         record.all_modes.append(_modes(agent, obs))
         obs, reward, terminated, truncated, _ = env.step(action)
         episode_return += float(reward)
-        position, _ = agent_position(env, obs)
+        position, _ = agent_position(env)
         steps += 1
         if position is not None and (steps % agent.macro_len == 0 or terminated or truncated):
             if steps % agent.macro_len == 0:  # only whole macro steps: a cut one would bias the mean
@@ -406,7 +394,8 @@ def inspect_run(
             alone = np.zeros((len(adapted.tasks), agent.num_subpolicies))
         env = make_env(adapted.cfg.env)
         env.unwrapped.task = task
-        grid = agent_position(env, env.reset(seed=seed)[0])[1]
+        env.reset(seed=seed)
+        grid = agent_position(env)[1]
         for episode in range(episodes):
             episode_seed = seed + 1000 * index + episode
             episode_run = _run_with_master(agent, env, records, episode_seed, grid)

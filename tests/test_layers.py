@@ -44,9 +44,6 @@ MLSH_LAYERS: dict[str, int] = {
 }
 PACKAGE_LAYERS = {"envs": -1, "agents": 2, "scripts": 4}
 
-# Modules that still recognise env classes (to be replaced by hooks on TaskEnv); the list may only shrink.
-ENV_CLASS_READERS = {"inspect.py": [["envs", "key_door"], ["envs", "movement_bandits"]]}
-
 
 def _imports(path: Path) -> set[str]:
     """Every module ``path`` imports, as dotted names (``from a import b`` gives ``a.b`` and ``a``)."""
@@ -100,8 +97,6 @@ def test_mlsh_imports_no_user_layer_and_no_env_implementation() -> None:
     the registry and the task contract (``envs``, ``envs.base``) only."""
     for path in sorted((ROOT / "mlsh").glob("*.py")):
         names = _imports(path)
-        if path.name in ENV_CLASS_READERS:
-            names = {name for name in names if name.split(".")[:2] not in ENV_CLASS_READERS[path.name]}
         user = sorted(name for name in names if name.split(".")[0] in ("agents", "scripts"))
         assert not user, f"mlsh/{path.name} imports {user}"
         env_modules = sorted(

@@ -167,3 +167,22 @@ def test_vector_env_set_attr_tasks_survive_autoresets(env_id: str) -> None:
         assert _same(list(vec.get_attr("task")), tasks)
     assert np.all(episodes_ended >= 2)
     vec.close()
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_agent_position_follows_the_agent(env_id: str) -> None:
+    env = _make(env_id)
+    obs, _ = env.reset(seed=0)
+    unwrapped = env.unwrapped
+    start = unwrapped.agent_position
+    assert start is not None and start.shape == (2,) and np.isfinite(start).all()
+    if hasattr(unwrapped, "size"):  # the plane envs observe the agent's (x, y) / size first
+        np.testing.assert_allclose(start, obs[:2] * unwrapped.size, rtol=1e-6)
+    moved = False
+    for _ in range(20):
+        env.step(env.action_space.sample())
+        position = unwrapped.agent_position
+        assert position.shape == (2,) and not np.shares_memory(position, start)
+        moved = moved or not np.array_equal(position, start)
+    assert moved
+    env.close()
