@@ -225,110 +225,86 @@ class MetaLearner:
 
     def update(self, batch: RolloutBatch, joint: list[bool]) -> dict[str, float]:
         """PPO on every slot's master; PPO on the sub-policies with the joint slots' data."""
-        cfg, policy = self.cfg, self.policy
-        per_slot = cfg.train.envs_per_slot
         num_steps, num_envs = batch.rewards.shape
-        slot_of_env = torch.arange(num_envs, device=self.device) // per_slot
-        slots = slot_of_env.expand(num_steps, num_envs)
-        metrics: dict[str, float] = {}
-
-        adv, ret = compute_macro_gae(
-            batch.rewards,
-            batch.decisions,
-            batch.master_values,
-            batch.terminated,
-            batch.truncated,
-            batch.master_bootstrap,
-            batch.next_master_values,
-            cfg.master.gamma,
-            cfg.master.gae_lambda,
-        )
-        d = batch.decisions
-        master_data = LevelData(
-            obs=batch.obs[d],
-            actions=batch.sub_idx[d],
-            old_logprob=batch.master_logprob[d],
-            old_values=batch.master_values[d],
-            advantages=adv[d],
-            returns=ret[d],
-            group_ids=slots[d],
-        )
-
-        def evaluate_master(obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            dist = policy.masters.distribution(obs)
-            return dist.log_prob(actions), dist.entropy(), policy.masters.value(obs)
-
-        for key, value in ppo_update(
-            master_data,
-            self.num_local_slots,
-            evaluate_master,
-            self.master_optimizer,
-            cfg.master,
-            "master",
-        ).items():
-            metrics[f"master/{key}"] = value
-
+        metrics = {f"master/{key}": value for key, value in self._update_masters(batch).items()}
+        slot_of_env = torch.arange(num_envs, device=self.device) // self.cfg.train.envs_per_slot
         joint_envs = torch.tensor(joint, device=self.device)[slot_of_env].expand(num_steps, num_envs)
         # Several processes: each takes part in the sub-policy update when any global slot is in its joint phase.
         any_joint = bool(joint_envs.any()) if self.dist is None else self.schedule.any_joint(self.iteration)
         if self.train_subpolicies and any_joint:
-            adv, ret = compute_gae(
-                batch.rewards,
-                batch.sub_values,
-                batch.terminated,
-                batch.truncated,
-                batch.sub_bootstrap,
-                batch.next_sub_values,
-                cfg.sub.gamma,
-                cfg.sub.gae_lambda,
-            )
-            j = joint_envs
-            sub_data = LevelData(
-                obs=batch.obs[j],
-                actions=batch.actions[j],
-                old_logprob=batch.sub_logprob[j],
-                old_values=batch.sub_values[j],
-                advantages=adv[j],
-                returns=ret[j],
-                group_ids=batch.sub_idx[j],
-            )
-
-            def evaluate_sub(obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
-                dist = policy.subpolicies.distribution(obs)
-                logprob, entropy = policy.subpolicies.log_prob_entropy(dist, actions)
-                return logprob, entropy, policy.subpolicies.value(obs)
-
-            per_slot_norm = cfg.mlsh.sub_adv_norm_per_slot
-            if self.dist is None:
-                num_subs, num_slots = cfg.mlsh.num_subpolicies, self.num_local_slots
-                norm_groups = None
-                if per_slot_norm:  # (sub-policy, slot) cells
-                    norm_groups = (sub_data.group_ids * num_slots + slots[j], num_subs * num_slots)
-                sub_metrics = ppo_update(
-                    sub_data, num_subs, evaluate_sub, self.sub_optimizer, cfg.sub, "sub", norm_groups=norm_groups
-                )
-            else:
-                # Samples are identified globally (step t, global env) and sharded by global slot, so the
-                # update is the same whatever the number of processes (mlsh.update.sharded_ppo_update).
-                global_env = self.slot_offset * per_slot + torch.arange(num_envs, device=self.device)
-                sample_ids = torch.arange(num_steps, device=self.device).view(-1, 1) * cfg.mlsh.num_slots * per_slot
-                sub_metrics = sharded_ppo_update(
-                    sub_data,
-                    shard_ids=(global_env // per_slot).expand(num_steps, num_envs)[j],
-                    sample_ids=(sample_ids + global_env)[j],
-                    salt=cfg.seed * 1_000_003 + self.iteration,
-                    num_groups=cfg.mlsh.num_subpolicies,
-                    num_shards=cfg.mlsh.num_slots,
-                    evaluate=evaluate_sub,
-                    optimizer=self.sub_optimizer,
-                    cfg=cfg.sub,
-                    level="sub",
-                    reduce=self.dist.all_reduce,
-                    norm_per_shard=per_slot_norm,
-                )
-            for key, value in sub_metrics.items():
-                metrics[f"sub/{key}"] = value
+            sub_metrics = self._update_subpolicies(batch, joint_envs)
+            metrics.update({f"sub/{key}": value for key, value in sub_metrics.items()})
         return metrics
+
+    def _slots(self, batch: RolloutBatch) -> torch.Tensor:
+        """``[L, B]``: the local slot of every sample."""
+        num_steps, num_envs = batch.rewards.shape
+        slot_of_env = torch.arange(num_envs, device=self.device) // self.cfg.train.envs_per_slot
+        return slot_of_env.expand(num_steps, num_envs)
+
+    def _update_masters(self, batch: RolloutBatch) -> dict[str, float]:
+        """PPO on every slot's master, on its decisions (macro-step GAE)."""
+        cfg, masters = self.cfg, self.policy.masters
+        b, ppo = batch, cfg.master
+        adv, ret = compute_macro_gae(
+            b.rewards, b.decisions, b.master_values, b.terminated, b.truncated, b.master_bootstrap,
+            b.next_master_values, ppo.gamma, ppo.gae_lambda,
+        )  # fmt: skip
+        fields = (batch.obs, batch.sub_idx, batch.master_logprob, batch.master_values, adv, ret, self._slots(batch))
+        data = LevelData(*(x[batch.decisions] for x in fields))
+
+        def evaluate(obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            dist = masters.distribution(obs)
+            return dist.log_prob(actions), dist.entropy(), masters.value(obs)
+
+        return ppo_update(data, self.num_local_slots, evaluate, self.master_optimizer, cfg.master, "master")
+
+    def _update_subpolicies(self, batch: RolloutBatch, joint_envs: torch.Tensor) -> dict[str, float]:
+        """PPO on the sub-policies with the samples of the joint slots (``joint_envs [L, B]``), in one process or
+        sharded by global slot over several."""
+        cfg, subs = self.cfg, self.policy.subpolicies
+        b, ppo = batch, cfg.sub
+        adv, ret = compute_gae(
+            b.rewards, b.sub_values, b.terminated, b.truncated, b.sub_bootstrap, b.next_sub_values, ppo.gamma,
+            ppo.gae_lambda,
+        )  # fmt: skip
+        j = joint_envs
+        data = LevelData(
+            *(x[j] for x in (batch.obs, batch.actions, batch.sub_logprob, batch.sub_values, adv, ret)), batch.sub_idx[j]
+        )
+
+        def evaluate(obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            dist = subs.distribution(obs)
+            logprob, entropy = subs.log_prob_entropy(dist, actions)
+            return logprob, entropy, subs.value(obs)
+
+        num_subs, per_slot_norm = cfg.mlsh.num_subpolicies, cfg.mlsh.sub_adv_norm_per_slot
+        if self.dist is None:
+            num_slots = self.num_local_slots
+            norm_groups = None
+            if per_slot_norm:  # (sub-policy, slot) cells
+                norm_groups = (data.group_ids * num_slots + self._slots(batch)[j], num_subs * num_slots)
+            return ppo_update(data, num_subs, evaluate, self.sub_optimizer, cfg.sub, "sub", norm_groups=norm_groups)
+        # Samples are identified globally (step t, global env) and sharded by global slot, so the update is the
+        # same whatever the number of processes (mlsh.update.sharded_ppo_update).
+        num_steps, num_envs = batch.rewards.shape
+        per_slot = cfg.train.envs_per_slot
+        global_env = self.slot_offset * per_slot + torch.arange(num_envs, device=self.device)
+        sample_ids = torch.arange(num_steps, device=self.device).view(-1, 1) * cfg.mlsh.num_slots * per_slot
+        return sharded_ppo_update(
+            data,
+            shard_ids=(global_env // per_slot).expand(num_steps, num_envs)[j],
+            sample_ids=(sample_ids + global_env)[j],
+            salt=cfg.seed * 1_000_003 + self.iteration,
+            num_groups=num_subs,
+            num_shards=cfg.mlsh.num_slots,
+            evaluate=evaluate,
+            optimizer=self.sub_optimizer,
+            cfg=cfg.sub,
+            level="sub",
+            reduce=self.dist.all_reduce,
+            norm_per_shard=per_slot_norm,
+        )
 
     def _rollout_metrics(self, batch: RolloutBatch, stats: EpisodeStats, positions: list[int]) -> dict[str, float]:
         warmup = self.cfg.mlsh.warmup_iters
