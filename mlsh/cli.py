@@ -21,6 +21,21 @@ def config_dir() -> Path:
     raise FileNotFoundError("mlsh's configs/ directory is missing from the installation; reinstall mlsh.")
 
 
+def register_defaults() -> None:
+    """Puts the library's defaults in Hydra's ``ConfigStore``, where the yaml files take them from:
+    ``mlsh_defaults``, every setting of a run as :mod:`mlsh.config`'s dataclasses define it, and
+    ``adapt_master``, every key of a master section set to null (keep the run's). The yaml files then hold only
+    what differs. Idempotent; :func:`compose_config`, :func:`resolve_run_dir` and ``mlsh.train`` call it."""
+    from hydra.core.config_store import ConfigStore
+
+    from mlsh.config import Config
+
+    store = ConfigStore.instance()
+    defaults = Config().to_dict()
+    store.store(name="mlsh_defaults", node=defaults)
+    store.store(name="adapt_master", node=dict.fromkeys(defaults["master"]))
+
+
 def available_choices(group: str) -> list[str]:
     """Names selectable with ``<group>=<Name>`` (``configs/<group>/<Name>.yaml``)."""
     return sorted(path.stem for path in (config_dir() / group).glob("*.yaml"))
@@ -90,6 +105,7 @@ def compose_config(config_name: str, overrides: list[str]) -> dict[str, Any]:
         choice = override_value(overrides, group)
         if choice is not None and choice not in available_choices(group):
             raise ConfigError(f"Unknown {group} '{choice}'; available: {', '.join(available_choices(group))}{hint}.")
+    register_defaults()
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=config_name):
             cfg = compose(config_name=config_name, overrides=overrides)
@@ -113,6 +129,7 @@ def resolve_run_dir(config_name: str, overrides: list[str]) -> Path:
     from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
 
+    register_defaults()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=config_name):
         cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
         HydraConfig.instance().set_config(cfg)

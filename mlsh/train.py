@@ -30,6 +30,7 @@ from mlsh.cli import (
     fail,
     hydra_value,
     override_value,
+    register_defaults,
     resolve_run_dir,
     run_cli,
     split_overrides,
@@ -170,6 +171,7 @@ def _main() -> None:
     global _JOB
     asks_help = any(flag in sys.argv for flag in ("--help", "-h", "--cfg", "-c", "--info", "-i"))
     if asks_help:
+        register_defaults()
         hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(_task)()
         return
     cfg, run_dir, resume = check_command(sys.argv[1:], remember=True)
