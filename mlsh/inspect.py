@@ -14,7 +14,7 @@ Spots collapsed or unused sub-policies. Fresh masters first adapt on unseen task
 * **goal-directed choices** (envs with a ``goal_position``: AntTwowalk, AntMaze, AntObstacles): at each
   master decision, the "right" sub-policy is the one whose mean displacement alone points most toward
   the goal, ``argmax_k mean_displacement_k . unit(goal - position)``; the report gives the share of
-  decisions that chose it, overall and per task (the Ant issue's AntTwowalk check: >= 0.8 after warmup).
+  decisions that chose it, overall and per task (docs/results/ant.md reports it for the Ant tasks).
   ``null`` for envs without a goal or without displacements (MovementBandits, FourRooms, KeyDoor);
 * **goal reached** (envs whose ``info`` has ``is_success`` or ``goal_reached``: AntMaze, AntObstacles):
   the share of the adapted masters' episodes in which it became true, overall and per task;
