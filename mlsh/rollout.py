@@ -237,9 +237,7 @@ class RolloutCollector:
         sub_bootstrap, master_bootstrap = zeros(), zeros()
         decisions_buf = zeros(dtype=torch.bool)
         master_logprob, master_values = zeros(), zeros()
-        ep_returns: list[float] = []
-        ep_lengths: list[int] = []
-        ep_slots: list[int] = []
+        episodes: list[tuple[float, int, int]] = []  # (return, length, slot) of each episode that ended
         macro_moves: list[np.ndarray] = []
 
         # float32 holds sub-policy indices exactly (K << 2**24).
@@ -280,23 +278,9 @@ class RolloutCollector:
             rewards[t], terminated_buf[t], truncated_buf[t] = reward_t, terminated_t, truncated_t
             cut = truncated & ~terminated  # a terminal state has no value to bootstrap from
             if cut.any():
-                # Bootstrap a cut episode from its true final observation at both levels.
-                final = np.stack([info["final_obs"][b] if cut[b] else next_obs[b] for b in range(num_envs)])
-                final_obs = self._normalized(final)
                 cut_t = truncated_t & ~terminated_t
-                sub_bootstrap[t] = torch.where(cut_t, policy.sub_value(final_obs, sub_idx), 0.0)
-                boot = policy.master_value(final_obs.view(num_slots, per_slot, obs_dim)).view(-1)
-                master_bootstrap[t] = torch.where(cut_t, boot, 0.0)
-
-            self.episode_return += reward
-            self.episode_length += 1
-            if any_ended:
-                for b in np.flatnonzero(ended):
-                    ep_returns.append(float(self.episode_return[b]))
-                    ep_lengths.append(int(self.episode_length[b]))
-                    ep_slots.append(b // per_slot)
-                self.episode_return[ended] = 0.0
-                self.episode_length[ended] = 0
+                sub_bootstrap[t], master_bootstrap[t] = self._bootstrap(info, next_obs, cut, cut_t, sub_idx)
+            self._count_episodes(reward, ended, any_ended, episodes)
             self.obs = next_obs
             obs = normalize(raw_t)
 
@@ -327,12 +311,36 @@ class RolloutCollector:
             next_master_values=next_master_values,
         )
         stats = EpisodeStats(
-            np.array(ep_returns),
-            np.array(ep_lengths, dtype=np.int64),
-            np.array(ep_slots, dtype=np.int64),
+            np.array([ret for ret, _, _ in episodes]),
+            np.array([length for _, length, _ in episodes], dtype=np.int64),
+            np.array([slot for _, _, slot in episodes], dtype=np.int64),
             np.concatenate(macro_moves) if macro_moves else np.zeros((0, 3)),
         )
         return batch, stats
+
+    def _bootstrap(
+        self, info: dict[str, Any], next_obs: np.ndarray, cut: np.ndarray, cut_t: torch.Tensor, sub_idx: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Values ``[B]`` of the true final observations of the episodes that were ``cut`` (truncated, not
+        terminated) at both levels, the active sub-policy's and the slot master's; 0 elsewhere."""
+        policy = self.policy
+        final = np.stack([info["final_obs"][b] if cut[b] else next_obs[b] for b in range(self.num_envs)])
+        final_obs = self._normalized(final)
+        sub = torch.where(cut_t, policy.sub_value(final_obs, sub_idx), 0.0)
+        master = policy.master_value(final_obs.view(self.num_slots, self.envs_per_slot, policy.obs_dim)).view(-1)
+        return sub, torch.where(cut_t, master, 0.0)
+
+    def _count_episodes(
+        self, reward: np.ndarray, ended: np.ndarray, any_ended: bool, episodes: list[tuple[float, int, int]]
+    ) -> None:
+        """Adds this step to each env's running episode and appends ``(return, length, slot)`` of those that ended."""
+        self.episode_return += reward
+        self.episode_length += 1
+        if any_ended:
+            for b in np.flatnonzero(ended):
+                episodes.append((float(self.episode_return[b]), int(self.episode_length[b]), b // self.envs_per_slot))
+            self.episode_return[ended] = 0.0
+            self.episode_length[ended] = 0
 
     def _track_moves(
         self,
