@@ -171,8 +171,7 @@ def _main() -> None:
     global _JOB
     asks_help = any(flag in sys.argv for flag in ("--help", "-h", "--cfg", "-c", "--info", "-i"))
     if asks_help:
-        register_defaults()
-        hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(_task)()
+        _run_hydra_job()
         return
     cfg, run_dir, resume = check_command(sys.argv[1:], remember=True)
     rank0 = not launched_by_torchrun() or env_rank() == 0
@@ -189,10 +188,16 @@ def _main() -> None:
         sys.argv += ["hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_logging=disabled"]
     _JOB = (cfg, run_dir, resume)
     try:
-        hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(_task)()
+        _run_hydra_job()
     finally:
         if lock is not None:
             lock.release()
+
+
+def _run_hydra_job() -> None:
+    """Hands ``sys.argv`` to Hydra: it composes ``configs/train.yaml`` over the library defaults, runs the job."""
+    register_defaults()
+    hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(_task)()
 
 
 def cli() -> None:
