@@ -110,6 +110,52 @@ def check_output(output: str | None, run_dir: str, default_name: str, need_bytes
         check_writable(path, "output", directory=False)
 
 
+class CommandOutput:
+    """The output files of a command that reads a run (``mlsh.evaluate``, ``mlsh.inspect``).
+
+    Made before the work: refuses an output path that cannot be written (:func:`check_output`). The work's
+    ``before_work`` calls :meth:`claim` once every argument has been checked; a dry run (``check_command``)
+    stops there, with nothing claimed or written. Used as a context manager around the work, it releases the
+    claim when the command ends, whether the work succeeded or failed, and ends a dry run quietly.
+
+    Args:
+        data: the command's settings (``output``, ``checkpoint``).
+        default_name: the output's path relative to the run dir when ``output`` is null.
+        need_bytes: free space the output needs.
+        overwrite: replace an explicit output's earlier files.
+        dry_run: stop at :meth:`claim`.
+    """
+
+    def __init__(
+        self, data: dict[str, Any], default_name: str, need_bytes: int, overwrite: bool, dry_run: bool
+    ) -> None:
+        check_output(data["output"], data["checkpoint"], default_name, need_bytes)
+        self.explicit = data["output"]
+        self.default = checkpoint_path(data["checkpoint"]).parent / default_name
+        self.overwrite = overwrite
+        self.dry_run = dry_run
+        self._claim: OutputClaim | None = None
+
+    def claim(self) -> None:
+        """Claims the output path (or, in a dry run, ends the command: every check has passed)."""
+        if self.dry_run:
+            raise DryRun
+        self._claim = claim_output(self.explicit, self.default, self.overwrite)
+
+    @property
+    def json_path(self) -> Path:
+        assert self._claim is not None, "claim() comes before the work"
+        return self._claim.json_path
+
+    def __enter__(self) -> CommandOutput:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        if self._claim is not None:
+            self._claim.release()
+        return exc_type is DryRun
+
+
 def _check_video_env(env_cfg: EnvConfig) -> None:
     kwargs: dict[str, Any] = {**env_cfg.kwargs, "render_mode": "rgb_array"}
     if env_cfg.max_episode_steps is not None:
@@ -152,19 +198,14 @@ def _evaluate(argv: list[str], dry_run: bool) -> None:
         raise ConfigError(f"video_fps must be a positive number, got {data['video_fps']!r}; set e.g. video_fps=10.")
     # env=<Name> composes configs/env/<Name>.yaml (Hydra's env group); only its env section matters here.
     env = config_from_dict({"env": data["env"]}).env if data.get("env") else None
-    check_output(data["output"], data["checkpoint"], f"eval/evaluation_seed{data['seed']}.json", 32 * 2**20)
-    claim: OutputClaim | None = None
+    out = CommandOutput(data, f"eval/evaluation_seed{data['seed']}.json", 32 * 2**20, overwrite, dry_run)
 
     def before_work(cfg: Config) -> None:  # every argument has been checked: claim the output, then work
-        nonlocal claim
         if video:
             _check_video_env(cfg.env)
-        if dry_run:
-            raise DryRun
-        default = checkpoint_path(data["checkpoint"]).parent / "eval" / f"evaluation_seed{data['seed']}.json"
-        claim = claim_output(data["output"], default, overwrite)
+        out.claim()
 
-    try:
+    with out:
         result = evaluate_run(
             data["checkpoint"],
             num_tasks=data["num_tasks"],
@@ -184,10 +225,9 @@ def _evaluate(argv: list[str], dry_run: bool) -> None:
             master=data["master"],
             before_work=before_work,
         )
-        assert claim is not None
         public = result.to_dict()
         print(format_table(public))
-        output = claim.json_path
+        output = out.json_path
         written = [write_atomic(output, json.dumps(public, indent=2, allow_nan=False))]
         written.append(write_csv(public, output.with_suffix(".csv")))
         png = tb = None
@@ -210,11 +250,6 @@ def _evaluate(argv: list[str], dry_run: bool) -> None:
             print(f"mlsh: wrote {path}")
         for line in where_written(output, png, tb):
             print(line)
-    except DryRun:  # check_command: every check passed, nothing claimed or written
-        return
-    finally:  # the claim goes whether the work succeeded or failed
-        if claim is not None:
-            claim.release()
 
 
 def cli() -> None:

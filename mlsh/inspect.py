@@ -43,13 +43,13 @@ import gymnasium as gym
 import numpy as np
 
 from mlsh.actor import PolicyActor
-from mlsh.checkpoint import checkpoint_path, write_atomic
+from mlsh.checkpoint import write_atomic
 from mlsh.checks import finite_number
 from mlsh.cli import run_cli
 from mlsh.config import Config
 from mlsh.envs import make_env
 from mlsh.errors import ConfigError
-from mlsh.evaluate import DryRun, check_bool, check_output, parse_job
+from mlsh.evaluate import CommandOutput, check_bool, parse_job
 from mlsh.evaluation import (
     check_positive_int,
     evaluate_run,
@@ -57,7 +57,6 @@ from mlsh.evaluation import (
     master_settings_text,
     oracle_returns,
 )
-from mlsh.rundir import OutputClaim, claim_output
 
 # Two sub-policies are "alike" (collapsed onto one behaviour) when their most likely actions agree this
 # often on the observations they visit.
@@ -538,17 +537,12 @@ def check_command(argv: list[str]) -> None:
 def _inspect(argv: list[str], dry_run: bool) -> None:
     data = parse_job("inspect", argv)
     overwrite = check_bool(data, "overwrite")
-    check_output(data["output"], data["checkpoint"], f"inspect/inspect_seed{data['seed']}.json", 16 * 2**20)
-    claim: OutputClaim | None = None
+    out = CommandOutput(data, f"inspect/inspect_seed{data['seed']}.json", 16 * 2**20, overwrite, dry_run)
 
     def before_work(cfg: Config) -> None:  # every argument has been checked: claim the output, then work
-        nonlocal claim
-        if dry_run:
-            raise DryRun
-        default = checkpoint_path(data["checkpoint"]).parent / "inspect" / f"inspect_seed{data['seed']}.json"
-        claim = claim_output(data["output"], default, overwrite)
+        out.claim()
 
-    try:
+    with out:
         report, records = inspect_run(
             data["checkpoint"],
             num_tasks=data["num_tasks"],
@@ -563,18 +557,12 @@ def _inspect(argv: list[str], dry_run: bool) -> None:
             master=data["master"],
             before_work=before_work,
         )
-        assert claim is not None
         print(format_report(report))
-        output = claim.json_path
+        output = out.json_path
         write_atomic(output, json.dumps(report, indent=2, allow_nan=False))
         png = plot_report(report, records, output.with_suffix(".png"))
         print(f"mlsh: wrote {output}\nmlsh: wrote {png}")
         print(f"mlsh: results in {output}, plot in {png}")
-    except DryRun:  # check_command: every check passed, nothing claimed or written
-        return
-    finally:  # the claim goes whether the work succeeded or failed
-        if claim is not None:
-            claim.release()
 
 
 def cli() -> None:
