@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from mlsh.config import Config, EnvConfig, MLSHConfig, PPOConfig, TrainConfig, config_from_dict
 from mlsh.errors import CheckpointError, ConfigError, MLSHError, TrainingDivergedError
-from mlsh.evaluation import evaluate_run
+from mlsh.evaluation import EvaluationResult, evaluate_run
 from mlsh.meta import MetaLearner
 from mlsh.policy import HierarchicalPolicy
 from mlsh.trainer import train
@@ -22,6 +22,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "EnvConfig",
+    "EvaluationResult",
     "HierarchicalPolicy",
     "MLSHConfig",
     "MLSHError",
