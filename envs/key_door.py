@@ -5,12 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 
 from envs import plane, rendering
-from envs.base import TaskEnv, validate_index_task
 
 
 def _plan(
@@ -68,7 +65,7 @@ def optimal_return(
     return max(0, int(steps_left) - moves + 1)
 
 
-class KeyDoor(TaskEnv[int]):
+class KeyDoor(plane.PlaneTaskEnv):
     """Pick up a key, then reach the one of two doors that pays; which door pays is the task.
 
     ## Description
@@ -114,10 +111,6 @@ class KeyDoor(TaskEnv[int]):
     * v0: first version.
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
-
-    render_scale = 0.5
-
     def __init__(
         self,
         size: float = 400.0,
@@ -136,34 +129,18 @@ class KeyDoor(TaskEnv[int]):
         for name, value in (("min_door_distance", min_door_distance), ("min_key_distance", min_key_distance)):
             if not 0 <= value < size / 2:
                 raise ValueError(f"KeyDoor {name} ({value}) must be in [0, size / 2) = [0, {size / 2}).")
-        self.size = float(size)
-        self.step_size = float(step_size)
         self.radius = float(radius)
         self.min_door_distance = float(min_door_distance)
         self.min_key_distance = float(min_key_distance)
-        self._set_render_mode(render_mode)
-        self.action_space = spaces.Discrete(5)
-        self.observation_space = spaces.Box(0.0, 1.0, shape=(9,), dtype=np.float32)
-        self._agent = np.full(2, self.size / 2)
         self._key = np.zeros(2)
         self._doors = np.zeros((2, 2))
         self._has_key = False
-        super().__init__()
+        super().__init__(size, step_size, 9, render_mode)
 
-    # -- task contract -------------------------------------------------------------------------
-    def sample_task(self, rng: np.random.Generator) -> int:
-        return int(rng.integers(2))
-
-    def validate_task(self, task: Any) -> int:
-        return validate_index_task(task, 2, "the correct door", "KeyDoor")
+    task_meaning = "the correct door"
 
     # -- gymnasium API -------------------------------------------------------------------------
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        super().reset(seed=seed)
-        self._apply_reset_options(options)
-        self._agent = np.full(2, self.size / 2)
+    def _draw_places(self, options: dict[str, Any] | None) -> tuple[np.ndarray, dict[str, Any]]:
         while True:
             key, door0, door1 = self.np_random.uniform(0.0, self.size, size=(3, 2))
             if (
@@ -178,18 +155,16 @@ class KeyDoor(TaskEnv[int]):
         return self._obs(), {"reward_door": 0.0, "has_key": self._has_key}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        self._agent = plane.move(self._agent, action, self.step_size, self.size, "KeyDoor")
+        self._move(action)
         self._has_key = self._has_key or self._near(self._key)
         reward = 1.0 if self._has_key and self._near(self._doors[self._task]) else 0.0
         return self._obs(), reward, False, False, {"reward_door": reward, "has_key": self._has_key}
 
     def render(self) -> np.ndarray | None:
-        if self.render_mode is None:
-            gym.logger.warn("KeyDoor.render() called without a render_mode; make the env with render_mode='rgb_array'.")
+        canvas = self._canvas()
+        if canvas is None:
             return None
-        scale = self.render_scale
-        pixels = round(self.size * scale)
-        image = rendering.canvas(pixels, pixels)
+        image, scale = canvas
         for index, door in enumerate(self._doors):
             centre = rendering.plane_to_pixel(door, self.size, scale)
             ring = rendering.GREEN if index == self._task else rendering.LIGHT_BLUE
@@ -239,11 +214,6 @@ class KeyDoor(TaskEnv[int]):
 
     def _near(self, point: np.ndarray) -> bool:
         return math.hypot(self._agent[0] - point[0], self._agent[1] - point[1]) < self.radius
-
-    @property
-    def agent_position(self) -> np.ndarray:
-        """The agent's (x, y) on the plane, ``[2]`` float."""
-        return self._agent.astype(float)
 
     def _obs(self) -> np.ndarray:
         obs = np.empty(9, dtype=np.float32)

@@ -5,15 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 
 from envs import plane, rendering
-from envs.base import TaskEnv, validate_index_task
 
 
-class MovementBandits(TaskEnv[int]):
+class MovementBandits(plane.PlaneTaskEnv):
     """An agent on a plane must find which of two goal points pays; the payer is the task.
 
     ## Description
@@ -50,10 +47,6 @@ class MovementBandits(TaskEnv[int]):
     * v0: first version, settings of the paper.
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
-
-    render_scale = 0.5
-
     def __init__(
         self,
         size: float = 400.0,
@@ -65,31 +58,15 @@ class MovementBandits(TaskEnv[int]):
         if min_goal_distance >= size:
             raise ValueError(f"min_goal_distance ({min_goal_distance}) must be below size ({size}).")
         plane.check_lattice(size, step_size, "MovementBandits")
-        self.size = float(size)
-        self.step_size = float(step_size)
         self.goal_radius = float(goal_radius)
         self.min_goal_distance = float(min_goal_distance)
-        self._set_render_mode(render_mode)
-        self.action_space = spaces.Discrete(5)
-        self.observation_space = spaces.Box(0.0, 1.0, shape=(6,), dtype=np.float32)
-        self._agent = np.full(2, self.size / 2)
         self._goals = np.zeros((2, 2))
-        super().__init__()
+        super().__init__(size, step_size, 6, render_mode)
 
-    # -- task contract -------------------------------------------------------------------------
-    def sample_task(self, rng: np.random.Generator) -> int:
-        return int(rng.integers(2))
-
-    def validate_task(self, task: Any) -> int:
-        return validate_index_task(task, 2, "the correct goal", "MovementBandits")
+    task_meaning = "the correct goal"
 
     # -- gymnasium API -------------------------------------------------------------------------
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        super().reset(seed=seed)
-        self._apply_reset_options(options)
-        self._agent = np.full(2, self.size / 2)
+    def _draw_places(self, options: dict[str, Any] | None) -> tuple[np.ndarray, dict[str, Any]]:
         while True:
             goals = self.np_random.uniform(0.0, self.size, size=(2, 2))
             if np.linalg.norm(goals[0] - goals[1]) >= self.min_goal_distance:
@@ -98,20 +75,16 @@ class MovementBandits(TaskEnv[int]):
         return self._obs(), {"reward_goal": 0.0, "distance_to_goal": self._distance_to_goal()}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        self._agent = plane.move(self._agent, action, self.step_size, self.size, "MovementBandits")
+        self._move(action)
         distance = self._distance_to_goal()
         reward = 1.0 if distance < self.goal_radius else 0.0
         return self._obs(), reward, False, False, {"reward_goal": reward, "distance_to_goal": distance}
 
     def render(self) -> np.ndarray | None:
-        if self.render_mode is None:
-            gym.logger.warn(
-                "MovementBandits.render() called without a render_mode; make the env with render_mode='rgb_array'."
-            )
+        canvas = self._canvas()
+        if canvas is None:
             return None
-        scale = self.render_scale
-        pixels = round(self.size * scale)
-        image = rendering.canvas(pixels, pixels)
+        image, scale = canvas
         for index, goal in enumerate(self._goals):
             centre = rendering.plane_to_pixel(goal, self.size, scale)
             color = rendering.GREEN if index == self._task else rendering.BLUE
@@ -137,11 +110,6 @@ class MovementBandits(TaskEnv[int]):
     def _distance_to_goal(self) -> float:
         goal = self._goals[self._task]
         return math.hypot(self._agent[0] - goal[0], self._agent[1] - goal[1])
-
-    @property
-    def agent_position(self) -> np.ndarray:
-        """The agent's (x, y) on the plane, ``[2]`` float."""
-        return self._agent.astype(float)
 
     def _obs(self) -> np.ndarray:
         obs = np.empty(6, dtype=np.float32)

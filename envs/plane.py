@@ -11,7 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
+from gymnasium import spaces
+
+from envs import rendering
+from envs.base import TaskEnv, validate_index_task
 
 # Action index -> (dx, dy) in units of ``step_size``: stay, +x, -x, +y, -y.
 MOVES = ((0.0, 0.0), (1.0, 0.0), (-1.0, 0.0), (0.0, 1.0), (0.0, -1.0))
@@ -63,3 +68,67 @@ def action_toward(here: np.ndarray, target: np.ndarray) -> int:
     if dy != 0:
         return 3 if dy > 0 else 4
     return 0
+
+
+class PlaneTaskEnv(TaskEnv[int]):
+    """What MovementBandits and KeyDoor share: an agent that starts at the centre of a ``size`` x ``size``
+    plane and moves by ``step_size`` (``Discrete(5)``: stay, +x, -x, +y, -y), a task that picks one of two
+    places, float32 observations in ``[0, 1]``, and ``rgb_array`` rendering at ``render_scale`` pixels per unit.
+
+    Args:
+        size: side of the plane.
+        step_size: length of a move.
+        obs_dim: width of the observation.
+        render_mode: None or ``"rgb_array"``.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    render_scale = 0.5
+    task_meaning = "which of the two places pays"  # for the message of a refused task
+
+    def __init__(self, size: float, step_size: float, obs_dim: int, render_mode: str | None) -> None:
+        self.size = float(size)
+        self.step_size = float(step_size)
+        self._set_render_mode(render_mode)
+        self.action_space = spaces.Discrete(5)
+        self.observation_space = spaces.Box(0.0, 1.0, shape=(obs_dim,), dtype=np.float32)
+        self._agent = np.full(2, self.size / 2)
+        super().__init__()
+
+    def sample_task(self, rng: np.random.Generator) -> int:
+        return int(rng.integers(2))
+
+    def validate_task(self, task: Any) -> int:
+        return validate_index_task(task, 2, self.task_meaning, type(self).__name__)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        self._apply_reset_options(options)
+        self._agent = np.full(2, self.size / 2)
+        return self._draw_places(options)
+
+    def _draw_places(self, options: dict[str, Any] | None) -> tuple[np.ndarray, dict[str, Any]]:
+        """Draws the episode's places with ``self.np_random`` (the agent is at the centre); returns reset's
+        ``(observation, info)``."""
+        raise NotImplementedError
+
+    @property
+    def agent_position(self) -> np.ndarray:
+        """The agent's (x, y) on the plane, ``[2]`` float."""
+        return self._agent.astype(float)
+
+    def _move(self, action: Any) -> None:
+        self._agent = move(self._agent, action, self.step_size, self.size, type(self).__name__)
+
+    def _canvas(self) -> tuple[np.ndarray, float] | None:
+        """A blank frame of the plane and its pixels per unit; None (with a warning) without a render mode."""
+        if self.render_mode is None:
+            gym.logger.warn(
+                f"{type(self).__name__}.render() called without a render_mode; make the env with "
+                f"render_mode='rgb_array'."
+            )
+            return None
+        pixels = round(self.size * self.render_scale)
+        return rendering.canvas(pixels, pixels), self.render_scale
