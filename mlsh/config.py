@@ -104,6 +104,12 @@ class SubConfig(PPOConfig):
     hash_compression: float | None = None
     """``sub.sharing=hashed`` only: virtual weights per real weight in each layer (at least 1); null: K,
     which stores as many weights as one network."""
+    lr_ramp_steps: int = 0
+    """Env steps over which the sub-policies' learning rate rises linearly from ``lr_ramp_start * lr`` to
+    ``lr``; 0 keeps ``lr`` from the start. A slow start keeps the K sub-policies from all locking onto the
+    tasks that happen to come first (docs: results, bandits)."""
+    lr_ramp_start: float = 0.25
+    """The sub-policies' learning rate at the first iteration, as a share of ``lr`` (with ``lr_ramp_steps``)."""
 
 
 @dataclass
@@ -403,6 +409,17 @@ def validate(cfg: Config) -> None:
         or (not isinstance(compression, bool) and isinstance(compression, (int, float)) and 1 <= compression < 1e12),
         f"sub.hash_compression must be null or a number of at least 1 (virtual weights per stored weight), "
         f"got {compression!r}; set e.g. sub.hash_compression=8.",
+    )
+    ramp = cfg.sub.lr_ramp_steps
+    _require(
+        not isinstance(ramp, bool) and isinstance(ramp, int) and ramp >= 0,
+        f"sub.lr_ramp_steps must be a whole number of env steps, 0 or more, got {ramp!r}; set e.g. "
+        f"sub.lr_ramp_steps=1500000 (or 0 for a constant rate).",
+    )
+    start = cfg.sub.lr_ramp_start
+    _require(
+        not isinstance(start, bool) and isinstance(start, (int, float)) and 0 < start <= 1,
+        f"sub.lr_ramp_start must be a share of sub.lr in (0, 1], got {start!r}; set e.g. sub.lr_ramp_start=0.25.",
     )
     check_device_name("device", cfg.device)
     _require(

@@ -206,7 +206,7 @@ class MetaLearner:
             metrics.update(self.update(batch, joint))
         self.gradient_steps += int(metrics.get("master/gradient_steps", 0) + metrics.get("sub/gradient_steps", 0))
         metrics["train/n_updates"] = float(self.gradient_steps)
-        metrics["train/learning_rate"] = self.cfg.sub.lr
+        metrics["train/learning_rate"] = self.sub_lr()
         metrics["train/master_learning_rate"] = self.cfg.master.lr
         sub_slots = sum(joint) if self.train_subpolicies else 0  # this process's slots
         metrics["train/subpolicy_samples"] = float(
@@ -232,9 +232,20 @@ class MetaLearner:
         # Several processes: each takes part in the sub-policy update when any global slot is in its joint phase.
         any_joint = bool(joint_envs.any()) if self.dist is None else self.schedule.any_joint(self.iteration)
         if self.train_subpolicies and any_joint:
+            for group in self.sub_optimizer.param_groups:
+                group["lr"] = self.sub_lr()
             sub_metrics = self._update_subpolicies(batch, joint_envs)
             metrics.update({f"sub/{key}": value for key, value in sub_metrics.items()})
         return metrics
+
+    def sub_lr(self) -> float:
+        """The sub-policies' learning rate at this iteration: ``sub.lr``, or on its linear ramp from
+        ``sub.lr_ramp_start * sub.lr`` over the first ``sub.lr_ramp_steps`` env steps."""
+        ppo = self.cfg.sub
+        if ppo.lr_ramp_steps <= 0 or self.timesteps >= ppo.lr_ramp_steps:
+            return ppo.lr
+        share = ppo.lr_ramp_start + (1.0 - ppo.lr_ramp_start) * self.timesteps / ppo.lr_ramp_steps
+        return ppo.lr * share
 
     def _slots(self, batch: RolloutBatch) -> torch.Tensor:
         """``[L, B]``: the local slot of every sample."""

@@ -52,6 +52,8 @@ def test_flat_ppo_algo_is_one_subpolicy_without_warmup() -> None:
         ({"bogus": 1}, "Unknown setting 'bogus'"),
         ({"train": {"update_threads": -1}}, "train.update_threads must be null or an integer >= 0, got -1"),
         ({"train": {"torch_threads": -2}}, "train.torch_threads must be null or an integer >= 0, got -2"),
+        ({"sub": {"lr_ramp_steps": -5}}, "sub.lr_ramp_steps must be a whole number of env steps, 0 or more, got -5"),
+        ({"sub": {"lr_ramp_start": 0}}, "sub.lr_ramp_start must be a share of sub.lr in (0, 1], got 0"),
     ],
 )
 def test_impossible_settings_are_refused_with_the_fix(data: dict, message: str) -> None:

@@ -215,3 +215,18 @@ def test_tasks_that_are_not_a_few_integers_get_no_per_task_scalars() -> None:
     metrics = learner.train_iteration()
     assert "meta/sub_usage_0" in metrics
     assert not [key for key in metrics if "_task" in key]
+
+
+def test_the_sub_policies_learning_rate_ramps_up_linearly_then_stays() -> None:
+    cfg = small_config()
+    cfg.sub.lr_ramp_steps = 2 * cfg.steps_per_iteration
+    cfg.sub.lr_ramp_start = 0.25
+    learner = MetaLearner(cfg)
+    rates = []
+    for _ in range(4):
+        rates.append(learner.train_iteration()["train/learning_rate"])
+    lr = cfg.sub.lr
+    assert rates == pytest.approx([0.25 * lr, 0.625 * lr, lr, lr])
+    assert learner.sub_optimizer.param_groups[0]["lr"] == pytest.approx(lr)
+    cfg = small_config()  # no ramp: the rate is sub.lr from the start
+    assert MetaLearner(cfg).train_iteration()["train/learning_rate"] == cfg.sub.lr
