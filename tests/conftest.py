@@ -115,12 +115,15 @@ def small_config(env_id: str = "mlsh/MovementBandits-v0", **mlsh: Any) -> Config
     )
 
 
-def start_train_and_evaluate(run_dir: Path, train_args: Sequence[str], eval_args: str) -> subprocess.Popen[str]:
-    """Starts ``mlsh.train`` (seed 0) then ``mlsh.evaluate`` (seed 0, JSON to ``run_dir/result.json``) in a
-    single-threaded subprocess, so that learning tests can run two jobs at once, one per core."""
+def start_train_and_evaluate(
+    run_dir: Path, train_args: Sequence[str], eval_args: str, seed: int = 0
+) -> subprocess.Popen[str]:
+    """Starts ``mlsh.train`` then ``mlsh.evaluate`` (JSON to ``run_dir/result.json``), both with ``seed``, in
+    a single-threaded subprocess, so that learning tests can run two jobs at once, one per core."""
     script = (
-        f"{sys.executable} -m mlsh.train seed=0 train.progress=false hydra.run.dir={run_dir} {' '.join(train_args)}"
-        f" && {sys.executable} -m mlsh.evaluate checkpoint={run_dir} seed=0 output={run_dir}/result.json {eval_args}"
+        f"{sys.executable} -m mlsh.train seed={seed} train.progress=false hydra.run.dir={run_dir} "
+        f"{' '.join(train_args)} && {sys.executable} -m mlsh.evaluate checkpoint={run_dir} seed={seed} "
+        f"output={run_dir}/result.json {eval_args}"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(["bash", "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
