@@ -35,6 +35,9 @@ from agents import MLSHAgent  # noqa: E402
 from mlsh.config import EnvConfig  # noqa: E402
 from mlsh.envs import make_env  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from key_door_skills import skill_name  # noqa: E402  (the same naming rule: the share >= 0.5, else "-")
+
 GOALS = ("goal 0", "goal 1")
 
 
@@ -85,11 +88,6 @@ def logit_difference(agent: MLSHAgent, observations: np.ndarray) -> dict[str, tu
             rest = diff - constant
             out[f"{i}-{j}"] = (constant.pow(2).mean().sqrt().item(), rest.pow(2).mean().sqrt().item())
     return out
-
-
-def skill_name(share: dict[str, float]) -> str:
-    best = max(share, key=share.__getitem__)
-    return best if share[best] >= 0.5 else "-"
 
 
 def main() -> None:
