@@ -232,8 +232,9 @@ class MetaLearner:
         # Several processes: each takes part in the sub-policy update when any global slot is in its joint phase.
         any_joint = bool(joint_envs.any()) if self.dist is None else self.schedule.any_joint(self.iteration)
         if self.train_subpolicies and any_joint:
+            lr = self.sub_lr()
             for group in self.sub_optimizer.param_groups:
-                group["lr"] = self.sub_lr()
+                group["lr"] = lr
             sub_metrics = self._update_subpolicies(batch, joint_envs)
             metrics.update({f"sub/{key}": value for key, value in sub_metrics.items()})
         return metrics

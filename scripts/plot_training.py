@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +31,23 @@ def read_scalars(run_dir: Path, extra: tuple[str, ...] = ()) -> dict[str, tuple[
     Raises:
         SystemExit: the run has no TensorBoard scalars, or lacks an ``extra`` tag, with the fix.
     """
+    events = open_scalars(run_dir)
+    tags = set(events.Tags()["scalars"])
+    tb = run_dir / "tb"
+    if "rollout/ep_rew_mean" not in tags:
+        raise SystemExit(f"{tb} holds no rollout/ep_rew_mean yet; let the run finish an iteration first.")
+    unknown = [tag for tag in extra if tag not in tags]
+    if unknown:
+        raise SystemExit(f"{tb} has no scalar {unknown[0]}; the run logged: {', '.join(sorted(tags))}.")
+    return {tag: series(events, tag) for tag in [*CURVES, *extra] if tag in tags}
+
+
+def open_scalars(run_dir: Path) -> Any:
+    """The run's TensorBoard scalars (``RUN_DIR/tb``), loaded: an ``EventAccumulator``.
+
+    Raises:
+        SystemExit: the run has no ``tb`` directory, with the fix.
+    """
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     tb = run_dir / "tb"
@@ -37,20 +55,14 @@ def read_scalars(run_dir: Path, extra: tuple[str, ...] = ()) -> dict[str, tuple[
         raise SystemExit(f"{tb} does not exist; pass a run dir written by python -m mlsh.train.")
     events = EventAccumulator(str(tb), size_guidance={"scalars": 0})
     events.Reload()
-    tags = set(events.Tags()["scalars"])
-    if "rollout/ep_rew_mean" not in tags:
-        raise SystemExit(f"{tb} holds no rollout/ep_rew_mean yet; let the run finish an iteration first.")
-    unknown = [tag for tag in extra if tag not in tags]
-    if unknown:
-        raise SystemExit(f"{tb} has no scalar {unknown[0]}; the run logged: {', '.join(sorted(tags))}.")
-    out = {}
-    for tag in [*CURVES, *extra]:
-        if tag in tags:
-            scalars = events.Scalars(tag)
-            steps = {s.step: s.value for s in scalars}  # a resumed run may rewrite a step: keep the last
-            keys = np.array(sorted(steps), dtype=np.int64)
-            out[tag] = (keys, np.array([steps[k] for k in keys], dtype=float))
-    return out
+    return events
+
+
+def series(events: Any, tag: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(env steps, values)`` of one scalar, sorted by step; a resumed run may rewrite a step: the last counts."""
+    values = {s.step: s.value for s in events.Scalars(tag)}
+    steps = np.array(sorted(values), dtype=np.int64)
+    return steps, np.array([values[k] for k in steps], dtype=float)
 
 
 def moving_mean(values: np.ndarray, window: int) -> np.ndarray:

@@ -9,7 +9,8 @@ both against env steps, one column per run: top, every task's joint return (movi
 ``--window`` logged points); bottom, sub-policy 0's share of the decisions per task (with K = 2 the
 other's is the rest). A run where one task's return stays at the random policy's level while the
 other's climbs is one where no sub-policy serves that task. The table gives, per run and stretch of
-env steps, the mean joint return of each task.
+env steps, the mean joint return of each task; then, over the first ``--early`` env steps, how many
+iterations each task had the joint slot and the range of sub-policy 0's share in its slots.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from plot_training import moving_mean  # noqa: E402
+from plot_training import moving_mean, open_scalars, series  # noqa: E402
 
 TASK_RETURN = re.compile(r"meta/ep_rew_joint_task(\d+)$")
 TASK_USAGE = re.compile(r"meta/sub_usage_task(\d+)_0$")
@@ -34,27 +35,33 @@ def read_task_scalars(run_dir: Path) -> tuple[dict[int, tuple[np.ndarray, np.nda
     Raises:
         SystemExit: the run has no TensorBoard scalars or no per-task ones, with the reason.
     """
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    tb = run_dir / "tb"
-    if not tb.is_dir():
-        raise SystemExit(f"{tb} does not exist; pass a run dir written by python -m mlsh.train.")
-    events = EventAccumulator(str(tb), size_guidance={"scalars": 0})
-    events.Reload()
+    events = open_scalars(run_dir)
     out: tuple[dict, dict] = ({}, {})
     for tag in events.Tags()["scalars"]:
         for pattern, table in zip((TASK_RETURN, TASK_USAGE), out, strict=True):
             match = pattern.match(tag)
             if match:
-                values = {s.step: s.value for s in events.Scalars(tag)}  # a resumed run may rewrite a step
-                steps = np.array(sorted(values), dtype=np.int64)
-                table[int(match.group(1))] = (steps, np.array([values[s] for s in steps], dtype=float))
+                table[int(match.group(1))] = series(events, tag)
     if not out[0]:
         raise SystemExit(
-            f"{tb} has no meta/ep_rew_joint_task<t> scalars: the env's tasks are not a few integers, or the run "
-            "was trained before they were logged."
+            f"{run_dir / 'tb'} has no meta/ep_rew_joint_task<t> scalars: the env's tasks are not a few integers, or "
+            "the run was trained before they were logged."
         )
     return out
+
+
+def early_tasks(returns: dict[int, tuple], usage: dict[int, tuple], until: int) -> str:
+    """Up to env step ``until``, per task: how many iterations logged a joint return for it (with one
+    joint slot per iteration, the iterations whose joint slot had that task), and the range of
+    sub-policy 0's share of the decisions in that task's slots."""
+    parts = []
+    for task in sorted(returns):
+        x, _ = returns[task]
+        ux, uy = usage.get(task, (np.zeros(0), np.zeros(0)))
+        shares = uy[ux <= until]
+        share = f"{shares.min():.2f}-{shares.max():.2f}" if len(shares) else "-"
+        parts.append(f"task {task}: {int((x <= until).sum())} joint iterations, sub-policy 0's share {share}")
+    return "; ".join(parts)
 
 
 def stretch_row(name: str, returns: dict[int, tuple[np.ndarray, np.ndarray]], edges: np.ndarray) -> str:
@@ -77,6 +84,9 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=10, help="logged points per moving mean")
     parser.add_argument("--rows", type=int, default=6, help="stretches of env steps in the table")
     parser.add_argument("--names", nargs="*", default=None, help="a label per run (default: the run dirs)")
+    parser.add_argument(
+        "--early", type=int, default=400_000, help="env steps of the early window summarised per task (default 400k)"
+    )
     args = parser.parse_args()
     names = args.names or [str(run) for run in args.run_dirs]
     if len(names) != len(args.run_dirs):
@@ -114,6 +124,9 @@ def main() -> None:
     print("|---|" + "---|" * (len(edges) - 1))
     for name, (returns, _) in zip(names, data, strict=True):
         print(stretch_row(name, returns, edges))
+    print(f"the first {args.early:,} env steps:")
+    for name, (returns, usage) in zip(names, data, strict=True):
+        print(f"  {name}: {early_tasks(returns, usage, args.early)}")
     print(f"wrote {args.out}")
 
 
