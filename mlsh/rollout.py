@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 
-from mlsh.policy import HierarchicalPolicy, advance_macro_clock
+from mlsh.policy import HierarchicalPolicy, advance_macro_clock, merge_moments
 
 
 class RolloutBatch(NamedTuple):
@@ -110,7 +110,8 @@ class RolloutCollector:
         self.reward_scale = reward_scale
         self.reward_norm_gamma = reward_norm_gamma
         self.merge_obs_stats = policy.obs_rms.update if merge_obs_stats is None else merge_obs_stats
-        self.return_var, self.return_count = 1.0, 1e-4  # running variance of the discounted returns
+        # Running mean, variance and count of the discounted returns (VecNormalize's ret_rms).
+        self.return_mean, self.return_var, self.return_count = 0.0, 1.0, 1e-4
         self.discounted_return = np.zeros(self.num_envs)  # each env's, for reward normalisation
         self.macro_start_xy = np.full((self.num_envs, 2), np.nan)  # agent's x, y at the last decision
         self.device = torch.device(device)
@@ -376,7 +377,9 @@ class RolloutCollector:
 
         The statistics first take in this rollout's discounted returns (each env's running sum,
         restarted at its episode ends), then every reward of the rollout is scaled by the same
-        factor, so that an iteration's advantages and value targets share one scale.
+        factor, so that an iteration's advantages and value targets share one scale. The std is
+        taken around the returns' running mean, as Stable-Baselines3's ``VecNormalize`` does (not
+        their root mean square, which a large mean return, e.g. Ant's healthy reward, would inflate).
         """
         gamma = self.reward_norm_gamma
         raw, ends = rewards.cpu().numpy().astype(np.float64), ended.cpu().numpy()
@@ -387,17 +390,16 @@ class RolloutCollector:
             returns[t] = running
             running = np.where(ends[t], 0.0, running)
         self.discounted_return = running
-        # Parallel merge of the running (zero-mean) variance with this rollout's, as RunningMeanStd does.
-        batch_var, batch_count = float(returns.var()), returns.size
-        batch_mean_sq = float(returns.mean()) ** 2
-        total = self.return_count + batch_count
-        self.return_var = (self.return_var * self.return_count + (batch_var + batch_mean_sq) * batch_count) / total
-        self.return_count = total
+        batch = (float(returns.mean()), float(returns.var()), returns.size)
+        self.return_mean, self.return_var, self.return_count = merge_moments(
+            self.return_mean, self.return_var, self.return_count, *batch
+        )
         rewards.div_(float(np.sqrt(self.return_var + 1e-8))).clamp_(-10.0, 10.0)
 
     # -- checkpointing -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
+            "return_mean": self.return_mean,
             "return_var": self.return_var,
             "return_count": self.return_count,
             "discounted_return": self.discounted_return.copy(),
@@ -415,7 +417,9 @@ class RolloutCollector:
         self.sub_idx = state["sub_idx"].copy()
         self.episode_return = state["episode_return"].copy()
         self.episode_length = state["episode_length"].copy()
-        # Runs saved before reward normalisation existed have no statistics: they start afresh.
+        # Runs saved before reward normalisation existed have no statistics: they start afresh. Runs saved
+        # before the mean was kept (scaled by the root mean square) carry on with their statistics about 0.
+        self.return_mean = state.get("return_mean", 0.0)
         self.return_var = state.get("return_var", 1.0)
         self.return_count = state.get("return_count", 1e-4)
         self.discounted_return = state.get("discounted_return", np.zeros(self.num_envs)).copy()

@@ -114,9 +114,13 @@ def train_sb3(env_id: str, seed: int, steps: int, run_dir: Path) -> Callable:
 
     torch.set_num_threads(1)
     vec = VecNormalize(DummyVecEnv([lambda: Monitor(gym.make(env_id))]), gamma=0.99)
+    from stable_baselines3.common.logger import configure
+
     model = PPO("MlpPolicy", vec, seed=seed, device="cpu", verbose=0)
-    model.learn(total_timesteps=steps)
     run_dir.mkdir(parents=True, exist_ok=True)
+    # Its training scalars (approx. KL, clip fraction, entropy, value loss per iteration) to compare with ours'.
+    model.set_logger(configure(str(run_dir), ["csv"]))
+    model.learn(total_timesteps=steps)
     model.save(run_dir / "model.zip")
     vec.save(str(run_dir / "vecnormalize.pkl"))
     vec.training = False

@@ -57,15 +57,17 @@ def test_reward_scale_reaches_the_collector_from_the_config() -> None:
 
 
 def _discounted_std(rewards: np.ndarray, ended: np.ndarray, gamma: float) -> float:
-    """Closed form: the std (about zero, with the prior count 1e-4 of variance 1) of each env's running
-    discounted return over one rollout that starts from zero."""
+    """Closed form: the std (about their mean, merged with the prior: count 1e-4, mean 0, variance 1) of
+    each env's running discounted return over one rollout that starts from zero, as VecNormalize's."""
     returns, running = [], np.zeros(rewards.shape[1])
     for t in range(rewards.shape[0]):
         running = running * gamma + rewards[t]
         returns.append(running.copy())
         running = np.where(ended[t], 0.0, running)
-    second_moment = float(np.mean(np.square(returns)))
-    return float(np.sqrt((1.0 * 1e-4 + second_moment * rewards.size) / (1e-4 + rewards.size) + 1e-8))
+    mean, var, n, prior = float(np.mean(returns)), float(np.var(returns)), rewards.size, 1e-4
+    total = prior + n
+    merged = (1.0 * prior + var * n + mean**2 * prior * n / total) / total
+    return float(np.sqrt(merged + 1e-8))
 
 
 def test_normalize_reward_divides_by_the_std_of_the_discounted_returns() -> None:
@@ -98,6 +100,7 @@ def test_normalize_reward_statistics_survive_a_checkpoint() -> None:
     fresh = MetaLearner(cfg).collector
     fresh.load_state_dict(state)
     assert fresh.return_var == learner.collector.return_var != 1.0
+    assert fresh.return_mean == learner.collector.return_mean != 0.0
     assert fresh.return_count == learner.collector.return_count
     assert np.array_equal(fresh.discounted_return, learner.collector.discounted_return)
     assert MetaLearner(small_config(RANDOM_END_ID, macro_len=3)).collector.reward_norm_gamma is None
