@@ -211,6 +211,10 @@ class AntMaze(AntTaskEnv[int]):
     def sample_task(self, rng: np.random.Generator) -> int:
         return int(rng.integers(NUM_TRAIN_LAYOUTS))
 
+    @property
+    def train_tasks(self) -> list[int]:
+        return list(range(NUM_TRAIN_LAYOUTS))
+
     def sample_test_task(self, rng: np.random.Generator) -> int:
         return NUM_TRAIN_LAYOUTS + int(rng.integers(len(LAYOUTS) - NUM_TRAIN_LAYOUTS))
 

@@ -124,6 +124,10 @@ class AntObstacles(AntTaskEnv[int]):
     def sample_task(self, rng: np.random.Generator) -> int:
         return int(rng.integers(len(ENEMY_HOMES)))
 
+    @property
+    def train_tasks(self) -> list[int]:
+        return list(range(len(ENEMY_HOMES)))
+
     def validate_task(self, task: Any) -> int:
         return validate_index_task(task, len(ENEMY_HOMES), "the enemy's corridor: bottom, middle, top", "AntObstacles")
 

@@ -76,6 +76,10 @@ class AntTwowalk(AntTaskEnv[int]):
     def sample_task(self, rng: np.random.Generator) -> int:
         return int(rng.integers(2))
 
+    @property
+    def train_tasks(self) -> list[int]:
+        return [0, 1]
+
     def validate_task(self, task: Any) -> int:
         return validate_index_task(task, 2, "0: goal on the top edge, 1: goal on the right edge", "AntTwowalk")
 

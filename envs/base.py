@@ -9,7 +9,9 @@ A task-distribution env is an ordinary :class:`gymnasium.Env` with three additio
 * optionally ``oracle_action()`` returns the action of a scripted policy that achieves the best
   return for the current task, used by evaluation to report a ratio to the best achievable;
 * optionally ``agent_position`` (and ``position_is_cell``) and ``goal_position`` tell diagnostics
-  (``mlsh.inspect``) where the agent and its goal are, so that they need not know the env's class.
+  (``mlsh.inspect``) where the agent and its goal are, so that they need not know the env's class;
+* optionally ``train_tasks`` lists the finite family that ``sample_task`` draws uniformly from, for
+  balanced task sampling (``mlsh.task_sampling=balanced``); ``None`` where the family is not finite.
 
 In a Gymnasium vector env the task of each sub-env is set with
 ``vec_env.set_attr("task", [t0, t1, ...])``, which reaches the unwrapped env through wrappers.
@@ -61,6 +63,11 @@ class TaskEnv(gym.Env, Generic[TaskT]):
     def validate_task(self, task: Any) -> TaskT:
         """Returns ``task`` in canonical form, or raises ``ValueError`` naming what is accepted."""
         return task
+
+    @property
+    def train_tasks(self) -> list[TaskT] | None:
+        """Every task ``sample_task`` draws, each with the same probability; None if not a finite family."""
+        return None
 
     @property
     def task(self) -> TaskT:

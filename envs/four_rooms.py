@@ -208,6 +208,10 @@ class FourRooms(TaskEnv[Cell]):
     def sample_task(self, rng: np.random.Generator) -> Cell:
         return self.train_goals[int(rng.integers(len(self.train_goals)))]
 
+    @property
+    def train_tasks(self) -> list[Cell]:
+        return list(self.train_goals)
+
     def sample_test_task(self, rng: np.random.Generator) -> Cell:
         return self.heldout_goals[int(rng.integers(len(self.heldout_goals)))]
 

@@ -98,6 +98,10 @@ class PlaneTaskEnv(TaskEnv[int]):
     def sample_task(self, rng: np.random.Generator) -> int:
         return int(rng.integers(2))
 
+    @property
+    def train_tasks(self) -> list[int]:
+        return [0, 1]
+
     def validate_task(self, task: Any) -> int:
         return validate_index_task(task, 2, self.task_meaning, type(self).__name__)
 

@@ -60,6 +60,10 @@ class SingleTask(TaskEnv[int]):
         """The only task, 0 (``rng`` is not drawn from)."""
         return 0
 
+    @property
+    def train_tasks(self) -> list[int]:
+        return [0]
+
     def validate_task(self, task: Any) -> int:
         return validate_index_task(task, 1, "the wrapped env has one task", f"SingleTask({self.env_id})")
 

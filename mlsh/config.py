@@ -51,6 +51,13 @@ class MLSHConfig:
     sub_adv_norm_per_slot: bool = False
     """Normalise the sub-policies' advantages per (sub-policy, task slot) rather than per sub-policy,
     so that every joint task weighs the same in a sub-policy's gradient (on for KeyDoor)."""
+    task_sampling: str = "iid"
+    """How a new cycle's task is drawn: ``iid``, independently (the paper); ``balanced``, in shuffled rounds
+    of the env's finite task family (``train_tasks``), each task once per round, so that no task gets the
+    sub-policies' early joint iterations more often than another (docs: results, bandits)."""
+
+
+TASK_SAMPLING = ("iid", "balanced")
 
 
 @dataclass
@@ -367,6 +374,11 @@ def validate(cfg: Config) -> None:
     _require(
         0.0 <= m.master_epsilon <= 1.0,
         f"mlsh.master_epsilon must lie in [0, 1], got {m.master_epsilon}.",
+    )
+    _require(
+        m.task_sampling in TASK_SAMPLING,
+        f"mlsh.task_sampling must be {' or '.join(TASK_SAMPLING)}, got {m.task_sampling!r}; set e.g. "
+        f"mlsh.task_sampling=iid.",
     )
     for level in ("master", "sub"):
         p: PPOConfig = getattr(cfg, level)

@@ -22,7 +22,7 @@ from mlsh.gae import compute_gae, compute_macro_gae
 from mlsh.networks import MemberAdam
 from mlsh.policy import HierarchicalPolicy
 from mlsh.rollout import EpisodeStats, RolloutBatch, RolloutCollector
-from mlsh.schedule import SlotSchedule
+from mlsh.schedule import SlotSchedule, TaskDeck
 from mlsh.threads import update_threads
 from mlsh.update import LevelData, ppo_update, sharded_ppo_update
 
@@ -130,6 +130,7 @@ class MetaLearner:
             dist.broadcast_module(self.policy.subpolicies)
             dist.broadcast_module(self.policy.obs_rms)
             torch.manual_seed(rank_seed(cfg.seed, dist.rank))
+        self.task_decks = self._task_decks()
         self.schedule = SlotSchedule.from_config(m)
         self.tasks: list[Any] = [None] * self.num_local_slots
         self.iteration = 0
@@ -160,9 +161,28 @@ class MetaLearner:
         self.policy.masters.reset_member(slot)
         self.master_optimizer.reset_member(slot)
 
+    def _task_decks(self) -> list[TaskDeck]:
+        """With ``mlsh.task_sampling=balanced``: one deck of the env's task family over every slot (each
+        slot its own where several processes run), dealt with the task generators; else none.
+
+        Raises:
+            ConfigError: the env has no finite task family.
+        """
+        if self.cfg.mlsh.task_sampling != "balanced":
+            return []
+        family = getattr(self.task_env.unwrapped, "train_tasks", None)
+        if family is None:
+            raise ConfigError(
+                f"mlsh.task_sampling=balanced needs a finite task family, and {self.cfg.env.id} has no "
+                f"train_tasks; set mlsh.task_sampling=iid."
+            )
+        return [TaskDeck(family, rng) for rng in (self.slot_task_rngs or [self.task_rng])]
+
     def _new_task(self, slot: int) -> Any:
         if self.fixed_tasks is not None:
             return self.fixed_tasks[slot]
+        if self.task_decks:
+            return self.task_decks[slot if self.slot_task_rngs else 0].draw()
         rng = self.slot_task_rngs[slot] if self.slot_task_rngs else self.task_rng
         return self.task_env.unwrapped.sample_task(rng)
 
@@ -389,6 +409,7 @@ class MetaLearner:
             "tasks": list(self.tasks),
             "task_rng": self.task_rng.bit_generator.state,
             "slot_task_rngs": [rng.bit_generator.state for rng in self.slot_task_rngs],
+            "task_decks": [deck.state_dict() for deck in self.task_decks],
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "collector": self.collector.state_dict(),
@@ -410,6 +431,8 @@ class MetaLearner:
         self.task_rng.bit_generator.state = state["task_rng"]
         for rng, rng_state in zip(self.slot_task_rngs, state.get("slot_task_rngs", []), strict=False):
             rng.bit_generator.state = rng_state
+        for deck, deck_state in zip(self.task_decks, state.get("task_decks", []), strict=False):
+            deck.load_state_dict(deck_state)
         torch.set_rng_state(state["torch_rng"])
         if state.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])

@@ -4,12 +4,17 @@ Each of the M task slots runs cycles of ``warmup_iters`` master-only iterations 
 ``joint_iters`` iterations in which its data also trains the sub-policies; a cycle starts with a new
 task and a fresh master. With ``stagger`` global slot s is offset by ``s * cycle / M`` iterations, so
 that some slot is in its joint phase at every iteration (the original staggered its MPI groups the
-same way). A global slot has the same offset whatever the number of processes.
+same way). A global slot has the same offset whatever the number of processes. Which task a new cycle
+gets is drawn independently or, for finite task families, from a :class:`TaskDeck`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 from mlsh.config import MLSHConfig
 
@@ -62,3 +67,35 @@ class SlotSchedule:
             return 0
         trained = [self.position(slot, iterations_done - 1) + 1 for slot in range(self.num_slots)]
         return max(range(self.num_slots), key=lambda slot: (trained[slot], -slot))
+
+
+class TaskDeck:
+    """Deals the tasks of a finite family in rounds: each round is every task once, in a shuffled order.
+
+    A drawn task is uniform over the family, as with independent draws, but the tasks come up equally
+    often over every round, so that the first cycles' tasks (which shape the sub-policies first) cannot
+    all be one task by chance (``mlsh.task_sampling=balanced``).
+
+    Args:
+        tasks: the family (an env's ``train_tasks``).
+        rng: the generator that shuffles each round.
+    """
+
+    def __init__(self, tasks: Sequence[Any], rng: np.random.Generator) -> None:
+        if not tasks:
+            raise ValueError("A task deck needs at least one task.")
+        self.tasks = list(tasks)
+        self.rng = rng
+        self.remaining: list[int] = []  # indices into tasks, dealt from the end
+
+    def draw(self) -> Any:
+        """The next task of the round (a new shuffled round when this one is spent)."""
+        if not self.remaining:
+            self.remaining = [int(i) for i in self.rng.permutation(len(self.tasks))]
+        return self.tasks[self.remaining.pop()]
+
+    def state_dict(self) -> dict[str, list[int]]:
+        return {"remaining": list(self.remaining)}
+
+    def load_state_dict(self, state: dict[str, list[int]]) -> None:
+        self.remaining = [int(i) for i in state["remaining"]]

@@ -145,6 +145,23 @@ def test_sample_task_uses_only_the_given_generator(env_id: str) -> None:
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
+def test_train_tasks_is_the_family_sample_task_draws_from(env_id: str) -> None:
+    base = _make(env_id).unwrapped
+    family = base.train_tasks
+    if family is None:
+        pytest.skip(f"{env_id} has no finite task family")
+    assert len(family) >= 1
+    for task in family:
+        assert _same(base.validate_task(task), task)
+    rng = np.random.default_rng(0)
+    drawn = [base.sample_task(rng) for _ in range(40 * len(family))]
+    for task in drawn:
+        assert any(_same(task, member) for member in family)
+    for member in family:  # every member comes up: the family is not larger than what is drawn
+        assert any(_same(task, member) for task in drawn)
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
 def test_vector_env_set_attr_tasks_survive_autoresets(env_id: str) -> None:
     num_envs = 3
     vec = gym.vector.SyncVectorEnv(

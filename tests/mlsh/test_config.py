@@ -41,6 +41,7 @@ def test_flat_ppo_algo_is_one_subpolicy_without_warmup() -> None:
         ({"mlsh": {"num_subpolicies": 0}}, "mlsh.num_subpolicies must be at least 1"),
         ({"mlsh": {"warmup_iters": 0, "joint_iters": 0}}, "must be at least 1, so that each task lasts"),
         ({"mlsh": {"master_epsilon": 1.5}}, "mlsh.master_epsilon must lie in [0, 1]"),
+        ({"mlsh": {"task_sampling": "stratified"}}, "mlsh.task_sampling must be iid or balanced, got 'stratified'"),
         ({"sub": {"gamma": 1.5}}, "sub.gamma must lie in [0, 1]"),
         ({"sub": {"hidden_sizes": []}}, "sub.hidden_sizes must be a non-empty list"),
         ({"sub": {"target_kl": -1}}, "sub.target_kl must be positive or null"),

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 
 import pytest
 import torch
 
+from mlsh.errors import ConfigError
 from mlsh.meta import MetaLearner
-from tests.conftest import small_config
+from tests.conftest import RANDOM_END_ID, small_config
 
 
 def _params(module: torch.nn.Module) -> list[torch.Tensor]:
@@ -69,6 +71,46 @@ def test_schedule_warmup_then_joint_with_resets_and_new_tasks(stagger: bool) -> 
             assert sum(p >= 2 for p in row) == 1
     else:
         assert phases[:3] == [[0, 0, 0], [1, 1, 1], [2, 2, 2]]
+
+
+def test_balanced_task_sampling_deals_each_task_once_per_round() -> None:
+    cfg = small_config(num_slots=3, warmup_iters=1, joint_iters=1, stagger=True)
+    cfg.mlsh.task_sampling = "balanced"
+    learner = MetaLearner(cfg)
+    drawn = [learner._new_task(slot % 3) for slot in range(40)]
+    assert all(sorted(drawn[i : i + 2]) == [0, 1] for i in range(0, 40, 2))
+    cfg.mlsh.task_sampling = "iid"
+    iid = MetaLearner(cfg)
+    iid_drawn = [iid._new_task(slot % 3) for slot in range(40)]
+    assert not all(sorted(iid_drawn[i : i + 2]) == [0, 1] for i in range(0, 40, 2))
+
+
+def test_balanced_task_sampling_resumes_mid_round() -> None:
+    cfg = small_config(num_slots=3, warmup_iters=1, joint_iters=1, stagger=True)
+    cfg.mlsh.task_sampling = "balanced"
+    learner = MetaLearner(cfg)
+    for _ in range(4):  # 7 tasks drawn: the fourth round has one left
+        learner.train_iteration()
+    state = copy.deepcopy(learner.state_dict())
+    assert len(state["task_decks"]) == 1 and state["task_decks"][0]["remaining"]  # stopped mid-round
+    straight = []
+    for _ in range(4):
+        learner.train_iteration()
+        straight.append(list(learner.tasks))
+    resumed = MetaLearner(cfg)
+    resumed.load_state_dict(state)
+    after = []
+    for _ in range(4):
+        resumed.train_iteration()
+        after.append(list(resumed.tasks))
+    assert after == straight
+
+
+def test_balanced_task_sampling_needs_a_finite_task_family() -> None:
+    cfg = small_config(RANDOM_END_ID)
+    cfg.mlsh.task_sampling = "balanced"
+    with pytest.raises(ConfigError, match=f"{RANDOM_END_ID} has no train_tasks; set mlsh.task_sampling=iid"):
+        MetaLearner(cfg)
 
 
 def test_subpolicies_change_only_in_joint_iterations() -> None:

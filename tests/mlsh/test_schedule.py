@@ -1,11 +1,12 @@
-"""The slot schedule: offsets, phases, the any-joint rule of several processes, the most-trained slot."""
+"""The slot schedule: offsets, phases, the any-joint rule of several processes, the most-trained slot; the task deck."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from mlsh.config import MLSHConfig
-from mlsh.schedule import SlotSchedule
+from mlsh.schedule import SlotSchedule, TaskDeck
 
 
 def test_staggered_offsets_spread_the_slots_over_the_cycle() -> None:
@@ -37,3 +38,27 @@ def test_most_trained_slot_has_trained_longest_on_its_task(stagger: bool) -> Non
             trained.append(done - resets[-1] if resets else done + schedule.offset(slot))
         best = max(trained)
         assert schedule.most_trained_slot(done) == trained.index(best), done
+
+
+def test_task_deck_deals_every_task_once_per_round_in_shuffled_orders() -> None:
+    deck = TaskDeck(["a", "b", "c"], np.random.default_rng(0))
+    rounds = [[deck.draw() for _ in range(3)] for _ in range(20)]
+    assert all(sorted(r) == ["a", "b", "c"] for r in rounds)
+    assert len({tuple(r) for r in rounds}) > 1  # shuffled, not one fixed order
+    again = TaskDeck(["a", "b", "c"], np.random.default_rng(0))
+    assert [[again.draw() for _ in range(3)] for _ in range(20)] == rounds
+
+
+def test_task_deck_state_carries_a_round_across_a_checkpoint() -> None:
+    rng = np.random.default_rng(1)
+    deck = TaskDeck([0, 1, 2, 3], rng)
+    deck.draw()
+    state, rng_state = deck.state_dict(), rng.bit_generator.state
+    expected = [deck.draw() for _ in range(9)]
+    rng2 = np.random.default_rng(99)
+    rng2.bit_generator.state = rng_state
+    restored = TaskDeck([0, 1, 2, 3], rng2)
+    restored.load_state_dict(state)
+    assert [restored.draw() for _ in range(9)] == expected
+    with pytest.raises(ValueError, match="at least one task"):
+        TaskDeck([], rng)
