@@ -15,11 +15,16 @@ A task-distribution env is an ordinary :class:`gymnasium.Env` with three additio
 
 In a Gymnasium vector env the task of each sub-env is set with
 ``vec_env.set_attr("task", [t0, t1, ...])``, which reaches the unwrapped env through wrappers.
+
+An env that names the attributes holding an episode in progress in ``state_attributes`` can be saved
+and restored as plain data with ``state_dict()`` / ``load_state_dict()``: a training checkpoint then
+resumes its copies exactly without pickling them.
 """
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+import copy
+from typing import Any, ClassVar, Generic, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -97,6 +102,34 @@ class TaskEnv(gym.Env, Generic[TaskT]):
         Envs with a goal in the plane also expose it as ``goal_position`` (absent where there is none).
         """
         return None
+
+    # -- saving an episode in progress -----------------------------------------------------------
+    # The attributes, besides the task and ``np_random``, that change while the env runs (its settings do
+    # not); None: not declared, and the env cannot be saved as plain data.
+    state_attributes: ClassVar[tuple[str, ...] | None] = None
+
+    def state_dict(self) -> dict[str, Any] | None:
+        """The env between two steps as plain data (numbers, strings, NumPy arrays, containers): the task,
+        the state of ``np_random`` and the ``state_attributes``; None where the env does not declare them."""
+        if self.state_attributes is None:
+            return None
+        return {
+            "task": copy.deepcopy(self._task),
+            "np_random": None if self._np_random is None else self._np_random.bit_generator.state,
+            "np_random_seed": self._np_random_seed,
+            "attributes": {name: copy.deepcopy(getattr(self, name)) for name in self.state_attributes},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Puts back a :meth:`state_dict`: the next step continues the saved episode exactly."""
+        self._task = self.validate_task(state["task"])
+        if state["np_random"] is not None:
+            bit_generator = getattr(np.random, state["np_random"]["bit_generator"])()
+            bit_generator.state = state["np_random"]
+            self._np_random = np.random.Generator(bit_generator)
+        self._np_random_seed = state["np_random_seed"]
+        for name, value in state["attributes"].items():
+            setattr(self, name, copy.deepcopy(value))
 
     def _set_render_mode(self, render_mode: str | None) -> None:
         """Stores ``render_mode`` after checking it against ``metadata["render_modes"]``."""

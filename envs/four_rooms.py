@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -177,6 +177,7 @@ class FourRooms(TaskEnv[Cell]):
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    state_attributes: ClassVar[tuple[str, ...] | None] = ("_cell", "_steps")
 
     cell_pixels = 16
 

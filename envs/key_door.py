@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -138,6 +138,7 @@ class KeyDoor(plane.PlaneTaskEnv):
         super().__init__(size, step_size, 9, render_mode)
 
     task_meaning = "the correct door"
+    state_attributes: ClassVar[tuple[str, ...] | None] = ("_agent", "_key", "_doors", "_has_key")
 
     # -- gymnasium API -------------------------------------------------------------------------
     def _draw_places(self, options: dict[str, Any] | None) -> tuple[np.ndarray, dict[str, Any]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -64,6 +64,7 @@ class MovementBandits(plane.PlaneTaskEnv):
         super().__init__(size, step_size, 6, render_mode)
 
     task_meaning = "the correct goal"
+    state_attributes: ClassVar[tuple[str, ...] | None] = ("_agent", "_goals")
 
     # -- gymnasium API -------------------------------------------------------------------------
     def _draw_places(self, options: dict[str, Any] | None) -> tuple[np.ndarray, dict[str, Any]]:

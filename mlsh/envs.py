@@ -90,22 +90,45 @@ def _gym_make(env_id: str, kwargs: dict[str, Any]) -> gym.Env:
 class TaskVectorEnv(SyncVectorEnv):
     """Gymnasium's :class:`SyncVectorEnv` whose copies can be saved and put back (exact resume).
 
-    The copies are saved whole (pickled: task, RNG and episode state); :meth:`load_state_dict` puts them back
-    with the observations they last returned, which a masked reset (some copies reset, the others carry on)
-    returns for the copies that carry on.
+    Copies of a :class:`envs.TaskEnv` that declares ``state_attributes`` are saved as plain data: each
+    one's :meth:`~envs.TaskEnv.state_dict` and the steps its ``TimeLimit`` has counted. Copies of any other
+    env are saved whole, pickled. :meth:`load_state_dict` puts them back with the observations they last
+    returned, which a masked reset (some copies reset, the others carry on) returns for the copies that
+    carry on.
     """
 
-    def state_dict(self) -> list[bytes] | None:
-        """Every copy, pickled; None when a copy cannot be pickled (a resume then restarts the episodes)."""
+    def state_dict(self) -> dict[str, Any] | list[bytes] | None:
+        """The copies as plain data, else pickled; None when a copy cannot be pickled (a resume then restarts
+        the episodes)."""
+        states = [getattr(env.unwrapped, "state_dict", lambda: None)() for env in self.envs]
+        if all(state is not None for state in states):
+            return {"copies": states, "elapsed_steps": [_elapsed_steps(env) for env in self.envs]}
         try:
             return [pickle.dumps(env) for env in self.envs]
         except Exception:
             return None
 
-    def load_state_dict(self, state: list[bytes], observations: np.ndarray) -> None:
+    def load_state_dict(self, state: dict[str, Any] | list[bytes], observations: np.ndarray) -> None:
         """Puts back the copies of :meth:`state_dict` and their last observations ``[num_envs, ...]``."""
-        self.envs = [pickle.loads(blob) for blob in state]
+        if isinstance(state, dict):
+            # Resetting first satisfies Gymnasium's order check (no step before a reset); the saved state
+            # then replaces everything the reset drew.
+            self.reset()
+            for env, env_state, elapsed in zip(self.envs, state["copies"], state["elapsed_steps"], strict=True):
+                env.unwrapped.load_state_dict(env_state)
+                if elapsed is not None:
+                    env.set_wrapper_attr("_elapsed_steps", elapsed, force=False)
+        else:  # pickled copies: only envs without a state_dict are saved so (see load_checkpoint)
+            self.envs = [pickle.loads(blob) for blob in state]
         self._env_obs = list(observations)
+
+
+def _elapsed_steps(env: gym.Env) -> int | None:
+    """The steps ``env``'s ``TimeLimit`` wrapper has counted in this episode; None without one."""
+    try:
+        return int(env.get_wrapper_attr("_elapsed_steps"))
+    except AttributeError:
+        return None
 
 
 def make_vec_env(env_cfg: EnvConfig, num_envs: int) -> gym.vector.VectorEnv:

@@ -16,7 +16,7 @@ import torch
 
 from mlsh.config import Config
 from mlsh.distributed import DistContext, merge_rms_batches, rank_seed
-from mlsh.envs import make_env, make_vec_env
+from mlsh.envs import TaskVectorEnv, make_env, make_vec_env
 from mlsh.errors import ConfigError
 from mlsh.gae import compute_gae, compute_macro_gae
 from mlsh.networks import MemberAdam
@@ -397,7 +397,8 @@ class MetaLearner:
     # -- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly where the run stopped."""
-        # The vector env saves its copies (TaskVectorEnv: pickled; the batched Ant envs: their physics state).
+        # The vector env saves its copies (TaskVectorEnv: each copy's state; the batched Ant envs: their
+        # physics state).
         save_envs = getattr(self.vec_env, "state_dict", None)
         env_states: list[bytes] | dict[str, Any] | None = save_envs() if callable(save_envs) else None
         return {
@@ -438,10 +439,10 @@ class MetaLearner:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         if state.get("env_states") is not None and self.iteration > 0:
             self.collector.load_state_dict(state["collector"])
-            if isinstance(state["env_states"], dict):  # a batched vector env (envs/mujoco_batch.py)
-                self.vec_env.load_state_dict(state["env_states"])
-            else:  # a TaskVectorEnv's pickled copies, with the observations the collector holds
+            if isinstance(self.vec_env, TaskVectorEnv):  # with the observations the collector holds
                 self.vec_env.load_state_dict(state["env_states"], self.collector.obs)
+            else:  # a batched vector env (envs/mujoco_batch.py)
+                self.vec_env.load_state_dict(state["env_states"])
         elif self.iteration > 0:
             self.collector.reset(None, self.tasks)
 

@@ -15,6 +15,8 @@ import envs
 ENV_IDS = envs.registered_ids()
 # The MuJoCo Ant tasks' episodes last 1000-2000 steps; the contract tests shorten them to stay fast.
 SHORT_EPISODES = {env_id: 50 for env_id in ENV_IDS if env_id.startswith("mlsh/Ant")}
+# The ids that declare ``state_attributes`` (the Ant tasks are saved by their batched vector env instead).
+STATE_IDS = [env_id for env_id in ENV_IDS if not env_id.startswith("mlsh/Ant")]
 
 
 def _make(env_id: str) -> gym.Env:
@@ -97,6 +99,28 @@ def test_pickle_round_trip_mid_episode(env_id: str) -> None:
     assert _same(copy.unwrapped.task, env.unwrapped.task)
     actions = _actions(env, 120, seed=2)
     np.testing.assert_equal(_transitions(copy, actions, seed=None), _transitions(env, actions, seed=None))
+
+
+@pytest.mark.parametrize("env_id", STATE_IDS)
+def test_state_dict_round_trip_mid_episode_continues_like_the_env(env_id: str) -> None:
+    env = _make(env_id)
+    env.unwrapped.task = _other_task(env, env.unwrapped.task, seed=3)
+    env.reset(seed=0)
+    for action in _actions(env, 7, seed=1):
+        env.step(action)
+    state = env.unwrapped.state_dict()
+    assert state is not None
+    copy = _make(env_id)  # another task, seed and episode, all replaced by the saved state
+    copy.reset(seed=5)
+    copy.unwrapped.load_state_dict(pickle.loads(pickle.dumps(state)))
+    copy.set_wrapper_attr("_elapsed_steps", env.get_wrapper_attr("_elapsed_steps"), force=False)
+    assert _same(copy.unwrapped.task, env.unwrapped.task)
+    actions = _actions(env, 120, seed=2)
+    np.testing.assert_equal(_transitions(copy, actions, seed=None), _transitions(env, actions, seed=None))
+
+
+def test_an_env_without_state_attributes_has_no_state_dict() -> None:
+    assert _make("mlsh/AntTwowalk-v0").unwrapped.state_dict() is None  # its batched vector env saves it
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
