@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from mlsh.checks import is_disk_error, storage_error
@@ -20,7 +22,13 @@ if TYPE_CHECKING:
     from mlsh.policy import HierarchicalPolicy
 
 CHECKPOINT_NAME = "checkpoint.pt"
-FORMAT_VERSION = 1
+# Format 2 holds only tensors and plain data (loads with torch.load(weights_only=True)); format 1 files,
+# which hold NumPy objects and pickled envs, are still read.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+# A NumPy array (or scalar) is saved as a one-entry dict holding it as a tensor of the same dtype: torch's
+# weights-only loader refuses NumPy objects, and the dtype and bits come back unchanged.
+_NUMPY_ARRAY, _NUMPY_SCALAR = "__numpy_array__", "__numpy_scalar__"
 
 
 def checkpoint_path(run_dir: str | Path) -> Path:
@@ -41,7 +49,7 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     """
     path = Path(path)
     buffer = io.BytesIO()
-    torch.save({"format_version": FORMAT_VERSION, **payload}, buffer)
+    torch.save({"format_version": FORMAT_VERSION, **to_plain(payload)}, buffer)
     try:
         write_atomic(path, buffer.getbuffer())
     except OSError as exc:
@@ -82,10 +90,58 @@ def _file_mode(path: Path) -> int:
         return 0o666 & ~umask
 
 
+def to_plain(tree: Any) -> Any:
+    """``tree`` with every NumPy array and scalar replaced by a tagged tensor (see :func:`from_plain`).
+
+    Dicts, lists and tuples are walked; a container without NumPy objects is returned as it is (a module's
+    ``state_dict`` keeps its type and metadata), and so is everything else.
+    """
+    return _map_leaves(tree, _numpy_to_tensor)
+
+
+def from_plain(tree: Any) -> Any:
+    """The inverse of :func:`to_plain`: tagged tensors become NumPy arrays and scalars of their dtype again."""
+    return _map_leaves(tree, _tensor_to_numpy)
+
+
+def _numpy_to_tensor(leaf: Any) -> Any:
+    if isinstance(leaf, np.ndarray):
+        return {_NUMPY_ARRAY: torch.from_numpy(np.array(leaf, order="C"))}  # a copy: the state may change later
+    if isinstance(leaf, np.generic):
+        return {_NUMPY_SCALAR: torch.from_numpy(np.array(leaf))}
+    return leaf
+
+
+def _tensor_to_numpy(leaf: Any) -> Any:
+    if isinstance(leaf, dict) and len(leaf) == 1 and _NUMPY_ARRAY in leaf:
+        return leaf[_NUMPY_ARRAY].numpy()
+    if isinstance(leaf, dict) and len(leaf) == 1 and _NUMPY_SCALAR in leaf:
+        return leaf[_NUMPY_SCALAR].numpy()[()]
+    return leaf
+
+
+def _map_leaves(tree: Any, convert: Callable[[Any], Any]) -> Any:
+    """``convert`` applied to ``tree`` and, where it returns its argument, to the items of dicts, lists and
+    tuples; a container none of whose items changed is returned itself."""
+    converted = convert(tree)
+    if converted is not tree:
+        return converted
+    if isinstance(tree, dict):
+        items = {key: _map_leaves(value, convert) for key, value in tree.items()}
+        return tree if all(items[key] is value for key, value in tree.items()) else items
+    if type(tree) in (list, tuple):
+        values = [_map_leaves(value, convert) for value in tree]
+        return tree if all(a is b for a, b in zip(values, tree, strict=True)) else type(tree)(values)
+    return tree
+
+
 def load_checkpoint(path: str | Path, required: tuple[str, ...] = ("config", "learner")) -> dict[str, Any]:
     """Reads a checkpoint written by :func:`save_checkpoint`.
 
-    Checkpoints are pickles (they hold NumPy RNG and env states): load only your own runs.
+    The file is read with ``torch.load(weights_only=True)``: it holds tensors, numbers, strings and
+    containers only. A file of format 1 (written before that) is read as a full pickle: load only your own
+    runs. Either way, resuming a run on an env without :meth:`envs.TaskEnv.state_dict` unpickles its saved
+    env copies (see :class:`mlsh.envs.TaskVectorEnv`).
 
     Raises:
         CheckpointError: missing, unreadable or incomplete file, with a sentence naming the fix.
@@ -97,18 +153,24 @@ def load_checkpoint(path: str | Path, required: tuple[str, ...] = ("config", "le
             f"(the one holding {CHECKPOINT_NAME})."
         )
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            # Checkpoints of format 1 hold NumPy arrays and RNG states, which the weights-only loader refuses;
+            # they are read as full pickles (a corrupt file fails here too, and is reported below).
+            payload = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
         raise CheckpointError(
             f"Checkpoint {path} is corrupt or truncated ({type(exc).__name__}); restore it from a backup or "
             f"start a new run (the file was left as it is)."
         ) from exc
-    if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
+    if not isinstance(payload, dict) or payload.get("format_version") not in READABLE_VERSIONS:
         version = payload.get("format_version") if isinstance(payload, dict) else None
         raise CheckpointError(
             f"{path} is not an mlsh checkpoint of format {FORMAT_VERSION} (found {version!r}); "
             f"use a checkpoint written by this version of mlsh."
         )
+    payload = from_plain(payload)
     missing = [key for key in required if key not in payload]
     if missing:
         raise CheckpointError(f"Checkpoint {path} lacks {', '.join(missing)}; it is incomplete, start a new run.")

@@ -138,9 +138,9 @@ def training_curve(run_dir: Path) -> list[tuple[int, float]]:
 
 def parameter_count(run_dir: Path) -> int:
     """Parameters of the run's sub-policies (from its checkpoint)."""
-    import torch
+    from mlsh.checkpoint import load_checkpoint
 
-    state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)["learner"]["policy"]
+    state = load_checkpoint(run_dir)["learner"]["policy"]
     return sum(v.numel() for k, v in state.items() if k.startswith("subpolicies."))
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -76,6 +78,54 @@ def test_resume_continues_exactly_where_the_run_stopped(tmp_path: Path, env_id: 
         assert len(ta) == len(tb) > 0
         assert all(torch.equal(x, y) for x, y in zip(ta, tb, strict=True)), key
     assert a["tasks"] == b["tasks"]
+    assert (a["collector"]["obs"] == b["collector"]["obs"]).all()
+
+
+@pytest.mark.parametrize("env_id", ["mlsh/MovementBandits-v0", "mlsh/FourRooms-v0"])
+def test_a_saved_run_loads_with_weights_only(tmp_path: Path, env_id: str) -> None:
+    train(_tiny(2, env_id), tmp_path)
+    raw = torch.load(tmp_path / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert raw["format_version"] == 2
+    env_states = raw["learner"]["env_states"]
+    assert len(env_states["copies"]) == 4 and env_states["elapsed_steps"] == [40] * 4  # no pickled env
+    payload = load_checkpoint(tmp_path)  # NumPy arrays come back as they were saved
+    obs = payload["learner"]["collector"]["obs"]
+    assert isinstance(obs, np.ndarray) and obs.dtype == np.float32 and obs.shape[0] == 4
+    assert isinstance(payload["learner"]["env_states"]["copies"][0]["np_random"]["state"]["state"], int)
+
+
+def test_numpy_arrays_and_scalars_round_trip_with_their_dtype(tmp_path: Path) -> None:
+    tree = {
+        "a": np.arange(6, dtype=np.float64).reshape(2, 3)[:, ::2],  # not contiguous
+        "b": [np.array([True, False]), (np.float32(1.5), np.int64(-3))],
+        "c": {"t": torch.ones(2), "n": None, "s": "x"},
+    }
+    save_checkpoint(tmp_path / "checkpoint.pt", {"config": {}, "learner": tree})
+    torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    back = load_checkpoint(tmp_path)["learner"]
+    np.testing.assert_array_equal(back["a"], tree["a"])
+    assert back["a"].dtype == np.float64 and back["b"][0].dtype == np.bool_
+    assert type(back["b"][1]) is tuple and back["b"][1] == (1.5, -3)
+    assert type(back["b"][1][0]) is np.float32 and type(back["b"][1][1]) is np.int64
+    assert torch.equal(back["c"]["t"], torch.ones(2)) and back["c"]["n"] is None
+
+
+def test_a_checkpoint_of_format_1_still_loads_and_resumes_exactly(tmp_path: Path) -> None:
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    cfg = _tiny(4, RANDOM_END_ID)  # an env without state_attributes: its copies are saved pickled
+    train(cfg, straight)
+    train(cfg, split, max_iterations=2)
+    payload = load_checkpoint(split)
+    assert isinstance(payload["learner"]["env_states"], list)
+    # What mlsh wrote before checkpoints held only plain data: NumPy arrays and RNG states as they are.
+    torch.save({**payload, "format_version": 1}, split / "checkpoint.pt")
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(split / "checkpoint.pt", weights_only=True)
+    assert load_checkpoint(split)["learner"]["iteration"] == 2
+    assert train(cfg, split, resume=True)["iteration"] == 4
+    a, b = load_checkpoint(straight)["learner"], load_checkpoint(split)["learner"]
+    for key in ("policy", "master_optimizer", "sub_optimizer", "torch_rng"):
+        assert all(torch.equal(x, y) for x, y in zip(_tensors(a[key]), _tensors(b[key]), strict=True)), key
     assert (a["collector"]["obs"] == b["collector"]["obs"]).all()
 
 

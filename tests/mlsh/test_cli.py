@@ -89,7 +89,7 @@ def test_train_evaluate_resume_end_to_end(tmp_path: Path) -> None:
     resumed = _run("mlsh.train", f"resume={run_dir}", "train.total_timesteps=600", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert "finished at iteration 3/3" in resumed.stdout
-    payload = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    payload = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     assert payload["learner"]["iteration"] == 3
 
     evaluated = _run(
@@ -144,7 +144,7 @@ def test_ctrl_c_saves_and_exits_cleanly(tmp_path: Path) -> None:
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
     assert "stopped (resume with resume=<run dir>)" in stdout
-    payload = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    payload = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     assert payload["learner"]["iteration"] >= 1
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["finished"] is False
