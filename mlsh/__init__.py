@@ -12,13 +12,15 @@ from __future__ import annotations
 
 from mlsh.config import Config, EnvConfig, MLSHConfig, PPOConfig, TrainConfig, config_from_dict
 from mlsh.errors import CheckpointError, ConfigError, MLSHError, TrainingDivergedError
-from mlsh.evaluation import EvaluationResult, evaluate_run
+from mlsh.evaluation import AdaptOptions, CompareOptions, EvaluationResult, evaluate_run
 from mlsh.meta import MetaLearner
 from mlsh.policy import HierarchicalPolicy
 from mlsh.trainer import train
 
 __all__ = [
+    "AdaptOptions",
     "CheckpointError",
+    "CompareOptions",
     "Config",
     "ConfigError",
     "EnvConfig",

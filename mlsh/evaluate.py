@@ -30,6 +30,8 @@ from mlsh.errors import ConfigError
 from mlsh.evaluation import (
     EVAL_ENV_SEED_OFFSET,
     AdaptedMasters,
+    AdaptOptions,
+    CompareOptions,
     check_positive_int,
     evaluate_run,
     format_table,
@@ -191,7 +193,7 @@ def check_command(argv: list[str]) -> None:
 def _evaluate(argv: list[str], dry_run: bool) -> None:
     data = parse_job("evaluate", argv)
     baselines = _check_list(data, "baselines")
-    deterministic = check_bool(data, "deterministic")
+    deterministic, baseline_scratch = check_bool(data, "deterministic"), check_bool(data, "baseline_scratch")
     plot, tensorboard, video, overwrite = (check_bool(data, k) for k in ("plot", "tensorboard", "video", "overwrite"))
     check_positive_int("video_tasks", data["video_tasks"], 2, nullable=True)
     if not finite_number(data["video_fps"]) or data["video_fps"] <= 0:
@@ -210,19 +212,22 @@ def _evaluate(argv: list[str], dry_run: bool) -> None:
             data["checkpoint"],
             num_tasks=data["num_tasks"],
             seed=data["seed"],
-            adapt_iters=data["adapt_iters"],
-            oracle=data["oracle"],
-            oracle_episodes=data["oracle_episodes"],
-            device=data["device"],
-            scratch_baseline=data["baseline_scratch"],
-            baselines=baselines,
-            baseline_runs=data["baseline_runs"] or {},
+            adapt=AdaptOptions(
+                iters=data["adapt_iters"],
+                envs_per_task=data["envs_per_task"],
+                master=data["master"],
+                deterministic=deterministic,
+                device=data["device"],
+            ),
+            compare=CompareOptions(
+                oracle=data["oracle"],
+                oracle_episodes=data["oracle_episodes"],
+                baselines=[*baselines, *(["scratch"] if baseline_scratch else [])],
+                baseline_runs=data["baseline_runs"] or {},
+            ),
             env=env,
             split=data["split"],
             keep_masters=video,
-            deterministic=deterministic,
-            envs_per_task=data["envs_per_task"],
-            master=data["master"],
             before_work=before_work,
         )
         public = result.to_dict()

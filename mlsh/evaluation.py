@@ -557,78 +557,95 @@ def check_positive_int(key: str, value: Any, example: int, nullable: bool = Fals
         raise ConfigError(f"{key} must be a positive integer{null}, got {value!r}; set e.g. {key}={example}.")
 
 
-def check_evaluation_args(
-    *,
-    num_tasks: Any,
-    seed: Any,
-    adapt_iters: Any,
-    device: Any,
-    envs_per_task: Any,
-    master: Any,
-    oracle: Any = False,
-    oracle_episodes: Any = 1,
-    scratch_baseline: Any = False,
-    baselines: Any = (),
-    baseline_runs: Any = None,
-    split: Any = "heldout",
-    keep_masters: Any = False,
-    deterministic: Any = False,
-) -> None:
-    """The checks of :func:`evaluate_run`'s arguments that need no run (``mlsh.evaluate``, ``mlsh.inspect`` and
-    :func:`evaluate_run` share them).
+@dataclasses.dataclass(frozen=True)
+class AdaptOptions:
+    """How :func:`evaluate_run` adapts fresh masters to each task and measures them (every method alike).
+
+    Attributes:
+        iters: adaptation iterations of the master (None: the run's ``mlsh.warmup_iters``).
+        envs_per_task: episodes' envs per task in each adaptation iteration, for every method (None: each
+            run's ``train.envs_per_slot``); the original's masters learned from a group of 12 workers each.
+        master: PPO settings of the fresh masters (``lr``, ``gamma``, ...: the keys of the run's ``master``
+            section) that replace the run's while adapting, for MLSH and the MLSH baselines (``no_warmup``,
+            ``every_step``) alike; None values keep the run's.
+        deterministic: measure every method's return after adaptation with its most likely choices
+            (Stable-Baselines3's ``evaluate_policy`` default) instead of samples.
+        device: run on this device instead of the run's.
 
     Raises:
-        ConfigError: one sentence naming the argument and a valid value.
+        ConfigError: at construction, one sentence naming the setting and a valid value.
     """
-    check_positive_int("num_tasks", num_tasks, 20)
-    check_seed("seed", seed)
-    if adapt_iters is not None and (not is_int(adapt_iters) or adapt_iters < 0):
-        raise ConfigError(
-            f"adapt_iters must be a non-negative integer or null (the run's warmup_iters), got {adapt_iters!r}; "
-            f"set e.g. adapt_iters=9."
-        )
-    for key, value in (
-        ("oracle", oracle),
-        ("baseline_scratch", scratch_baseline),
-        ("keep_masters", keep_masters),
-        ("deterministic", deterministic),
-    ):
-        _check_bool(key, value)
-    if oracle:
-        check_positive_int("oracle_episodes", oracle_episodes, 10)
-    if device is not None:
-        check_device(device)
-    check_positive_int("envs_per_task", envs_per_task, 8, nullable=True)
-    if not isinstance(baselines, (list, tuple)) or not all(isinstance(b, str) for b in baselines):
-        raise ConfigError(f"baselines must be a list of names, got {baselines!r}; write e.g. baselines=[scratch,flat].")
-    if baseline_runs is not None and not isinstance(baseline_runs, Mapping):
-        raise ConfigError(
-            f"baseline_runs must map baseline names to run dirs, got {baseline_runs!r}; set e.g. "
-            f"baseline_runs.flat=<run dir>."
-        )
-    if master is not None and not isinstance(master, Mapping):
-        raise ConfigError(f"master must map PPO settings to values, got {master!r}; set e.g. master.lr=0.003.")
-    if split not in SPLITS:
-        raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}; set split=heldout.")
+
+    iters: int | None = None
+    envs_per_task: int | None = None
+    master: Mapping[str, Any] | None = None
+    deterministic: bool = False
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.iters is not None and (not is_int(self.iters) or self.iters < 0):
+            raise ConfigError(
+                f"adapt_iters must be a non-negative integer or null (the run's warmup_iters), got {self.iters!r}; "
+                f"set e.g. adapt_iters=9."
+            )
+        check_positive_int("envs_per_task", self.envs_per_task, 8, nullable=True)
+        if self.master is not None and not isinstance(self.master, Mapping):
+            raise ConfigError(f"master must map PPO settings to values, got {self.master!r}; set e.g. master.lr=0.003.")
+        _check_bool("deterministic", self.deterministic)
+        if self.device is not None:
+            check_device(self.device)
+
+
+@dataclasses.dataclass(frozen=True)
+class CompareOptions:
+    """What :func:`evaluate_run` compares MLSH with, on the same tasks.
+
+    Attributes:
+        oracle: run the env's oracle (scripted best policy) and report the ratio to its return.
+        oracle_episodes: oracle episodes per task.
+        baselines: names from :data:`BASELINES`, each given the same tasks and env-step budget.
+        baseline_runs: run dirs the baselines need: ``flat`` (``algo=flat_ppo``), ``no_warmup``,
+            ``every_step``.
+
+    Raises:
+        ConfigError: at construction, one sentence naming the setting and a valid value.
+    """
+
+    oracle: bool = True
+    oracle_episodes: int = 10
+    baselines: Sequence[str] = ()
+    baseline_runs: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        _check_bool("oracle", self.oracle)
+        if self.oracle:
+            check_positive_int("oracle_episodes", self.oracle_episodes, 10)
+        if not isinstance(self.baselines, (list, tuple)) or not all(isinstance(b, str) for b in self.baselines):
+            raise ConfigError(
+                f"baselines must be a list of names, got {self.baselines!r}; write e.g. baselines=[scratch,flat]."
+            )
+        unknown = [name for name in self.baselines if name not in BASELINES]
+        if unknown:
+            raise ConfigError(
+                f"Unknown baseline '{unknown[0]}'; choose from {', '.join(BASELINES)}, e.g. baselines=[scratch]."
+            )
+        if self.baseline_runs is not None and not isinstance(self.baseline_runs, Mapping):
+            raise ConfigError(
+                f"baseline_runs must map baseline names to run dirs, got {self.baseline_runs!r}; set e.g. "
+                f"baseline_runs.flat=<run dir>."
+            )
 
 
 def evaluate_run(
     run_dir: str | Path,
     num_tasks: int = 20,
     seed: int = 0,
-    adapt_iters: int | None = None,
-    oracle: bool = True,
-    oracle_episodes: int = 10,
-    device: str | None = None,
-    scratch_baseline: bool = False,
-    baselines: Sequence[str] = (),
-    baseline_runs: Mapping[str, Any] | None = None,
+    *,
+    adapt: AdaptOptions | None = None,
+    compare: CompareOptions | None = None,
     env: EnvConfig | None = None,
     split: str = "heldout",
     keep_masters: bool = False,
-    deterministic: bool = False,
-    envs_per_task: int | None = None,
-    master: Mapping[str, Any] | None = None,
     before_work: Callable[[Config], None] | None = None,
 ) -> EvaluationResult:
     """Adapts fresh masters on ``num_tasks`` unseen tasks over a run's frozen sub-policies.
@@ -637,25 +654,11 @@ def evaluate_run(
         run_dir: a run directory (or its ``checkpoint.pt``).
         num_tasks: tasks evaluated (one slot each, in one batched run).
         seed: evaluation seed; tasks come from a stream that training never draws from.
-        adapt_iters: adaptation iterations of the master (default: the run's ``warmup_iters``).
-        oracle: also run the env's oracle on the same tasks and report the ratio.
-        oracle_episodes: oracle episodes per task.
-        device: override the run's device.
-        scratch_baseline: same as adding ``scratch`` to ``baselines`` (kept for older callers).
-        baselines: names from :data:`BASELINES`, each given the same tasks and env-step budget.
-        baseline_runs: run dirs the baselines need: ``flat`` (``algo=flat_ppo``), ``no_warmup``,
-            ``every_step``.
+        adapt: how the masters adapt and are measured (default: :class:`AdaptOptions`'s defaults).
+        compare: the oracle and the baselines (default: the oracle, no baseline).
         env: evaluate on this env (default: the run's); it must have the run's spaces.
         split: ``heldout`` (the env's test split where it has one) or ``train`` (see :func:`sample_eval_tasks`).
         keep_masters: keep the adapted masters in the result's ``adapted`` (for videos and inspection).
-        deterministic: measure every method's return after adaptation with its most likely
-            choices (Stable-Baselines3's ``evaluate_policy`` default) instead of samples.
-        envs_per_task: episodes' envs per task in each adaptation iteration, for every method
-            (default: each run's ``train.envs_per_slot``); the original's masters learned from a group
-            of 12 workers each.
-        master: PPO settings of the fresh masters (``lr``, ``gamma``, ...: the keys of the run's
-            ``master`` section) that replace the run's while adapting, for MLSH and the MLSH baselines
-            (``no_warmup``, ``every_step``) alike; None values keep the run's.
         before_work: called with the settings evaluated (the run's, as evaluated on its env) once every
             argument, the run and the baseline runs have been checked, before any adaptation (the command
             line checks and claims its output paths there).
@@ -668,49 +671,38 @@ def evaluate_run(
         oracle's returns; :meth:`EvaluationResult.to_dict` is the JSON (mean return after adaptation, the
         oracle's, their ratio, per-task values, the adaptation curve and every method's summary).
     """
-    check_evaluation_args(
-        num_tasks=num_tasks,
-        seed=seed,
-        adapt_iters=adapt_iters,
-        oracle=oracle,
-        oracle_episodes=oracle_episodes,
-        device=device,
-        scratch_baseline=scratch_baseline,
-        baselines=baselines,
-        baseline_runs=baseline_runs,
-        split=split,
-        keep_masters=keep_masters,
-        deterministic=deterministic,
-        envs_per_task=envs_per_task,
-        master=master,
-    )
-    chosen = list(dict.fromkeys([*baselines, *(["scratch"] if scratch_baseline else [])]))
-    unknown = [name for name in chosen if name not in BASELINES]
-    if unknown:
-        raise ConfigError(
-            f"Unknown baseline '{unknown[0]}'; choose from {', '.join(BASELINES)}, e.g. baselines=[scratch]."
-        )
+    adapt = AdaptOptions() if adapt is None else adapt
+    compare = CompareOptions() if compare is None else compare
+    check_positive_int("num_tasks", num_tasks, 20)
+    check_seed("seed", seed)
+    _check_bool("keep_masters", keep_masters)
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}; set split=heldout.")
+    chosen = list(dict.fromkeys(compare.baselines))
     path, payload, cfg = _load_run(run_dir)
     if cfg.train.torch_threads:  # as in training: small MLPs run fastest single-threaded
         torch.set_num_threads(cfg.train.torch_threads)
-    master_settings = master_overrides(master)
-    cfg = _as_evaluated(cfg, envs_per_task, master_settings, device)
+    master_settings = master_overrides(adapt.master)
+    cfg = _as_evaluated(cfg, adapt.envs_per_task, master_settings, adapt.device)
     check_device(cfg.device)  # the run's own, unless device= replaced it
-    iters = cfg.mlsh.warmup_iters if adapt_iters is None else adapt_iters
+    iters = cfg.mlsh.warmup_iters if adapt.iters is None else adapt.iters
     if iters == 0 and chosen:
         raise ConfigError("Baselines need adaptation iterations to compare; set adapt_iters=1 or more.")
     env_cfg = env or cfg.env
     check_fits_env(payload, env_cfg, path)
-    runs = {name: _baseline_run(name, baseline_runs or {}, env_cfg) for name in chosen if BASELINES[name][1]}
+    runs = {name: _baseline_run(name, compare.baseline_runs or {}, env_cfg) for name in chosen if BASELINES[name][1]}
     task_cfg = dataclasses.replace(cfg, env=env_cfg)
     tasks = sample_eval_tasks(task_cfg, num_tasks, seed, split)
+    oracle = compare.oracle
     if oracle and not has_oracle(env_cfg):
         notice(f"'{env_cfg.id}' has no oracle policy (oracle_action), so no oracle return or ratio is reported.")
         oracle = False
     if before_work is not None:
         before_work(task_cfg)
-    oracle_means = oracle_returns(env_cfg, tasks, oracle_episodes, seed + 2 * EVAL_ENV_SEED_OFFSET) if oracle else None
+    oracle_seed = seed + 2 * EVAL_ENV_SEED_OFFSET
+    oracle_means = oracle_returns(env_cfg, tasks, compare.oracle_episodes, oracle_seed) if oracle else None
 
+    deterministic = adapt.deterministic
     mlsh = adapt_masters(cfg, payload["learner"]["policy"], tasks, iters, seed, path, env_cfg, deterministic)
     steps_per_iter = cfg.train.envs_per_slot * cfg.train.rollout_len
     methods = {"mlsh": MethodResult(mlsh.curve, mlsh.after, steps_per_iter)}
@@ -723,7 +715,7 @@ def evaluate_run(
         else:
             other_path, other_payload, used = runs[name]
             # Fine-tuning trains the flat run's policy, not fresh masters: it keeps the run's master settings.
-            used = _as_evaluated(used, envs_per_task, {} if name == "finetune" else master_settings, device)
+            used = _as_evaluated(used, adapt.envs_per_task, {} if name == "finetune" else master_settings, adapt.device)
             state = other_payload["learner"]["policy"]
             if name == "finetune":
                 adaptation = flat_ppo_adaptation(

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -51,6 +51,8 @@ from mlsh.envs import make_env
 from mlsh.errors import ConfigError
 from mlsh.evaluate import CommandOutput, check_bool, parse_job
 from mlsh.evaluation import (
+    AdaptOptions,
+    CompareOptions,
     check_positive_int,
     evaluate_run,
     has_oracle,
@@ -328,32 +330,30 @@ def inspect_run(
     num_tasks: int = 10,
     episodes: int = 2,
     seed: int = 0,
-    adapt_iters: int | None = None,
-    device: str | None = None,
+    *,
+    adapt: AdaptOptions | None = None,
     unused_below: float = 0.05,
-    envs_per_task: int | None = None,
-    master: Mapping[str, Any] | None = None,
-    before_work: Callable[[Config], None] | None = None,
     covered_fraction: float = 0.5,
     uncovered_share: float = 0.2,
+    before_work: Callable[[Config], None] | None = None,
 ) -> tuple[dict[str, Any], list[SubPolicyRecord]]:
     """Adapts fresh masters on ``num_tasks`` unseen tasks, then records every sub-policy.
 
     Args:
         episodes: episodes per task with the adapted master, and per task and sub-policy alone.
+        adapt: how the masters adapt (see :class:`mlsh.evaluation.AdaptOptions`; its device also runs the
+            recorded episodes, default cpu).
         unused_below: usage share under which a sub-policy is flagged unused.
-        envs_per_task: envs per task in each adaptation iteration (default: the run's ``envs_per_slot``).
-        master: PPO settings of the fresh masters that replace the run's (see :func:`evaluate_run`).
-        before_work: called once every argument has been checked, before any work (see :func:`evaluate_run`).
         covered_fraction: share of a task's reference (oracle, else best adapted return) that its best
             single sub-policy or its adapted master must reach for the task to count as covered.
         uncovered_share: share of uncovered tasks at which the ``uncovered`` flag is raised.
+        before_work: called once every argument has been checked, before any work (see :func:`evaluate_run`).
 
     Returns:
         ``(report, records)``: a JSON-able report, and the raw records (for the plots).
 
     Raises:
-        ConfigError: a bad argument, before any work (see :func:`mlsh.evaluation.check_evaluation_args`).
+        ConfigError: a bad argument, before any work (see :func:`mlsh.evaluation.evaluate_run`).
     """
     check_positive_int("episodes", episodes, 2)
     if not finite_number(unused_below) or not 0 <= unused_below <= 1:
@@ -364,16 +364,14 @@ def inspect_run(
     ):
         if not finite_number(value) or not 0 < value <= 1:
             raise ConfigError(f"{name} must be a share in (0, 1], got {value!r}; set e.g. {name}={example}.")
+    adapt = AdaptOptions() if adapt is None else adapt
     evaluation = evaluate_run(
         run_dir,
         num_tasks=num_tasks,
         seed=seed,
-        adapt_iters=adapt_iters,
-        oracle=False,
-        device=device,
+        adapt=adapt,
+        compare=CompareOptions(oracle=False),
         keep_masters=True,
-        envs_per_task=envs_per_task,
-        master=master,
         before_work=before_work,
     )
     adapted = evaluation.adapted
@@ -386,7 +384,7 @@ def inspect_run(
     alone = np.zeros((len(adapted.tasks), 0))
     for index, task in enumerate(adapted.tasks):
         agent = PolicyActor.from_policy_state(
-            adapted.cfg, adapted.policy_state, index, device or "cpu", adapted.path, master_task=task, seed=seed
+            adapted.cfg, adapted.policy_state, index, adapt.device or "cpu", adapted.path, master_task=task, seed=seed
         )
         if not records:
             records = [SubPolicyRecord() for _ in range(agent.num_subpolicies)]
@@ -548,13 +546,15 @@ def _inspect(argv: list[str], dry_run: bool) -> None:
             num_tasks=data["num_tasks"],
             episodes=data["episodes"],
             seed=data["seed"],
-            adapt_iters=data["adapt_iters"],
-            device=data["device"],
+            adapt=AdaptOptions(
+                iters=data["adapt_iters"],
+                envs_per_task=data["envs_per_task"],
+                master=data["master"],
+                device=data["device"],
+            ),
             unused_below=data["unused_below"],
             covered_fraction=data["covered_fraction"],
             uncovered_share=data["uncovered_share"],
-            envs_per_task=data["envs_per_task"],
-            master=data["master"],
             before_work=before_work,
         )
         print(format_report(report))

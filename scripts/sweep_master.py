@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     parsed = [parse_settings(text) for text in sets]  # every --set is checked before any work
 
     from mlsh.errors import MLSHError
+    from mlsh.evaluation import AdaptOptions
     from mlsh.inspect import inspect_run
 
     rows, reports = [], []
@@ -88,9 +89,7 @@ def main(argv: list[str] | None = None) -> None:
                     num_tasks=args.num_tasks,
                     episodes=args.episodes,
                     seed=seed,
-                    adapt_iters=args.adapt_iters,
-                    envs_per_task=args.envs_per_task,
-                    master=settings,
+                    adapt=AdaptOptions(iters=args.adapt_iters, envs_per_task=args.envs_per_task, master=settings),
                 )
             except MLSHError as error:
                 raise SystemExit(f"error: {error}") from None

@@ -14,7 +14,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from agents import MLSHAgent
 from mlsh.errors import CheckpointError, ConfigError
-from mlsh.evaluation import evaluate_run
+from mlsh.evaluation import AdaptOptions, CompareOptions, evaluate_run
 from mlsh.trainer import train
 from tests.conftest import CONTINUOUS_ID, small_config
 
@@ -70,7 +70,10 @@ def test_save_load_round_trip_gives_identical_actions(tiny_run: Path, tmp_path: 
     for key, value in agent.policy.state_dict().items():
         assert torch.equal(value, loaded.policy.state_dict()[key]), key
     # A saved agent is a checkpoint mlsh.evaluate reads too.
-    assert evaluate_run(saved, num_tasks=2, adapt_iters=1, oracle=False).num_tasks == 2
+    assert (
+        evaluate_run(saved, num_tasks=2, adapt=AdaptOptions(iters=1), compare=CompareOptions(oracle=False)).num_tasks
+        == 2
+    )
 
 
 def test_load_keeps_the_most_trained_master(tiny_run: Path) -> None:

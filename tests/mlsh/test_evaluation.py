@@ -23,7 +23,15 @@ from mlsh.cli import compose_config, run_cli
 from mlsh.config import Config, ConfigError, PPOConfig
 from mlsh.errors import CheckpointError
 from mlsh.evaluate import main as evaluate_main
-from mlsh.evaluation import evaluate_run, format_table, master_overrides, oracle_returns, sample_eval_tasks
+from mlsh.evaluation import (
+    AdaptOptions,
+    CompareOptions,
+    evaluate_run,
+    format_table,
+    master_overrides,
+    oracle_returns,
+    sample_eval_tasks,
+)
 from mlsh.meta import TRAIN_TASK_STREAM, task_rng
 from mlsh.report import CSV_COLUMNS
 from mlsh.trainer import train
@@ -35,7 +43,9 @@ def test_episodes_longer_than_a_rollout_are_measured_and_json_is_strict(tmp_path
     cfg = small_config()  # rollout_len 20 < MovementBandits' 50-step episodes
     cfg.train.total_timesteps = cfg.steps_per_iteration
     train(cfg, tmp_path)
-    evaluation = evaluate_run(tmp_path, num_tasks=3, adapt_iters=1, oracle_episodes=2)
+    evaluation = evaluate_run(
+        tmp_path, num_tasks=3, adapt=AdaptOptions(iters=1), compare=CompareOptions(oracle_episodes=2)
+    )
     result = evaluation.to_dict()
     assert list(evaluation.methods) == ["mlsh"] and evaluation.adapted is None  # keep_masters=False
     assert evaluation.mlsh.curve.shape == (1, 3) and evaluation.mlsh.after.shape == (3,)
@@ -65,6 +75,12 @@ def test_oracle_returns_are_per_task_means() -> None:
 def test_bad_evaluation_arguments(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="num_tasks must be a positive integer"):
         evaluate_run(tmp_path, num_tasks=0)
+    with pytest.raises(ConfigError, match=r"adapt_iters must be a non-negative integer or null .* adapt_iters=9"):
+        AdaptOptions(iters=-1)
+    with pytest.raises(ConfigError, match=r"baselines must be a list of names, got 'scratch'; write e.g."):
+        CompareOptions(baselines="scratch")
+    with pytest.raises(ConfigError, match="Unknown baseline 'nope'; choose from scratch"):
+        CompareOptions(baselines=["nope"])
 
 
 # -- the unseen-task suite: baselines, CSV, PNG, TensorBoard, videos -----------------------------------------------
@@ -181,13 +197,15 @@ def test_video_frames_show_the_active_subpolicy(suite_runs: dict[str, Path]) -> 
 def test_baselines_need_the_right_runs(suite_runs: dict[str, Path]) -> None:
     mlsh = suite_runs["mlsh"]
     with pytest.raises(ConfigError, match="Unknown baseline 'nope'; choose from scratch, sb3_scratch, flat"):
-        evaluate_run(mlsh, num_tasks=2, baselines=["nope"])
+        evaluate_run(mlsh, num_tasks=2, compare=CompareOptions(baselines=["nope"]))
     with pytest.raises(ConfigError, match=r"python -m mlsh.train algo=flat_ppo.*baseline_runs.flat=<run dir>"):
-        evaluate_run(mlsh, num_tasks=2, baselines=["finetune"])
+        evaluate_run(mlsh, num_tasks=2, compare=CompareOptions(baselines=["finetune"]))
     with pytest.raises(ConfigError, match="was trained with mlsh.num_subpolicies=2, not 1"):
-        evaluate_run(mlsh, num_tasks=2, baselines=["flat"], baseline_runs={"flat": mlsh})
+        evaluate_run(mlsh, num_tasks=2, compare=CompareOptions(baselines=["flat"], baseline_runs={"flat": mlsh}))
     with pytest.raises(ConfigError, match="was trained with mlsh.warmup_iters=2, not 0"):
-        evaluate_run(mlsh, num_tasks=2, baselines=["no_warmup"], baseline_runs={"no_warmup": mlsh})
+        evaluate_run(
+            mlsh, num_tasks=2, compare=CompareOptions(baselines=["no_warmup"], baseline_runs={"no_warmup": mlsh})
+        )
 
 
 def test_evaluation_env_and_split(suite_runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -218,10 +236,11 @@ def test_evaluate_cli_errors_are_one_line(
 def test_deterministic_measurement_leaves_the_curves_alone(
     suite_runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    common = {"num_tasks": 3, "adapt_iters": 2, "oracle_episodes": 2, "baselines": ["scratch"]}
-    sampled = evaluate_run(suite_runs["mlsh"], **common).to_dict()
-    greedy = evaluate_run(suite_runs["mlsh"], deterministic=True, **common).to_dict()
-    again = evaluate_run(suite_runs["mlsh"], deterministic=True, **common).to_dict()
+    compare = CompareOptions(oracle_episodes=2, baselines=["scratch"])
+    sampled = evaluate_run(suite_runs["mlsh"], 3, adapt=AdaptOptions(iters=2), compare=compare).to_dict()
+    greedy_options = AdaptOptions(iters=2, deterministic=True)
+    greedy = evaluate_run(suite_runs["mlsh"], 3, adapt=greedy_options, compare=compare).to_dict()
+    again = evaluate_run(suite_runs["mlsh"], 3, adapt=greedy_options, compare=compare).to_dict()
     assert (sampled["deterministic"], greedy["deterministic"]) == (False, True)
     for name in ("mlsh", "scratch"):  # training is the same; only the measurement after it differs
         assert greedy["methods"][name]["curve_per_task"] == sampled["methods"][name]["curve_per_task"]
@@ -239,32 +258,31 @@ def test_deterministic_measurement_leaves_the_curves_alone(
 
 
 def test_envs_per_task_sets_every_methods_adaptation_budget(suite_runs: dict[str, Path]) -> None:
-    common = {
-        "num_tasks": 2,
-        "adapt_iters": 1,
-        "oracle": False,
-        "baseline_runs": {"no_warmup": suite_runs["no_warmup"]},
-    }
-    default = evaluate_run(suite_runs["mlsh"], baselines=["scratch", "no_warmup"], **common).to_dict()
+    compare = CompareOptions(
+        oracle=False, baselines=["scratch", "no_warmup"], baseline_runs={"no_warmup": suite_runs["no_warmup"]}
+    )
+    default = evaluate_run(suite_runs["mlsh"], 2, adapt=AdaptOptions(iters=1), compare=compare).to_dict()
     assert default["steps_per_task_per_iter"] == 2 * 20  # the run's envs_per_slot x rollout_len
     more = evaluate_run(
-        suite_runs["mlsh"], baselines=["scratch", "no_warmup"], envs_per_task=3, keep_masters=True, **common
+        suite_runs["mlsh"], 2, adapt=AdaptOptions(iters=1, envs_per_task=3), compare=compare, keep_masters=True
     )
     assert more.mlsh.steps_per_task_per_iter == 3 * 20 and more.adapted.cfg.train.envs_per_slot == 3
     for name in ("mlsh", "scratch", "no_warmup"):
         assert more.methods[name].steps_per_task_per_iter == 3 * 20, name
     with pytest.raises(ConfigError, match="envs_per_task must be a positive integer or null, got 0; set e.g."):
-        evaluate_run(suite_runs["mlsh"], envs_per_task=0, **common)
+        AdaptOptions(iters=1, envs_per_task=0)
 
 
 def test_master_settings_replace_the_runs_while_adapting(suite_runs: dict[str, Path]) -> None:
-    common = {"num_tasks": 2, "oracle": False, "keep_masters": True}
-    before = evaluate_run(suite_runs["mlsh"], adapt_iters=0, **common)  # measured before any update
+    common: dict[str, Any] = {"num_tasks": 2, "compare": CompareOptions(oracle=False), "keep_masters": True}
+    before = evaluate_run(suite_runs["mlsh"], adapt=AdaptOptions(iters=0), **common)  # measured before any update
     assert before.mlsh.mean_curve == [] and np.isfinite(before.to_dict()["return_after_adaptation"])
     untrained = before.adapted.policy_state
     # Adam moves each weight by about lr per step: with lr 1e-12 the masters stay as initialised.
-    frozen = evaluate_run(suite_runs["mlsh"], adapt_iters=2, master={"lr": 1e-12, "gamma": None}, **common)
-    trained = evaluate_run(suite_runs["mlsh"], adapt_iters=2, **common)
+    frozen = evaluate_run(
+        suite_runs["mlsh"], adapt=AdaptOptions(iters=2, master={"lr": 1e-12, "gamma": None}), **common
+    )
+    trained = evaluate_run(suite_runs["mlsh"], adapt=AdaptOptions(iters=2), **common)
     assert frozen.master_settings == {"lr": 1e-12} and trained.master_settings == {}
     assert frozen.adapted.cfg.master.lr == 1e-12 and trained.adapted.cfg.master.lr == 0.01
     key = "masters.actor.layers.0.weight"
@@ -277,7 +295,7 @@ def test_master_settings_replace_the_runs_while_adapting(suite_runs: dict[str, P
         ({"lr": "fast"}, "master.lr must be a number"),
     ]:
         with pytest.raises(ConfigError, match=message):
-            evaluate_run(suite_runs["mlsh"], adapt_iters=1, master=settings, **common)
+            evaluate_run(suite_runs["mlsh"], adapt=AdaptOptions(iters=1, master=settings), **common)
 
 
 def test_master_settings_reach_the_mlsh_baseline_runs(
@@ -294,11 +312,10 @@ def test_master_settings_reach_the_mlsh_baseline_runs(
     evaluate_run(
         suite_runs["mlsh"],
         num_tasks=2,
-        adapt_iters=1,
-        oracle=False,
-        baselines=["scratch", "no_warmup"],
-        baseline_runs={"no_warmup": suite_runs["no_warmup"]},
-        master={"lr": 0.002, "gamma": 0.5},
+        adapt=AdaptOptions(iters=1, master={"lr": 0.002, "gamma": 0.5}),
+        compare=CompareOptions(
+            oracle=False, baselines=["scratch", "no_warmup"], baseline_runs={"no_warmup": suite_runs["no_warmup"]}
+        ),
     )
     assert len(seen) == 2 and seen[1][0] == 0  # MLSH, then the no-warmup run
     assert all(lr == 0.002 and gamma == 0.5 for _, lr, gamma in seen)

@@ -17,6 +17,7 @@ import mlsh.inspect
 from envs.four_rooms import FREE_CELLS
 from mlsh.checkpoint import load_checkpoint, save_checkpoint
 from mlsh.errors import ConfigError
+from mlsh.evaluation import AdaptOptions
 from mlsh.inspect import format_report, goal_directed_shares, inspect_run, main, plot_report, task_coverage
 from mlsh.trainer import train
 from tests.conftest import small_config
@@ -32,7 +33,7 @@ def bandits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_usage_displacement_and_agreement(bandits_run: Path) -> None:
-    report, records = inspect_run(bandits_run, num_tasks=2, episodes=2, adapt_iters=1)
+    report, records = inspect_run(bandits_run, num_tasks=2, episodes=2, adapt=AdaptOptions(iters=1))
     subs = report["subpolicies"]
     assert [s["index"] for s in subs] == [0, 1]
     assert sum(s["usage"] for s in subs) == pytest.approx(1.0)
@@ -57,7 +58,7 @@ def test_identical_subpolicies_are_flagged_alike(bandits_run: Path, tmp_path: Pa
         if key.startswith("subpolicies."):
             state[key] = value[:1].expand_as(value).clone() if value.dim() else value
     save_checkpoint(tmp_path / "checkpoint.pt", {k: v for k, v in payload.items() if k != "format_version"})
-    report, _ = inspect_run(tmp_path, num_tasks=2, episodes=1, adapt_iters=1)
+    report, _ = inspect_run(tmp_path, num_tasks=2, episodes=1, adapt=AdaptOptions(iters=1))
     assert report["agreement"][0][1] == 1.0
     assert report["alike"] == [[0, 1]]
     assert torch.equal(state["subpolicies.actor.layers.0.weight"][0], state["subpolicies.actor.layers.0.weight"][1])
@@ -86,7 +87,7 @@ def test_grid_envs_get_visit_heat_maps(tmp_path: Path, monkeypatch: pytest.Monke
     assert "steps each; masters with lr=0.003; return after adaptation" in format_report(report).splitlines()[0]
     assert report["grid"] is True
     assert report["goal_directed_choices"] is None  # FourRooms has no goal_position
-    _, records = inspect_run(run_dir, num_tasks=2, episodes=1, adapt_iters=1)
+    _, records = inspect_run(run_dir, num_tasks=2, episodes=1, adapt=AdaptOptions(iters=1))
     visited = {cell for r in records for cell in (*r.visits_active, *r.visits_alone)}
     assert visited <= set(FREE_CELLS)
     assert sum(sum(r.visits_active.values()) for r in records) == sum(r.active_steps for r in records)
@@ -139,7 +140,7 @@ def test_goal_directed_choices_on_ant_twowalk(tmp_path: Path, monkeypatch: pytes
 
     run_with_master = mlsh.inspect._run_with_master
     monkeypatch.setattr(mlsh.inspect, "_run_with_master", recording)
-    report, _ = inspect_run(tmp_path, num_tasks=2, episodes=1, adapt_iters=1)
+    report, _ = inspect_run(tmp_path, num_tasks=2, episodes=1, adapt=AdaptOptions(iters=1))
     choices = report["goal_directed_choices"]
     assert choices["decisions"] == len(seen) == 2 * 1 * 4  # tasks x episodes x (40 steps / macro_len 10)
     means = np.array([sub["mean_displacement"] for sub in report["subpolicies"]])
@@ -160,7 +161,7 @@ def test_goal_reached_share_on_ant_maze(tmp_path: Path) -> None:
     cfg.env.max_episode_steps = 20
     cfg.env.kwargs = {"goal_radius": 100.0}  # the whole arena is the goal region: every episode reaches it
     train(cfg, tmp_path)
-    report, _ = inspect_run(tmp_path, num_tasks=2, episodes=2, adapt_iters=1)
+    report, _ = inspect_run(tmp_path, num_tasks=2, episodes=2, adapt=AdaptOptions(iters=1))
     assert report["goal_reached"] == {"overall": 1.0, "per_task": [1.0, 1.0], "episodes": 4}
     assert "adapted masters reached the goal in 1.00 of 4 episodes (per task: 1.00 1.00)" in format_report(report)
 
@@ -206,7 +207,7 @@ def test_inspect_reports_task_coverage_against_the_oracle(tmp_path: Path) -> Non
     cfg = small_config()
     cfg.env.max_episode_steps = 30  # the oracle reaches some goals in time
     train(cfg, tmp_path)
-    report, _ = inspect_run(tmp_path, num_tasks=2, episodes=2, adapt_iters=1, covered_fraction=1.0)
+    report, _ = inspect_run(tmp_path, num_tasks=2, episodes=2, adapt=AdaptOptions(iters=1), covered_fraction=1.0)
     coverage = report["task_coverage"]
     assert coverage["reference_kind"] == "oracle" and len(coverage["reference"]) == 2
     assert len(coverage["adapted"]) == 2 and len(coverage["best_alone_index"]) == 2
@@ -215,4 +216,4 @@ def test_inspect_reports_task_coverage_against_the_oracle(tmp_path: Path) -> Non
     assert "uncovered tasks (neither a single sub-policy nor the adapted master reaches 1.00" in format_report(report)
     json.dumps(report, allow_nan=False)
     with pytest.raises(ConfigError, match="covered_fraction must be a share in \\(0, 1\\], got 0; set e.g."):
-        inspect_run(tmp_path, num_tasks=2, episodes=1, adapt_iters=1, covered_fraction=0)
+        inspect_run(tmp_path, num_tasks=2, episodes=1, adapt=AdaptOptions(iters=1), covered_fraction=0)

@@ -19,7 +19,7 @@ from mlsh.checks import check_writable, probe_env
 from mlsh.config import Config, EnvConfig, MLSHConfig
 from mlsh.errors import ConfigError, MLSHError, StorageError
 from mlsh.evaluate import main as evaluate_main
-from mlsh.evaluation import evaluate_run
+from mlsh.evaluation import AdaptOptions, evaluate_run
 from mlsh.inspect import inspect_run
 from mlsh.inspect import main as inspect_main
 from mlsh.train import main as train_main
@@ -308,12 +308,14 @@ def test_a_duck_typed_env_evaluates_and_inspects_with_one_notice_per_fallback(
     duck_run: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="mlsh"):
-        result = evaluate_run(duck_run, num_tasks=2, adapt_iters=1).to_dict()  # split=heldout, oracle=true: defaults
+        result = evaluate_run(
+            duck_run, num_tasks=2, adapt=AdaptOptions(iters=1)
+        ).to_dict()  # split=heldout, oracle=true: defaults
     notices = [r.getMessage() for r in caplog.records]
     assert sum("has no sample_test_task, so split=heldout draws" in m for m in notices) == 1, notices
     assert sum("has no oracle policy (oracle_action)" in m for m in notices) == 1, notices
     assert "ratio" not in result and len(result["tasks"]) == 2
-    report, _ = inspect_run(duck_run, num_tasks=2, episodes=1, adapt_iters=1)
+    report, _ = inspect_run(duck_run, num_tasks=2, episodes=1, adapt=AdaptOptions(iters=1))
     assert len(report["subpolicies"]) == 2
     agent = MLSHAgent.load(duck_run, device="cpu")
     env = gym.make(DUCK_ID)

@@ -18,7 +18,7 @@ from agents import MLSHAgent
 from mlsh.checkpoint import load_checkpoint
 from mlsh.config import PPOConfig
 from mlsh.errors import TrainingDivergedError
-from mlsh.evaluation import evaluate_run
+from mlsh.evaluation import AdaptOptions, CompareOptions, evaluate_run
 from mlsh.meta import MetaLearner
 from mlsh.networks import MemberAdam
 from mlsh.policy import HierarchicalPolicy
@@ -76,7 +76,7 @@ def test_evaluation_leaves_the_normaliser_bit_identical(tiny_run: Path, monkeypa
             super().close()
 
     monkeypatch.setattr(mlsh.evaluation, "MetaLearner", Recording)
-    evaluate_run(tiny_run, num_tasks=2, adapt_iters=2, oracle=False)
+    evaluate_run(tiny_run, num_tasks=2, adapt=AdaptOptions(iters=2), compare=CompareOptions(oracle=False))
     saved = load_checkpoint(tiny_run)["learner"]["policy"]
     assert len(learners) == 1
     state = learners[0].policy.state_dict()
@@ -104,7 +104,9 @@ def test_evaluation_tasks_are_disjoint_from_the_training_streams_draws(tmp_path:
     assert len(drawn) >= 6
     cfg.train.total_timesteps = cfg.steps_per_iteration
     train(cfg, tmp_path)
-    tasks = evaluate_run(tmp_path, num_tasks=20, seed=cfg.seed, adapt_iters=1, oracle=False).tasks
+    tasks = evaluate_run(
+        tmp_path, num_tasks=20, seed=cfg.seed, adapt=AdaptOptions(iters=1), compare=CompareOptions(oracle=False)
+    ).tasks
     assert len(set(tasks)) == 20 and not drawn & set(tasks)
 
 

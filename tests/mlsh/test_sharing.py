@@ -18,6 +18,7 @@ from agents import MLSHAgent, SubPolicyEnv
 from mlsh.checkpoint import load_checkpoint
 from mlsh.config import Config, SubConfig, config_from_dict
 from mlsh.errors import ConfigError
+from mlsh.evaluation import AdaptOptions
 from mlsh.inspect import inspect_run
 from mlsh.meta import MetaLearner
 from mlsh.networks import ALL_MEMBERS_UP_TO, BatchedMLP, HashedMLP, MemberAdam, apply_layers_indexed
@@ -259,7 +260,7 @@ def test_a_shared_run_loads_as_an_agent_a_subpolicy_env_and_an_inspection(tmp_pa
     env.reset(seed=0)
     _, reward, *_ = env.step(1)
     assert np.isfinite(reward)
-    report, _ = inspect_run(tmp_path, num_tasks=2, episodes=1, adapt_iters=1)
+    report, _ = inspect_run(tmp_path, num_tasks=2, episodes=1, adapt=AdaptOptions(iters=1))
     assert len(report["subpolicies"]) == 2
 
 
