@@ -131,6 +131,8 @@ class MetaLearner:
             dist.broadcast_module(self.policy.obs_rms)
             torch.manual_seed(rank_seed(cfg.seed, dist.rank))
         self.task_decks = self._task_decks()
+        family = getattr(self.task_env.unwrapped, "train_tasks", None)
+        self.one_task = family is not None and len(family) == 1
         self.schedule = SlotSchedule.from_config(m)
         self.tasks: list[Any] = [None] * self.num_local_slots
         self.iteration = 0
@@ -209,7 +211,11 @@ class MetaLearner:
             self.tasks[slot] = self._new_task(slot)
             new_tasks.append(self.tasks[slot])
             self.reset_master(slot)
-        self.collector.reset_slots(slots, new_tasks)
+        if not self.one_task:
+            # A new task starts new episodes. With a one-task family (a plain Gymnasium env) the task cannot
+            # change: the episodes run on (under the fresh master from its next decision), as a flat PPO's
+            # would, instead of being cut at every cycle (every iteration with algo=flat_ppo).
+            self.collector.reset_slots(slots, new_tasks)
         return slots
 
     # -- one iteration -------------------------------------------------------------------------

@@ -68,3 +68,23 @@ def test_make_env_refuses_part_of_the_contract_and_names_a_missing_module() -> N
         make_env(EnvConfig(id="HalfContractForTest-v0"))
     with pytest.raises(ConfigError, match="module 'no_such_module_xyz' cannot be imported"):
         make_env(EnvConfig(id="no_such_module_xyz:Env-v0"))
+
+
+def test_flat_ppo_on_a_one_task_env_keeps_its_episodes_across_cycles() -> None:
+    """W = 0, U = 1 starts a cycle every iteration; a one-task env's episodes must not be cut there (Pendulum's
+    run 200 steps: with 50-step rollouts each episode spans 4 iterations), while a two-task env's are."""
+    from mlsh.meta import MetaLearner
+    from tests.conftest import small_config
+
+    def lengths(env_id: str) -> list[int]:
+        cfg = small_config(env_id, num_subpolicies=1, warmup_iters=0, joint_iters=1, num_slots=1)
+        cfg.train.rollout_len = 50
+        learner = MetaLearner(cfg)
+        seen = []
+        for _ in range(3):
+            learner.train_iteration()
+            seen.append(int(learner.collector.episode_length.max()))
+        return seen
+
+    assert lengths("Pendulum-v1") == [50, 100, 150]
+    assert max(lengths("mlsh/MovementBandits-v0")) <= 50  # a new task each iteration: new episodes
