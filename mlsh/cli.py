@@ -25,7 +25,7 @@ def register_defaults() -> None:
     """Puts the library's defaults in Hydra's ``ConfigStore``, where the yaml files take them from:
     ``mlsh_defaults``, every setting of a run as :mod:`mlsh.config`'s dataclasses define it, and
     ``adapt_master``, every key of a master section set to null (keep the run's). The yaml files then hold only
-    what differs. Idempotent; :func:`compose_config`, :func:`resolve_run_dir` and ``mlsh.train`` call it."""
+    what differs. Idempotent; :func:`compose_job` and ``mlsh.train`` call it."""
     from hydra.core.config_store import ConfigStore
 
     from mlsh.config import Config
@@ -95,9 +95,16 @@ def override_value(overrides: list[str], key: str) -> str | None:
 def compose_config(config_name: str, overrides: list[str]) -> dict[str, Any]:
     """Composes the job's config like ``@hydra.main`` would (without the ``hydra`` section), mapping
     Hydra's errors to one sentence."""
+    return compose_job(config_name, overrides)[0]
+
+
+def compose_job(config_name: str, overrides: list[str]) -> tuple[dict[str, Any], Path]:
+    """:func:`compose_config`'s settings, and the run dir Hydra would create for them (``hydra.run.dir``,
+    resolved now: its timestamp), from one composition."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
     from hydra.errors import HydraException
-    from omegaconf import OmegaConf
+    from omegaconf import OmegaConf, open_dict
     from omegaconf.errors import OmegaConfBaseException
 
     hints = {"env": " (or keep one and set env.id=<your Gymnasium id>)", "algo": ""}
@@ -108,11 +115,14 @@ def compose_config(config_name: str, overrides: list[str]) -> dict[str, Any]:
     register_defaults()
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=config_name):
-            cfg = compose(config_name=config_name, overrides=overrides)
+            cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+            HydraConfig.instance().set_config(cfg)  # resolves ${hydra:...} in the run dir
+            run_dir = Path(str(cfg.hydra.run.dir))
+            with open_dict(cfg):
+                del cfg["hydra"]  # Hydra's own settings (run dir, ...), not the job's
             data = OmegaConf.to_container(cfg, resolve=True)
             assert isinstance(data, dict)
-            data.pop("hydra", None)  # Hydra's own settings (run dir, ...), not the job's
-            return data  # type: ignore[return-value]
+            return data, run_dir  # type: ignore[return-value]
     except (HydraException, OmegaConfBaseException, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "Could not override" in first or "not in struct" in str(exc):
@@ -122,18 +132,6 @@ def compose_config(config_name: str, overrides: list[str]) -> dict[str, Any]:
                 f"and check the spelling."
             ) from exc
         raise ConfigError(f"Invalid override ({first}); write key=value, e.g. seed=3.") from exc
-
-
-def resolve_run_dir(config_name: str, overrides: list[str]) -> Path:
-    """The run dir Hydra would create for these overrides (``hydra.run.dir``, resolved now: its timestamp)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.hydra_config import HydraConfig
-
-    register_defaults()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=config_name):
-        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
-        HydraConfig.instance().set_config(cfg)
-        return Path(str(cfg.hydra.run.dir))
 
 
 def hydra_value(value: str | Path) -> str:

@@ -26,12 +26,12 @@ from mlsh import rundir
 from mlsh.cli import (
     available_choices,
     compose_config,
+    compose_job,
     config_dir,
     fail,
     hydra_value,
     override_value,
     register_defaults,
-    resolve_run_dir,
     run_cli,
     split_overrides,
 )
@@ -156,12 +156,9 @@ def check_command(argv: list[str], remember: bool = False) -> tuple[Config, Path
             raise ConfigError(f"resume={resume} is not a directory; pass the run dir printed when the run started.")
         cfg = resume_config(run_dir, overrides)
     else:
-        data = compose_config("train", overrides)
+        data, run_dir = compose_job("train", overrides)
         data.pop("resume", None)
         cfg = config_from_dict(data)
-        given = override_value(overrides, "hydra.run.dir")
-        # A plain path is the run dir; the default (a timestamp) and interpolations need Hydra to resolve them.
-        run_dir = Path(given) if given and "${" not in given else resolve_run_dir("train", overrides)
     if not launched_by_torchrun() or env_rank() == 0:  # rank 0 alone owns the run dir
         prepare_run(cfg, run_dir, bool(resume), remember=remember)
     return cfg, run_dir, bool(resume)
@@ -171,32 +168,32 @@ def _main() -> None:
     global _JOB
     asks_help = any(flag in sys.argv for flag in ("--help", "-h", "--cfg", "-c", "--info", "-i"))
     if asks_help:
-        _run_hydra_job()
+        _run_hydra_job([])
         return
     cfg, run_dir, resume = check_command(sys.argv[1:], remember=True)
     rank0 = not launched_by_torchrun() or env_rank() == 0
-    if resume:
-        # Keep Hydra's files out of the resumed run so nothing of the original run is overwritten.
-        sys.argv += [f"hydra.run.dir={hydra_value(run_dir)}", "hydra.output_subdir=null"]
-    elif rank0:  # the dir checked and locked below, whatever the clock says when Hydra starts
-        sys.argv.append(f"hydra.run.dir={hydra_value(run_dir)}")
-    lock = None
-    if rank0:
-        lock = rundir.acquire(run_dir)
-    else:
+    if not rank0:
         # Rank 0 alone writes the run dir (train() gets its path from rank 0): no Hydra files here.
-        sys.argv += ["hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_logging=disabled"]
+        hydra_overrides = ["hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_logging=disabled"]
+    elif resume:
+        # Keep Hydra's files out of the resumed run so nothing of the original run is overwritten.
+        hydra_overrides = [f"hydra.run.dir={hydra_value(run_dir)}", "hydra.output_subdir=null"]
+    else:  # the dir checked and locked below, whatever the clock says when Hydra starts
+        hydra_overrides = [f"hydra.run.dir={hydra_value(run_dir)}"]
+    lock = rundir.acquire(run_dir) if rank0 else None
     _JOB = (cfg, run_dir, resume)
     try:
-        _run_hydra_job()
+        _run_hydra_job(hydra_overrides)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _run_hydra_job() -> None:
-    """Hands ``sys.argv`` to Hydra: it composes ``configs/train.yaml`` over the library defaults, runs the job."""
+def _run_hydra_job(hydra_overrides: list[str]) -> None:
+    """Runs the job through Hydra, which composes ``configs/train.yaml`` over the library defaults and writes its
+    files and log into the run dir; ``hydra_overrides`` follow the command line's (Hydra reads ``sys.argv``)."""
     register_defaults()
+    sys.argv = [*sys.argv, *hydra_overrides]
     hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(_task)()
 
 
