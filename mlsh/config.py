@@ -51,6 +51,14 @@ class MLSHConfig:
     sub_adv_norm_per_slot: bool = False
     """Normalise the sub-policies' advantages per (sub-policy, task slot) rather than per sub-policy,
     so that every joint task weighs the same in a sub-policy's gradient (on for KeyDoor)."""
+    reinit_share: float | None = None
+    """Re-initialise a sub-policy that serves no task: one that no slot's master chose for at least this share
+    of its decisions in the last iteration of a cycle, over the last ``reinit_window`` cycles (one process
+    only; ``sub.sharing=separate`` only). null: never (the paper)."""
+    reinit_window: int = 20
+    """Cycles, over every slot, between two checks of ``reinit_share``."""
+    reinit_after: int = 0
+    """Env steps before the first check of ``reinit_share`` (the sub-policies need time to differ first)."""
     task_sampling: str = "iid"
     """How a new cycle's task is drawn: ``iid``, independently (the paper); ``balanced``, in shuffled rounds
     of the env's finite task family (``train_tasks``), each task once per round, so that no task gets the
@@ -374,6 +382,25 @@ def validate(cfg: Config) -> None:
     _require(
         0.0 <= m.master_epsilon <= 1.0,
         f"mlsh.master_epsilon must lie in [0, 1], got {m.master_epsilon}.",
+    )
+    _require(
+        m.reinit_share is None
+        or (not isinstance(m.reinit_share, bool) and isinstance(m.reinit_share, (int, float)))
+        and 0 < m.reinit_share <= 1,
+        f"mlsh.reinit_share must be null or a share in (0, 1], got {m.reinit_share!r}; set e.g. mlsh.reinit_share=0.7.",
+    )
+    _require(
+        is_int(m.reinit_window) and m.reinit_window >= 1,
+        f"mlsh.reinit_window must be an integer >= 1, got {m.reinit_window!r}; set e.g. mlsh.reinit_window=20.",
+    )
+    _require(
+        is_int(m.reinit_after) and m.reinit_after >= 0,
+        f"mlsh.reinit_after must be an integer >= 0 (env steps), got {m.reinit_after!r}; set e.g. mlsh.reinit_after=0.",
+    )
+    _require(
+        m.reinit_share is None or cfg.sub.sharing == "separate",
+        f"mlsh.reinit_share re-initialises one sub-policy, which sub.sharing={cfg.sub.sharing} does not allow "
+        f"(its sub-policies share weights); set sub.sharing=separate or mlsh.reinit_share=null.",
     )
     _require(
         m.task_sampling in TASK_SAMPLING,

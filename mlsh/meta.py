@@ -9,6 +9,7 @@ slot's cycle starts is :class:`mlsh.schedule.SlotSchedule`'s to say.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,8 @@ from mlsh.rollout import EpisodeStats, RolloutBatch, RolloutCollector
 from mlsh.schedule import SlotSchedule, TaskDeck
 from mlsh.threads import update_threads
 from mlsh.update import LevelData, ppo_update, sharded_ppo_update
+
+log = logging.getLogger("mlsh")
 
 # Task families with at most this many integer tasks get per-task TensorBoard scalars.
 MAX_TASK_SCALARS = 8
@@ -133,6 +136,13 @@ class MetaLearner:
         self.task_decks = self._task_decks()
         family = getattr(self.task_env.unwrapped, "train_tasks", None)
         self.one_task = family is not None and len(family) == 1
+        if m.reinit_share is not None and dist is not None:
+            raise ConfigError(
+                "mlsh.reinit_share works in one process only; set mlsh.reinit_share=null or run without torchrun."
+            )
+        # Each finished cycle's decision shares per sub-policy (mlsh.reinit_share), since the last check.
+        self.cycle_shares: list[list[float]] = []
+        self.reinits = 0
         self.schedule = SlotSchedule.from_config(m)
         self.tasks: list[Any] = [None] * self.num_local_slots
         self.iteration = 0
@@ -230,6 +240,8 @@ class MetaLearner:
         metrics = self._rollout_metrics(batch, stats, positions)
         with update_threads(self.cfg.train.update_threads, self.device):
             metrics.update(self.update(batch, joint))
+        if cfg.mlsh.reinit_share is not None:
+            metrics.update(self._reinit_unserved(batch, positions))
         self.gradient_steps += int(metrics.get("master/gradient_steps", 0) + metrics.get("sub/gradient_steps", 0))
         metrics["train/n_updates"] = float(self.gradient_steps)
         metrics["train/learning_rate"] = self.sub_lr()
@@ -264,6 +276,45 @@ class MetaLearner:
             sub_metrics = self._update_subpolicies(batch, joint_envs)
             metrics.update({f"sub/{key}": value for key, value in sub_metrics.items()})
         return metrics
+
+    def _reinit_unserved(self, batch: RolloutBatch, positions: list[int]) -> dict[str, float]:
+        """Records the decision shares of the slots whose cycle ends with this iteration; once
+        ``mlsh.reinit_window`` cycles are in (and ``mlsh.reinit_after`` env steps have run), re-initialises the
+        sub-policy that serves no task, if one does, and starts a new window.
+
+        A sub-policy serves a task where the slot's master, at the end of its cycle (trained on that task for
+        W + U - 1 iterations), chose it for at least ``mlsh.reinit_share`` of its decisions. One that serves no
+        task of the window, while masters prefer the others, is dead weight: both goals of MovementBandits'
+        failing seeds are served by one sub-policy's copies (docs: results, bandits). Of several such, the one
+        chosen least is reset; a fresh one is random again, so the masters of the tasks that the others serve
+        badly pick it up. Returns ``meta/reinits`` (the run's count so far).
+        """
+        m = self.cfg.mlsh
+        num_subs, per_slot = m.num_subpolicies, self.cfg.train.envs_per_slot
+        for slot, position in enumerate(positions):
+            if position != m.warmup_iters + m.joint_iters - 1:
+                continue
+            envs = slice(slot * per_slot, (slot + 1) * per_slot)
+            decided = batch.decisions[:, envs]
+            picks = batch.sub_idx[:, envs][decided]
+            if picks.numel():
+                shares = torch.bincount(picks, minlength=num_subs).double() / picks.numel()
+                self.cycle_shares.append(shares.tolist())
+        if len(self.cycle_shares) < m.reinit_window or self.timesteps < m.reinit_after:
+            return {"meta/reinits": float(self.reinits)}
+        shares = np.asarray(self.cycle_shares)  # [cycles, K]
+        self.cycle_shares = []
+        unserved = np.flatnonzero((shares >= m.reinit_share).sum(axis=0) == 0)
+        if len(unserved) and num_subs > 1:
+            member = int(unserved[np.argmin(shares.sum(axis=0)[unserved])])
+            self.policy.subpolicies.reset_member(member)
+            self.sub_optimizer.reset_member(member)
+            self.reinits += 1
+            log.info(
+                "Re-initialised sub-policy %d: no master chose it for %.0f%% of its decisions in the last %d cycles "
+                "(mlsh.reinit_share).", member, 100 * m.reinit_share, len(shares),
+            )  # fmt: skip
+        return {"meta/reinits": float(self.reinits)}
 
     def sub_lr(self) -> float:
         """The sub-policies' learning rate at this iteration: ``sub.lr``, or on its linear ramp from
@@ -417,6 +468,8 @@ class MetaLearner:
             "task_rng": self.task_rng.bit_generator.state,
             "slot_task_rngs": [rng.bit_generator.state for rng in self.slot_task_rngs],
             "task_decks": [deck.state_dict() for deck in self.task_decks],
+            "cycle_shares": [list(row) for row in self.cycle_shares],
+            "reinits": self.reinits,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "collector": self.collector.state_dict(),
@@ -440,6 +493,8 @@ class MetaLearner:
             rng.bit_generator.state = rng_state
         for deck, deck_state in zip(self.task_decks, state.get("task_decks", []), strict=False):
             deck.load_state_dict(deck_state)
+        self.cycle_shares = [list(row) for row in state.get("cycle_shares", [])]
+        self.reinits = int(state.get("reinits", 0))
         torch.set_rng_state(state["torch_rng"])
         if state.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])

@@ -239,6 +239,20 @@ class SubPolicies(nn.Module):
             return values.gather(0, sub_idx.view(1, -1))[0]
         return apply_layers_indexed(self.critic.effective_layers(), obs, sub_idx)[:, 0]
 
+    @torch.no_grad()
+    def reset_member(self, member: int) -> None:
+        """Re-initialises sub-policy ``member`` (actor, critic, log-std) as a fresh one; ``separate`` only.
+
+        Raises:
+            ValueError: the sub-policies share weights, so that one cannot be reset alone.
+        """
+        if self.sharing != "separate":
+            raise ValueError(f"sub.sharing={self.sharing}: a sub-policy shares weights and cannot be reset alone.")
+        self.actor.reset_member(member)
+        self.critic.reset_member(member)
+        if self.log_std is not None:
+            self.log_std[member].zero_()
+
 
 def _frozen(layers: list[Layer]) -> list[Layer]:
     return [(weight.detach().clone(), bias.detach().clone()) for weight, bias in layers]

@@ -106,6 +106,44 @@ def test_balanced_task_sampling_resumes_mid_round() -> None:
     assert after == straight
 
 
+def _reinit_learner(share: float, window: int = 1, after: int = 0) -> MetaLearner:
+    cfg = small_config(warmup_iters=2, joint_iters=1)  # 2 slots, cycles end at iterations 2, 5, ...
+    cfg.mlsh.reinit_share, cfg.mlsh.reinit_window, cfg.mlsh.reinit_after = share, window, after
+    return MetaLearner(cfg)
+
+
+def test_reinit_resets_the_sub_policy_no_master_prefers_and_its_adam_state() -> None:
+    learner = _reinit_learner(share=1.0)  # no master chooses one sub-policy for all its decisions
+    for _ in range(2):
+        assert learner.train_iteration()["meta/reinits"] == 0.0
+    metrics = learner.train_iteration()  # iteration 2 ends both slots' cycles: 2 cycles >= the window of 1
+    assert metrics["meta/reinits"] == 1.0 and learner.reinits == 1 and learner.cycle_shares == []
+    subs, optimizer = learner.policy.subpolicies, learner.sub_optimizer
+    states = [optimizer.state[p] for p in optimizer.param_groups[0]["params"]]
+    steps = states[0]["step"].tolist()
+    assert sorted(steps)[0] == 0.0 < sorted(steps)[1]  # one member's Adam state is fresh, the other's is not
+    member = steps.index(0.0)
+    assert all(not state["exp_avg"][member].any() and not state["exp_avg_sq"][member].any() for state in states)
+    fresh = _reinit_learner(share=1.0).policy.subpolicies  # a fresh draw: zero biases, log-std 0, same shapes
+    for layer, new_layer in zip(subs.actor.layers, fresh.actor.layers, strict=True):
+        assert not layer.bias[member].any()
+        assert torch.allclose(layer.weight[member].norm(), new_layer.weight[member].norm(), rtol=0.05)
+    if subs.log_std is not None:
+        assert not subs.log_std[member].any()
+
+
+def test_reinit_leaves_served_sub_policies_and_waits_for_its_window() -> None:
+    served = _reinit_learner(share=1e-9)  # any sub-policy chosen once serves
+    assert all(served.train_iteration()["meta/reinits"] == 0.0 for _ in range(6))
+    late = _reinit_learner(share=1.0, window=1, after=10**9)
+    assert all(late.train_iteration()["meta/reinits"] == 0.0 for _ in range(3))
+    assert len(late.cycle_shares) == 2  # recorded, not yet checked
+    state = copy.deepcopy(late.state_dict())
+    resumed = _reinit_learner(share=1.0, window=1, after=10**9)
+    resumed.load_state_dict(state)
+    assert resumed.cycle_shares == late.cycle_shares and resumed.reinits == 0
+
+
 def test_balanced_task_sampling_needs_a_finite_task_family() -> None:
     cfg = small_config(RANDOM_END_ID)
     cfg.mlsh.task_sampling = "balanced"
