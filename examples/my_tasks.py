@@ -17,6 +17,8 @@ from envs import TaskEnv
 class Corridor(TaskEnv[int]):
     """Walk to the end of a corridor that pays; which end pays is the task (never observed)."""
 
+    state_attributes = ("_pos",)  # what changes within an episode: checkpoints save it as plain data
+
     def __init__(self, length: int = 6) -> None:
         self.length = length
         self.observation_space = gym.spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32)

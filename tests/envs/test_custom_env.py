@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
@@ -30,3 +32,21 @@ def test_train_and_evaluate_on_a_user_env_named_by_id(tmp_path: Path) -> None:
     result = json.loads((run_dir / "eval" / "evaluation_seed0.json").read_text())
     assert result["env_id"] == "my_tasks:Corridor-v0"
     assert result["oracle_return"] == 1.0  # the oracle always reaches the paying end
+
+
+def test_the_examples_env_saves_its_episode_as_plain_data() -> None:
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from my_tasks import Corridor
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    env, copy = Corridor(), Corridor()
+    env.task = 1
+    env.reset(seed=0)
+    env.step(1)
+    state = env.state_dict()
+    assert state is not None and state["task"] == 1 and state["attributes"] == {"_pos": 4}
+    copy.reset(seed=3)
+    copy.load_state_dict(state)
+    assert copy.task == 1
+    np.testing.assert_equal([copy.step(1)[:3] for _ in range(2)], [env.step(1)[:3] for _ in range(2)])
