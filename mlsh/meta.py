@@ -202,10 +202,14 @@ class MetaLearner:
         """Draws the first tasks and resets the envs, as the first iteration does, unless an iteration
         has run; for measuring a policy that may not have trained (evaluation with ``adapt_iters=0``)."""
         if self.iteration == 0:
-            self._begin_iteration()
+            self.begin_iteration()
 
-    def _begin_iteration(self) -> list[int]:
-        """Starts new tasks where a cycle begins; returns the slots that were reset."""
+    def begin_iteration(self) -> list[int]:
+        """Starts new tasks where a cycle begins; returns the slots that were reset.
+
+        :meth:`train_iteration` calls it first; scripts call it alone (then advance ``iteration``) to see
+        which tasks a run's slots get without training (``scripts/joint_tasks.py``).
+        """
         num_slots = self.num_local_slots
         if self.iteration == 0:
             slots = list(range(num_slots))
@@ -232,7 +236,7 @@ class MetaLearner:
     def train_iteration(self) -> dict[str, float]:
         """Collects one rollout in every slot and updates masters, then (joint slots) sub-policies."""
         cfg = self.cfg
-        self._begin_iteration()
+        self.begin_iteration()
         joint = [self.in_joint_phase(slot) for slot in range(self.num_local_slots)]
         positions = [self.cycle_position(slot) for slot in range(self.num_local_slots)]
         batch, stats = self.collector.collect(cfg.train.rollout_len, update_obs_rms=self.update_obs_rms)

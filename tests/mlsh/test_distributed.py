@@ -132,7 +132,7 @@ def test_two_ranks_equal_one_process_with_every_slot(two_ranks: tuple[Path, list
     _, records = two_ranks
     cfg = _config()
     reference = MetaLearner(cfg, dist=DistContext())  # one process, all 4 slots, no process group
-    reference._begin_iteration()
+    reference.begin_iteration()
     # Global slot s has the same task and env seeds whichever process owns it.
     assert reference.tasks == records[0]["tasks"] + records[1]["tasks"]
     first_obs = reference.policy.normalize(torch.as_tensor(reference.collector.obs))

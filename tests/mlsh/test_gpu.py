@@ -52,7 +52,7 @@ def test_updates_on_cuda_match_cpu(env_id: str, sharded: bool, sub_minibatches: 
     cfg_gpu.device = "cuda"
     gpu = MetaLearner(cfg_gpu, dist=DistContext() if sharded else None)
     for iteration in range(4):
-        cpu._begin_iteration()
+        cpu.begin_iteration()
         joint = [cpu.in_joint_phase(slot) for slot in range(cpu.num_local_slots)]
         batch, _ = cpu.collector.collect(cfg.train.rollout_len)
         if iteration == 0:  # the same starting point, masters reset and normaliser included
