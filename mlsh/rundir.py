@@ -95,6 +95,23 @@ def in_use_error(run_dir: str | Path, pid: int) -> RunInUseError:
     )
 
 
+def _write_owner(fd: int) -> None:
+    """Writes this process's pid and host into the locked file ``fd`` (what :func:`_read_pid` reads)."""
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+
+
+def _release_file(path: Path, fd: int) -> None:
+    """Removes ``path`` if it is still the file ``fd`` holds (not a successor's new file), then closes ``fd``
+    (which drops the lock)."""
+    try:
+        if os.stat(path).st_ino == os.fstat(fd).st_ino:
+            path.unlink()
+    except OSError:
+        pass
+    os.close(fd)
+
+
 class RunLock:
     """An acquired lock; :meth:`release` it (or use :func:`run_lock`)."""
 
@@ -109,12 +126,7 @@ class RunLock:
         if self.depth > 0:
             return
         _HELD.pop(self.run_dir.resolve(), None)
-        try:
-            if os.stat(self.path).st_ino == os.fstat(self.fd).st_ino:
-                self.path.unlink()
-        except OSError:
-            pass
-        os.close(self.fd)
+        _release_file(self.path, self.fd)
 
 
 def acquire(run_dir: str | Path) -> RunLock:
@@ -158,8 +170,7 @@ def acquire(run_dir: str | Path) -> RunLock:
     previous = _read_pid(path)
     if previous is not None and previous != os.getpid():
         log.warning("mlsh: took over the stale lock of process %d in %s (it is no longer running)", previous, run_dir)
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+    _write_owner(fd)
     lock = RunLock(run_dir, fd)
     _HELD[key] = lock
     return lock
@@ -186,12 +197,7 @@ class OutputClaim:
         self.fd = fd
 
     def release(self) -> None:
-        try:
-            if os.stat(self.marker).st_ino == os.fstat(self.fd).st_ino:
-                self.marker.unlink()
-        except OSError:
-            pass
-        os.close(self.fd)
+        _release_file(self.marker, self.fd)
 
 
 def _outputs_exist(directory: Path, stem: str) -> list[Path]:
@@ -214,8 +220,7 @@ def _try_claim(directory: Path, stem: str) -> OutputClaim | None:
         if not _no_flock(exc):
             os.close(fd)
             raise
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+    _write_owner(fd)
     return OutputClaim(directory / f"{stem}.json", marker, fd)
 
 
