@@ -61,7 +61,37 @@ class BatchedLinear(nn.Module):
         return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)
 
 
-class BatchedMLP(nn.Module):
+class MemberMLP(nn.Module):
+    """G tanh MLPs that describe themselves as :data:`Layer` pairs (:meth:`effective_layers`) and are evaluated
+    by :func:`apply_layers`: the base of :class:`BatchedMLP` and its kin, which differ in what their members share.
+
+    Args:
+        num_members: G.
+    """
+
+    def __init__(self, num_members: int) -> None:
+        super().__init__()
+        self.num_members = num_members
+
+    def effective_layers(self) -> list[Layer]:
+        """The layers as ``(weight [1 or G, in, out], bias [1 or G, out])`` pairs."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Args: x ``[G, N, in]``. Returns ``[G, N, out]``."""
+        return apply_layers(self.effective_layers(), x)
+
+
+def _hidden_layers(num_members: int, widths: Sequence[int]) -> list[BatchedLinear]:
+    """Layers ``widths[i] -> widths[i + 1]`` of ``num_members`` members (1: shared), with the orthogonal-init
+    gain sqrt(2) of layers followed by a tanh."""
+    return [
+        BatchedLinear(num_members, w_in, w_out, gain=math.sqrt(2.0))
+        for w_in, w_out in zip(widths[:-1], widths[1:], strict=True)
+    ]
+
+
+class BatchedMLP(MemberMLP):
     """G independent tanh MLPs (CleanRL-style orthogonal init).
 
     Args:
@@ -80,17 +110,14 @@ class BatchedMLP(nn.Module):
         out_features: int,
         out_gain: float,
     ) -> None:
-        super().__init__()
-        self.num_members = num_members
+        super().__init__(num_members)
         widths = [in_features, *hidden_sizes]
-        self.layers = nn.ModuleList(
-            BatchedLinear(num_members, w_in, w_out, gain=math.sqrt(2.0))
-            for w_in, w_out in zip(widths[:-1], widths[1:], strict=True)
-        )
+        self.layers = nn.ModuleList(_hidden_layers(num_members, widths))
         self.layers.append(BatchedLinear(num_members, widths[-1], out_features, gain=out_gain))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Args: x ``[G, N, in]``. Returns ``[G, N, out]``."""
+        # Every layer is per-member: each one's own baddbmm, without building the list of layer pairs.
         *hidden, last = self.layers  # (slicing a ModuleList builds a new one on every call)
         for layer in hidden:
             x = torch.tanh(layer(x))
@@ -168,7 +195,7 @@ def apply_layers_indexed(layers: Sequence[Layer], x: torch.Tensor, member: torch
     return x
 
 
-class SharedTrunkMLP(nn.Module):
+class SharedTrunkMLP(MemberMLP):
     """G tanh MLPs that share their hidden layers and have one output layer each (``sub.sharing=trunk``).
 
     Parameters: ``sum_l (w_l * w_{l+1} + w_{l+1})`` over the hidden layers (once) plus
@@ -185,25 +212,17 @@ class SharedTrunkMLP(nn.Module):
     def __init__(
         self, num_members: int, in_features: int, hidden_sizes: Sequence[int], out_features: int, out_gain: float
     ) -> None:
-        super().__init__()
-        self.num_members = num_members
+        super().__init__(num_members)
         widths = [in_features, *hidden_sizes]
-        self.trunk = nn.ModuleList(
-            BatchedLinear(1, w_in, w_out, gain=math.sqrt(2.0))
-            for w_in, w_out in zip(widths[:-1], widths[1:], strict=True)
-        )
+        self.trunk = nn.ModuleList(_hidden_layers(1, widths))
         self.head = BatchedLinear(num_members, widths[-1], out_features, gain=out_gain)
 
     def effective_layers(self) -> list[Layer]:
         """Shared hidden layers (leading dimension 1), then the per-member heads."""
         return [(layer.weight, layer.bias) for layer in self.trunk] + [(self.head.weight, self.head.bias)]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Args: x ``[G, N, in]``. Returns ``[G, N, out]``."""
-        return apply_layers(self.effective_layers(), x)
 
-
-class ConditionedMLP(nn.Module):
+class ConditionedMLP(MemberMLP):
     """One tanh MLP whose input is the observation and a learned embedding of the member's index
     (``sub.sharing=conditioned``).
 
@@ -230,15 +249,11 @@ class ConditionedMLP(nn.Module):
         out_gain: float,
         embed_dim: int = 16,
     ) -> None:
-        super().__init__()
-        self.num_members = num_members
+        super().__init__(num_members)
         self.in_features = in_features
         self.embedding = nn.Parameter(torch.randn(num_members, embed_dim))
         widths = [in_features + embed_dim, *hidden_sizes]
-        self.layers = nn.ModuleList(
-            BatchedLinear(1, w_in, w_out, gain=math.sqrt(2.0))
-            for w_in, w_out in zip(widths[:-1], widths[1:], strict=True)
-        )
+        self.layers = nn.ModuleList(_hidden_layers(1, widths))
         self.layers.append(BatchedLinear(1, widths[-1], out_features, gain=out_gain))
 
     def effective_layers(self) -> list[Layer]:
@@ -247,10 +262,6 @@ class ConditionedMLP(nn.Module):
         weight_x, weight_e = first.weight[:, : self.in_features], first.weight[0, self.in_features :]
         bias = first.bias + self.embedding @ weight_e
         return [(weight_x, bias)] + [(layer.weight, layer.bias) for layer in rest]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Args: x ``[G, N, in]``. Returns ``[G, N, out]``."""
-        return apply_layers(self.effective_layers(), x)
 
 
 _HASH_PRIME = 2**31 - 1  # values stay below 2^31, so the products with 17-bit multipliers fit int64
@@ -331,7 +342,7 @@ class HashedLinear(nn.Module):
         return self.buckets[0][self.index] * self.sign
 
 
-class HashedMLP(nn.Module):
+class HashedMLP(MemberMLP):
     """G tanh MLPs whose weight matrices are hashed into one bucket array per layer (``sub.sharing=hashed``).
 
     Layer l, with ``G * w_l * w_{l+1}`` virtual weights, has ``ceil(G * w_l * w_{l+1} / compression)``
@@ -359,8 +370,7 @@ class HashedMLP(nn.Module):
         salt: int = 0,
         hash_fn: HashFn = weight_hash,
     ) -> None:
-        super().__init__()
-        self.num_members = num_members
+        super().__init__(num_members)
         widths = [in_features, *hidden_sizes, out_features]
         gains = [math.sqrt(2.0)] * len(hidden_sizes) + [out_gain]
         self.layers = nn.ModuleList(
@@ -379,10 +389,6 @@ class HashedMLP(nn.Module):
     def effective_layers(self) -> list[Layer]:
         """Every layer's G virtual weights ``[G, in, out]`` and biases ``[G, out]``."""
         return [(layer.effective_weight(), layer.bias) for layer in self.layers]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Args: x ``[G, N, in]``. Returns ``[G, N, out]``."""
-        return apply_layers(self.effective_layers(), x)
 
 
 def hashed_buckets(num_members: int, in_features: int, out_features: int, compression: float) -> int:
