@@ -9,7 +9,7 @@ import mujoco
 import numpy as np
 
 from envs.ant_base import ANT_NQ, AntTaskEnv, Params, add_box, add_goal_marker, add_outer_walls, add_top_camera
-from envs.base import validate_index_task
+from envs.base import IndexTasks
 from envs.mujoco_batch import AntBatchVectorEnv
 
 ARENA_SIZE = 32.0
@@ -31,7 +31,7 @@ def enemy_xy(qpos: np.ndarray) -> np.ndarray:
     return qpos[:, ANT_NQ : ANT_NQ + 2].copy()
 
 
-class AntObstacles(AntTaskEnv[int]):
+class AntObstacles(IndexTasks, AntTaskEnv[int]):
     """Gymnasium's Ant-v5 must cross a walled course to a far goal while an enemy pushes it back.
 
     ## Description
@@ -78,6 +78,8 @@ class AntObstacles(AntTaskEnv[int]):
     """
 
     start_xy = START_XY
+    num_index_tasks = len(ENEMY_HOMES)
+    task_meaning = "the enemy's corridor: bottom, middle, top"
 
     def __init__(
         self,
@@ -119,17 +121,6 @@ class AntObstacles(AntTaskEnv[int]):
             actuator = spec.add_actuator(name=name, target=name, trntype=mujoco.mjtTrn.mjTRN_JOINT)
             actuator.set_to_velocity(kv=self.enemy_gain)
             actuator.ctrllimited = mujoco.mjtLimited.mjLIMITED_FALSE
-
-    # -- task contract -------------------------------------------------------------------------
-    def sample_task(self, rng: np.random.Generator) -> int:
-        return int(rng.integers(len(ENEMY_HOMES)))
-
-    @property
-    def train_tasks(self) -> list[int]:
-        return list(range(len(ENEMY_HOMES)))
-
-    def validate_task(self, task: Any) -> int:
-        return validate_index_task(task, len(ENEMY_HOMES), "the enemy's corridor: bottom, middle, top", "AntObstacles")
 
     # -- batched hooks ---------------------------------------------------------------------------
     def task_params(self, tasks: Sequence[Any]) -> Params:

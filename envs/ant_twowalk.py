@@ -9,13 +9,13 @@ import mujoco
 import numpy as np
 
 from envs.ant_base import AntTaskEnv, ModelFields, Params, add_goal_marker, add_top_camera
-from envs.base import validate_index_task
+from envs.base import IndexTasks
 from envs.mujoco_batch import AntBatchVectorEnv
 
 TASK_NAMES = ("top", "right")
 
 
-class AntTwowalk(AntTaskEnv[int]):
+class AntTwowalk(IndexTasks, AntTaskEnv[int]):
     """Gymnasium's Ant-v5 on an open floor must walk to one of two goals; which one is the task.
 
     ## Description
@@ -58,6 +58,8 @@ class AntTwowalk(AntTaskEnv[int]):
     """
 
     start_xy = (0.0, 0.0)
+    num_index_tasks = 2
+    task_meaning = "0: goal on the top edge, 1: goal on the right edge"
 
     def __init__(self, goal_distance: float = 5.0, goal_radius: float = 0.5, **kwargs: Any) -> None:
         if goal_distance <= 0:
@@ -71,17 +73,6 @@ class AntTwowalk(AntTaskEnv[int]):
         add_goal_marker(spec, self.goal_radius)
         d = self.goal_distance
         add_top_camera(spec, (d / 2, d / 2), d / 2 + 2.0)
-
-    # -- task contract -------------------------------------------------------------------------
-    def sample_task(self, rng: np.random.Generator) -> int:
-        return int(rng.integers(2))
-
-    @property
-    def train_tasks(self) -> list[int]:
-        return [0, 1]
-
-    def validate_task(self, task: Any) -> int:
-        return validate_index_task(task, 2, "0: goal on the top edge, 1: goal on the right edge", "AntTwowalk")
 
     # -- batched hooks ---------------------------------------------------------------------------
     def task_params(self, tasks: Sequence[Any]) -> Params:

@@ -45,6 +45,26 @@ def validate_index_task(task: Any, num_choices: int, meaning: str, env_name: str
     return int(task)
 
 
+class IndexTasks:
+    """The task contract of an env whose tasks are the indices ``0 .. num_index_tasks - 1``, each drawn with the
+    same probability: :meth:`sample_task`, :attr:`train_tasks` and :meth:`validate_task`. Mix it in before the
+    env's :class:`TaskEnv` base (``class MyEnv(IndexTasks, TaskEnv[int])``).
+    """
+
+    num_index_tasks: ClassVar[int]
+    task_meaning: ClassVar[str]  # what the index picks, for the message of a refused task
+
+    def sample_task(self, rng: np.random.Generator) -> int:
+        return int(rng.integers(self.num_index_tasks))
+
+    @property
+    def train_tasks(self) -> list[int]:
+        return list(range(self.num_index_tasks))
+
+    def validate_task(self, task: Any) -> int:
+        return validate_index_task(task, self.num_index_tasks, self.task_meaning, type(self).__name__)
+
+
 class TaskEnv(gym.Env, Generic[TaskT]):
     """Base class for task-distribution envs (see the module docstring for the contract).
 

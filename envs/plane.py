@@ -16,7 +16,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs import rendering
-from envs.base import TaskEnv, validate_index_task
+from envs.base import IndexTasks, TaskEnv
 
 # Action index -> (dx, dy) in units of ``step_size``: stay, +x, -x, +y, -y.
 MOVES = ((0.0, 0.0), (1.0, 0.0), (-1.0, 0.0), (0.0, 1.0), (0.0, -1.0))
@@ -70,7 +70,7 @@ def action_toward(here: np.ndarray, target: np.ndarray) -> int:
     return 0
 
 
-class PlaneTaskEnv(TaskEnv[int]):
+class PlaneTaskEnv(IndexTasks, TaskEnv[int]):
     """What MovementBandits and KeyDoor share: an agent that starts at the centre of a ``size`` x ``size``
     plane and moves by ``step_size`` (``Discrete(5)``: stay, +x, -x, +y, -y), a task that picks one of two
     places, float32 observations in ``[0, 1]``, and ``rgb_array`` rendering at ``render_scale`` pixels per unit.
@@ -84,7 +84,8 @@ class PlaneTaskEnv(TaskEnv[int]):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
     render_scale = 0.5
-    task_meaning = "which of the two places pays"  # for the message of a refused task
+    num_index_tasks = 2
+    task_meaning = "which of the two places pays"
 
     def __init__(self, size: float, step_size: float, obs_dim: int, render_mode: str | None) -> None:
         self.size = float(size)
@@ -94,16 +95,6 @@ class PlaneTaskEnv(TaskEnv[int]):
         self.observation_space = spaces.Box(0.0, 1.0, shape=(obs_dim,), dtype=np.float32)
         self._agent = np.full(2, self.size / 2)
         super().__init__()
-
-    def sample_task(self, rng: np.random.Generator) -> int:
-        return int(rng.integers(2))
-
-    @property
-    def train_tasks(self) -> list[int]:
-        return [0, 1]
-
-    def validate_task(self, task: Any) -> int:
-        return validate_index_task(task, 2, self.task_meaning, type(self).__name__)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
