@@ -61,15 +61,7 @@ def write_videos(
         agent = PolicyActor.from_policy_state(
             adapted.cfg, adapted.policy_state, index, device, adapted.path, master_task=task, seed=seed + index
         )
-        kwargs: dict[str, Any] = {**env_cfg.kwargs, "render_mode": "rgb_array"}
-        if env_cfg.max_episode_steps is not None:
-            kwargs["max_episode_steps"] = env_cfg.max_episode_steps
-        try:
-            env = gym.make(env_cfg.id, **kwargs)
-        except (TypeError, ValueError, gym.error.Error) as exc:
-            raise ConfigError(
-                f"'{env_cfg.id}' cannot render rgb_array frames ({exc}); run without video=true."
-            ) from exc
+        env = _video_env(env_cfg)
         env.unwrapped.task = task
         try:
             frames, _, _ = record_episode(agent, env, seed=seed + EVAL_ENV_SEED_OFFSET + index)
@@ -158,14 +150,31 @@ class CommandOutput:
         return exc_type is DryRun
 
 
-def _check_video_env(env_cfg: EnvConfig) -> None:
+def _video_env(env_cfg: EnvConfig) -> gym.Env:
+    """The env of ``env_cfg`` rendering ``rgb_array`` frames.
+
+    Raises:
+        ConfigError: the env cannot render them.
+    """
     kwargs: dict[str, Any] = {**env_cfg.kwargs, "render_mode": "rgb_array"}
     if env_cfg.max_episode_steps is not None:
         kwargs["max_episode_steps"] = env_cfg.max_episode_steps
     try:
-        gym.make(env_cfg.id, **kwargs).close()
+        return gym.make(env_cfg.id, **kwargs)
     except (TypeError, ValueError, gym.error.Error) as exc:
         raise ConfigError(f"'{env_cfg.id}' cannot render rgb_array frames ({exc}); run without video=true.") from exc
+
+
+def adapt_options(data: dict[str, Any], deterministic: bool = False) -> AdaptOptions:
+    """The adaptation settings of a command that reads a run (``adapt_iters``, ``envs_per_task``, ``master``,
+    ``device``)."""
+    return AdaptOptions(
+        iters=data["adapt_iters"],
+        envs_per_task=data["envs_per_task"],
+        master=data["master"],
+        deterministic=deterministic,
+        device=data["device"],
+    )
 
 
 def where_written(json_path: Path, png: Path | None, tb: Path | None) -> list[str]:
@@ -204,7 +213,7 @@ def _evaluate(argv: list[str], dry_run: bool) -> None:
 
     def before_work(cfg: Config) -> None:  # every argument has been checked: claim the output, then work
         if video:
-            _check_video_env(cfg.env)
+            _video_env(cfg.env).close()
         out.claim()
 
     with out:
@@ -212,13 +221,7 @@ def _evaluate(argv: list[str], dry_run: bool) -> None:
             data["checkpoint"],
             num_tasks=data["num_tasks"],
             seed=data["seed"],
-            adapt=AdaptOptions(
-                iters=data["adapt_iters"],
-                envs_per_task=data["envs_per_task"],
-                master=data["master"],
-                deterministic=deterministic,
-                device=data["device"],
-            ),
+            adapt=adapt_options(data, deterministic),
             compare=CompareOptions(
                 oracle=data["oracle"],
                 oracle_episodes=data["oracle_episodes"],

@@ -49,7 +49,7 @@ from mlsh.cli import run_cli
 from mlsh.config import Config
 from mlsh.envs import make_env
 from mlsh.errors import ConfigError
-from mlsh.evaluate import CommandOutput, check_bool, parse_job
+from mlsh.evaluate import CommandOutput, adapt_options, check_bool, parse_job
 from mlsh.evaluation import (
     AdaptOptions,
     CompareOptions,
@@ -546,12 +546,7 @@ def _inspect(argv: list[str], dry_run: bool) -> None:
             num_tasks=data["num_tasks"],
             episodes=data["episodes"],
             seed=data["seed"],
-            adapt=AdaptOptions(
-                iters=data["adapt_iters"],
-                envs_per_task=data["envs_per_task"],
-                master=data["master"],
-                device=data["device"],
-            ),
+            adapt=adapt_options(data),
             unused_below=data["unused_below"],
             covered_fraction=data["covered_fraction"],
             uncovered_share=data["uncovered_share"],
