@@ -19,6 +19,7 @@ from mlsh.networks import (
     ConditionedMLP,
     HashedMLP,
     Layer,
+    MemberMLP,
     SharedTrunkMLP,
     apply_layers_indexed,
 )
@@ -116,9 +117,6 @@ class RunningMeanStd(nn.Module):
         return normalize
 
 
-MemberNetwork = BatchedMLP | SharedTrunkMLP | ConditionedMLP | HashedMLP
-
-
 def member_network(
     sharing: str,
     num_members: int,
@@ -128,7 +126,7 @@ def member_network(
     out_gain: float,
     hash_compression: float | None = None,
     salt: int = 0,
-) -> MemberNetwork:
+) -> MemberMLP:
     """The K-member network of a ``sub.sharing`` mode (docs: sharing).
 
     Args:
