@@ -52,9 +52,9 @@ class MLSHConfig:
     """Normalise the sub-policies' advantages per (sub-policy, task slot) rather than per sub-policy,
     so that every joint task weighs the same in a sub-policy's gradient (on for KeyDoor)."""
     reinit_share: float | None = None
-    """Re-initialise a sub-policy that serves no task: one that no slot's master chose for at least this share
-    of its decisions in the last iteration of a cycle, over the last ``reinit_window`` cycles (one process
-    only; ``sub.sharing=separate`` only). null: never (the paper)."""
+    """Re-initialise a sub-policy that serves no task: one that slot masters, at the end of their cycles, chose
+    for at least this share of their decisions in fewer than 1 / (2K) of the last ``reinit_window`` cycles
+    (one process only; ``sub.sharing=separate`` only). null: never (the paper)."""
     reinit_window: int = 20
     """Cycles, over every slot, between two checks of ``reinit_share``."""
     reinit_after: int = 0

@@ -143,6 +143,7 @@ class MetaLearner:
         # Each finished cycle's decision shares per sub-policy (mlsh.reinit_share), since the last check.
         self.cycle_shares: list[list[float]] = []
         self.reinits = 0
+        self.reinit_exempt = -1  # the sub-policy reset at the last check, exempt from the next one
         self.schedule = SlotSchedule.from_config(m)
         self.tasks: list[Any] = [None] * self.num_local_slots
         self.iteration = 0
@@ -283,15 +284,18 @@ class MetaLearner:
 
     def _reinit_unserved(self, batch: RolloutBatch, positions: list[int]) -> dict[str, float]:
         """Records the decision shares of the slots whose cycle ends with this iteration; once
-        ``mlsh.reinit_window`` cycles are in (and ``mlsh.reinit_after`` env steps have run), re-initialises the
+        ``mlsh.reinit_window`` cycles are in (and ``mlsh.reinit_after`` env steps have run), re-initialises a
         sub-policy that serves no task, if one does, and starts a new window.
 
-        A sub-policy serves a task where the slot's master, at the end of its cycle (trained on that task for
-        W + U - 1 iterations), chose it for at least ``mlsh.reinit_share`` of its decisions. One that serves no
-        task of the window, while masters prefer the others, is dead weight: both goals of MovementBandits'
-        failing seeds are served by one sub-policy's copies (docs: results, bandits). Of several such, the one
-        chosen least is reset; a fresh one is random again, so the masters of the tasks that the others serve
-        badly pick it up. Returns ``meta/reinits`` (the run's count so far).
+        At the end of its cycle a slot's master has trained on its task for W + U - 1 iterations; where it
+        chooses one sub-policy for at least ``mlsh.reinit_share`` of its decisions, that sub-policy serves the
+        task. A sub-policy serves tasks if it does so in at least 1 / (2K) of the window's last cycles (half
+        its share of K, so that a master that drifts between two equally useless sub-policies does not count).
+        One that serves none is dead weight: on MovementBandits' failing seeds both sub-policies go to one goal
+        and the masters of the other goal's tasks stay undecided (docs: results, bandits). Of several such, the
+        one chosen least is reset, and is exempt from the next check, so that masters have a window to take
+        it up. A fresh sub-policy is random again: the masters of the tasks that the others serve badly prefer
+        it. Returns ``meta/reinits`` (the run's count so far).
         """
         m = self.cfg.mlsh
         num_subs, per_slot = m.num_subpolicies, self.cfg.train.envs_per_slot
@@ -304,19 +308,24 @@ class MetaLearner:
             if picks.numel():
                 shares = torch.bincount(picks, minlength=num_subs).double() / picks.numel()
                 self.cycle_shares.append(shares.tolist())
-        if len(self.cycle_shares) < m.reinit_window or self.timesteps < m.reinit_after:
+        self.cycle_shares = self.cycle_shares[-m.reinit_window :]
+        if len(self.cycle_shares) < m.reinit_window or self.timesteps < m.reinit_after or num_subs < 2:
             return {"meta/reinits": float(self.reinits)}
-        shares = np.asarray(self.cycle_shares)  # [cycles, K]
+        shares = np.asarray(self.cycle_shares)  # [window, K]
         self.cycle_shares = []
-        unserved = np.flatnonzero((shares >= m.reinit_share).sum(axis=0) == 0)
-        if len(unserved) and num_subs > 1:
-            member = int(unserved[np.argmin(shares.sum(axis=0)[unserved])])
+        serving = (shares >= m.reinit_share).mean(axis=0)  # share of the window's cycles each one serves
+        unserved = [k for k in np.flatnonzero(serving < 1.0 / (2 * num_subs)) if k != self.reinit_exempt]
+        self.reinit_exempt = -1
+        if unserved:
+            member = int(min(unserved, key=lambda k: (shares[:, k].sum(), k)))
             self.policy.subpolicies.reset_member(member)
             self.sub_optimizer.reset_member(member)
             self.reinits += 1
+            self.reinit_exempt = member
             log.info(
-                "Re-initialised sub-policy %d: no master chose it for %.0f%% of its decisions in the last %d cycles "
-                "(mlsh.reinit_share).", member, 100 * m.reinit_share, len(shares),
+                "Re-initialised sub-policy %d: masters chose it for %.0f%% of their decisions in %.0f%% of the "
+                "last %d cycles (mlsh.reinit_share).", member, 100 * m.reinit_share, 100 * serving[member],
+                len(shares),
             )  # fmt: skip
         return {"meta/reinits": float(self.reinits)}
 
@@ -474,6 +483,7 @@ class MetaLearner:
             "task_decks": [deck.state_dict() for deck in self.task_decks],
             "cycle_shares": [list(row) for row in self.cycle_shares],
             "reinits": self.reinits,
+            "reinit_exempt": self.reinit_exempt,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "collector": self.collector.state_dict(),
@@ -499,6 +509,7 @@ class MetaLearner:
             deck.load_state_dict(deck_state)
         self.cycle_shares = [list(row) for row in state.get("cycle_shares", [])]
         self.reinits = int(state.get("reinits", 0))
+        self.reinit_exempt = int(state.get("reinit_exempt", -1))
         torch.set_rng_state(state["torch_rng"])
         if state.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])

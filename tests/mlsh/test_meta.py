@@ -132,14 +132,23 @@ def test_reinit_resets_the_sub_policy_no_master_prefers_and_its_adam_state() -> 
         assert not subs.log_std[member].any()
 
 
+def test_a_reset_sub_policy_is_exempt_from_the_next_check() -> None:
+    learner = _reinit_learner(share=1.0)  # every sub-policy is unserved at every check (each cycle end)
+    reset = []
+    for _ in range(6):
+        if learner.train_iteration()["meta/reinits"] > len(reset):
+            reset.append(learner.reinit_exempt)
+    assert len(reset) == 2 and reset[0] != reset[1]  # iterations 2 and 5: the other one the second time
+
+
 def test_reinit_leaves_served_sub_policies_and_waits_for_its_window() -> None:
     served = _reinit_learner(share=1e-9)  # any sub-policy chosen once serves
     assert all(served.train_iteration()["meta/reinits"] == 0.0 for _ in range(6))
-    late = _reinit_learner(share=1.0, window=1, after=10**9)
+    late = _reinit_learner(share=1.0, window=4, after=10**9)
     assert all(late.train_iteration()["meta/reinits"] == 0.0 for _ in range(3))
     assert len(late.cycle_shares) == 2  # recorded, not yet checked
     state = copy.deepcopy(late.state_dict())
-    resumed = _reinit_learner(share=1.0, window=1, after=10**9)
+    resumed = _reinit_learner(share=1.0, window=4, after=10**9)
     resumed.load_state_dict(state)
     assert resumed.cycle_shares == late.cycle_shares and resumed.reinits == 0
 
