@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from mlsh import pretrained
 from mlsh.checks import is_disk_error, storage_error
 from mlsh.config import EnvConfig
 from mlsh.envs import env_signature, make_env
@@ -32,8 +33,13 @@ _NUMPY_ARRAY, _NUMPY_SCALAR = "__numpy_array__", "__numpy_scalar__"
 
 
 def checkpoint_path(run_dir: str | Path) -> Path:
-    """``run_dir/checkpoint.pt`` (a path to the file itself is accepted too)."""
-    path = Path(run_dir)
+    """``run_dir/checkpoint.pt`` (a path to the file itself is accepted too; ``pretrained:<Name>``, a run
+    shipped with the package, see :mod:`mlsh.pretrained`).
+
+    Raises:
+        CheckpointError: ``pretrained:<Name>`` names no shipped run.
+    """
+    path = pretrained.resolve(run_dir)
     return path if path.suffix == ".pt" else path / CHECKPOINT_NAME
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import gymnasium as gym
 
+from mlsh import pretrained
 from mlsh.actor import PolicyActor
 from mlsh.checkpoint import checkpoint_path, write_atomic
 from mlsh.checks import check_writable, finite_number
@@ -96,9 +97,17 @@ def check_bool(data: dict[str, Any], key: str) -> bool:
     return value
 
 
+def run_output(run_dir: str, default_name: str) -> Path:
+    """The default output of a command that reads ``run_dir``: beside its checkpoint, or for a shipped run
+    (``pretrained:<Name>``) under ``runs/pretrained/<Name>/``."""
+    if pretrained.is_pretrained(run_dir):
+        return pretrained.output_dir(run_dir) / default_name
+    return checkpoint_path(run_dir).parent / default_name
+
+
 def check_output(output: str | None, run_dir: str, default_name: str, need_bytes: int) -> None:
     """Refuses an output path that cannot be written, before any work (nothing is created)."""
-    path = Path(output) if output else checkpoint_path(run_dir).parent / default_name
+    path = Path(output) if output else run_output(run_dir, default_name)
     check_writable(path.parent, "output dir", directory=True, need_bytes=need_bytes)
     if output:
         check_writable(path, "output", directory=False)
@@ -125,7 +134,7 @@ class CommandOutput:
     ) -> None:
         check_output(data["output"], data["checkpoint"], default_name, need_bytes)
         self.explicit = data["output"]
-        self.default = checkpoint_path(data["checkpoint"]).parent / default_name
+        self.default = run_output(data["checkpoint"], default_name)
         self.overwrite = overwrite
         self.dry_run = dry_run
         self._claim: OutputClaim | None = None
