@@ -53,8 +53,8 @@ class MLSHConfig:
     so that every joint task weighs the same in a sub-policy's gradient (on for KeyDoor)."""
     reinit_share: float | None = None
     """Re-initialise a sub-policy that serves no task: one that slot masters, at the end of their cycles, chose
-    for at least this share of their decisions in fewer than 1 / (2K) of the last ``reinit_window`` cycles
-    (one process only; ``sub.sharing=separate`` only). null: never (the paper)."""
+    for at least this share of their decisions in fewer than 1 / (2K) of the last ``reinit_window`` cycles.
+    Off (with a warning) under torchrun and with shared sub-policies (``sub.sharing``). null: never (the paper)."""
     reinit_window: int = 20
     """Cycles, over every slot, between two checks of ``reinit_share``."""
     reinit_after: int = 0
@@ -396,11 +396,6 @@ def validate(cfg: Config) -> None:
     _require(
         is_int(m.reinit_after) and m.reinit_after >= 0,
         f"mlsh.reinit_after must be an integer >= 0 (env steps), got {m.reinit_after!r}; set e.g. mlsh.reinit_after=0.",
-    )
-    _require(
-        m.reinit_share is None or cfg.sub.sharing == "separate",
-        f"mlsh.reinit_share re-initialises one sub-policy, which sub.sharing={cfg.sub.sharing} does not allow "
-        f"(its sub-policies share weights); set sub.sharing=separate or mlsh.reinit_share=null.",
     )
     _require(
         m.task_sampling in TASK_SAMPLING,

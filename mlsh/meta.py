@@ -136,10 +136,15 @@ class MetaLearner:
         self.task_decks = self._task_decks()
         family = getattr(self.task_env.unwrapped, "train_tasks", None)
         self.one_task = family is not None and len(family) == 1
-        if m.reinit_share is not None and dist is not None:
-            raise ConfigError(
-                "mlsh.reinit_share works in one process only; set mlsh.reinit_share=null or run without torchrun."
+        self.reinit = m.reinit_share is not None
+        if self.reinit and (dist is not None or cfg.sub.sharing != "separate"):
+            # Several processes would each draw the fresh weights from their own torch stream, and shared
+            # weights cannot be reset for one sub-policy alone: the setting is off there.
+            log.warning(
+                "mlsh.reinit_share=%s is off: it needs one process and sub.sharing=separate (docs: results, bandits).",
+                m.reinit_share,
             )
+            self.reinit = False
         # Each finished cycle's decision shares per sub-policy (mlsh.reinit_share), since the last check.
         self.cycle_shares: list[list[float]] = []
         self.reinits = 0
@@ -245,7 +250,7 @@ class MetaLearner:
         metrics = self._rollout_metrics(batch, stats, positions)
         with update_threads(self.cfg.train.update_threads, self.device):
             metrics.update(self.update(batch, joint))
-        if cfg.mlsh.reinit_share is not None:
+        if self.reinit:
             metrics.update(self._reinit_unserved(batch, positions))
         self.gradient_steps += int(metrics.get("master/gradient_steps", 0) + metrics.get("sub/gradient_steps", 0))
         metrics["train/n_updates"] = float(self.gradient_steps)

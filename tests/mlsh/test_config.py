@@ -43,7 +43,6 @@ def test_flat_ppo_algo_is_one_subpolicy_without_warmup() -> None:
         ({"mlsh": {"master_epsilon": 1.5}}, "mlsh.master_epsilon must lie in [0, 1]"),
         ({"mlsh": {"reinit_share": 1.5}}, "mlsh.reinit_share must be null or a share in (0, 1], got 1.5"),
         ({"mlsh": {"reinit_window": 0}}, "mlsh.reinit_window must be an integer >= 1"),
-        ({"mlsh": {"reinit_share": 0.7}, "sub": {"sharing": "trunk"}}, "set sub.sharing=separate or mlsh.reinit_share"),
         ({"mlsh": {"task_sampling": "stratified"}}, "mlsh.task_sampling must be iid or balanced, got 'stratified'"),
         ({"sub": {"gamma": 1.5}}, "sub.gamma must lie in [0, 1]"),
         ({"sub": {"hidden_sizes": []}}, "sub.hidden_sizes must be a non-empty list"),

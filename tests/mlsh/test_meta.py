@@ -132,6 +132,15 @@ def test_reinit_resets_the_sub_policy_no_master_prefers_and_its_adam_state() -> 
         assert not subs.log_std[member].any()
 
 
+def test_reinit_is_off_with_shared_sub_policies(caplog: pytest.LogCaptureFixture) -> None:
+    cfg = small_config(warmup_iters=2, joint_iters=1)
+    cfg.mlsh.reinit_share, cfg.mlsh.reinit_window, cfg.sub.sharing = 1.0, 1, "trunk"
+    with caplog.at_level("WARNING", logger="mlsh"):
+        learner = MetaLearner(cfg)
+    assert "mlsh.reinit_share=1.0 is off" in caplog.text and not learner.reinit
+    assert all("meta/reinits" not in learner.train_iteration() for _ in range(3))
+
+
 def test_a_reset_sub_policy_is_exempt_from_the_next_check() -> None:
     learner = _reinit_learner(share=1.0)  # every sub-policy is unserved at every check (each cycle end)
     reset = []
