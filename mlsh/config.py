@@ -54,7 +54,8 @@ class MLSHConfig:
     reinit_share: float | None = None
     """Re-initialise a sub-policy that serves no task: one that slot masters, at the end of their cycles, chose
     for at least this share of their decisions in fewer than 1 / (2K) of the last ``reinit_window`` cycles.
-    Off (with a warning) under torchrun and with shared sub-policies (``sub.sharing``). null: never (the paper)."""
+    Off (with a warning) under torchrun, with shared sub-policies (``sub.sharing``) and with one-iteration cycles
+    (W + U = 1: the master has not trained when its cycle ends). null: never (the paper)."""
     reinit_window: int = 20
     """Cycles, over every slot, between two checks of ``reinit_share``."""
     reinit_after: int = 0

@@ -137,11 +137,13 @@ class MetaLearner:
         family = getattr(self.task_env.unwrapped, "train_tasks", None)
         self.one_task = family is not None and len(family) == 1
         self.reinit = m.reinit_share is not None
-        if self.reinit and (dist is not None or cfg.sub.sharing != "separate"):
-            # Several processes would each draw the fresh weights from their own torch stream, and shared
-            # weights cannot be reset for one sub-policy alone: the setting is off there.
+        if self.reinit and (dist is not None or cfg.sub.sharing != "separate" or m.warmup_iters + m.joint_iters < 2):
+            # Several processes would each draw the fresh weights from their own torch stream, shared weights
+            # cannot be reset for one sub-policy alone, and a one-iteration cycle ends before its master has
+            # learned anything to prefer: the setting is off there.
             log.warning(
-                "mlsh.reinit_share=%s is off: it needs one process and sub.sharing=separate (docs: results, bandits).",
+                "mlsh.reinit_share=%s is off: it needs one process, sub.sharing=separate and cycles of 2 or more "
+                "iterations (docs: results, bandits).",
                 m.reinit_share,
             )
             self.reinit = False

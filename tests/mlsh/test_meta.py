@@ -132,13 +132,15 @@ def test_reinit_resets_the_sub_policy_no_master_prefers_and_its_adam_state() -> 
         assert not subs.log_std[member].any()
 
 
-def test_reinit_is_off_with_shared_sub_policies(caplog: pytest.LogCaptureFixture) -> None:
+def test_reinit_is_off_with_shared_sub_policies_and_one_iteration_cycles(caplog: pytest.LogCaptureFixture) -> None:
     cfg = small_config(warmup_iters=2, joint_iters=1)
     cfg.mlsh.reinit_share, cfg.mlsh.reinit_window, cfg.sub.sharing = 1.0, 1, "trunk"
     with caplog.at_level("WARNING", logger="mlsh"):
         learner = MetaLearner(cfg)
     assert "mlsh.reinit_share=1.0 is off" in caplog.text and not learner.reinit
     assert all("meta/reinits" not in learner.train_iteration() for _ in range(3))
+    cfg.sub.sharing, cfg.mlsh.warmup_iters = "separate", 0  # W + U = 1: a cycle ends before its master trains
+    assert not MetaLearner(cfg).reinit
 
 
 def test_a_reset_sub_policy_is_exempt_from_the_next_check() -> None:
