@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from mlsh.cli import compose_config
@@ -12,14 +10,9 @@ from mlsh.errors import ConfigError
 
 
 def test_composed_default_config_equals_library_defaults() -> None:
-    """The library's defaults are the paper's bandits settings; the bandits config adds its one departure
-    (re-initialising a sub-policy no master prefers, docs: results, bandits)."""
     data = compose_config("train", [])
     data.pop("resume")
-    expected = Config()
-    expected.mlsh = dataclasses.replace(expected.mlsh, reinit_share=0.8, reinit_after=600_000)
-    assert config_from_dict(data) == expected
-    assert Config().mlsh.reinit_share is None
+    assert config_from_dict(data) == Config()
 
 
 def test_paper_settings_for_movement_bandits() -> None:
