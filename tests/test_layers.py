@@ -22,6 +22,7 @@ MLSH_LAYERS: dict[str, int] = {
             "checks",
             "threads",
             "envs",
+            "pretrained",
             "checkpoint",
             "networks",
             "policy",
