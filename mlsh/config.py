@@ -346,6 +346,8 @@ def validate(cfg: Config) -> None:
         ("mlsh.warmup_iters", m.warmup_iters, 0),
         ("mlsh.joint_iters", m.joint_iters, 0),
         ("mlsh.num_slots", m.num_slots, 1),
+        ("mlsh.reinit_window", m.reinit_window, 1),
+        ("mlsh.reinit_after", m.reinit_after, 0),
         ("train.envs_per_slot", t.envs_per_slot, 1),
         ("train.rollout_len", t.rollout_len, 1),
         ("train.total_timesteps", t.total_timesteps, 1),
@@ -389,14 +391,6 @@ def validate(cfg: Config) -> None:
         or (not isinstance(m.reinit_share, bool) and isinstance(m.reinit_share, (int, float)))
         and 0 < m.reinit_share <= 1,
         f"mlsh.reinit_share must be null or a share in (0, 1], got {m.reinit_share!r}; set e.g. mlsh.reinit_share=0.7.",
-    )
-    _require(
-        is_int(m.reinit_window) and m.reinit_window >= 1,
-        f"mlsh.reinit_window must be an integer >= 1, got {m.reinit_window!r}; set e.g. mlsh.reinit_window=20.",
-    )
-    _require(
-        is_int(m.reinit_after) and m.reinit_after >= 0,
-        f"mlsh.reinit_after must be an integer >= 0 (env steps), got {m.reinit_after!r}; set e.g. mlsh.reinit_after=0.",
     )
     _require(
         m.task_sampling in TASK_SAMPLING,
