@@ -133,10 +133,11 @@ class MetaLearner:
             dist.broadcast_module(self.policy.subpolicies)
             dist.broadcast_module(self.policy.obs_rms)
             torch.manual_seed(rank_seed(cfg.seed, dist.rank))
-        self.task_decks = self._task_decks()
+        # The env's finite task family (envs.base.TaskEnv.train_tasks), None where it has none.
         family = getattr(self.task_env.unwrapped, "train_tasks", None)
+        self.task_decks = self._task_decks(family)
         self.one_task = family is not None and len(family) == 1
-        self.reinit = m.reinit_share is not None
+        self.reinit = m.reinit_share is not None and m.num_subpolicies > 1  # one sub-policy: nothing to redraw
         if self.reinit and (dist is not None or cfg.sub.sharing != "separate" or m.warmup_iters + m.joint_iters < 2):
             # Several processes would each draw the fresh weights from their own torch stream, shared weights
             # cannot be reset for one sub-policy alone, and a one-iteration cycle ends before its master has
@@ -181,8 +182,8 @@ class MetaLearner:
         self.policy.masters.reset_member(slot)
         self.master_optimizer.reset_member(slot)
 
-    def _task_decks(self) -> list[TaskDeck]:
-        """With ``mlsh.task_sampling=balanced``: one deck of the env's task family over every slot (each
+    def _task_decks(self, family: list[Any] | None) -> list[TaskDeck]:
+        """With ``mlsh.task_sampling=balanced``: one deck of the env's task ``family`` over every slot (each
         slot its own where several processes run), dealt with the task generators; else none.
 
         Raises:
@@ -190,7 +191,6 @@ class MetaLearner:
         """
         if self.cfg.mlsh.task_sampling != "balanced":
             return []
-        family = getattr(self.task_env.unwrapped, "train_tasks", None)
         if family is None:
             raise ConfigError(
                 f"mlsh.task_sampling=balanced needs a finite task family, and {self.cfg.env.id} has no "
@@ -307,7 +307,7 @@ class MetaLearner:
         m = self.cfg.mlsh
         num_subs, per_slot = m.num_subpolicies, self.cfg.train.envs_per_slot
         for slot, position in enumerate(positions):
-            if position != m.warmup_iters + m.joint_iters - 1:
+            if position != self.schedule.cycle_len - 1:
                 continue
             envs = slice(slot * per_slot, (slot + 1) * per_slot)
             decided = batch.decisions[:, envs]
@@ -316,7 +316,7 @@ class MetaLearner:
                 shares = torch.bincount(picks, minlength=num_subs).double() / picks.numel()
                 self.cycle_shares.append(shares.tolist())
         self.cycle_shares = self.cycle_shares[-m.reinit_window :]
-        if len(self.cycle_shares) < m.reinit_window or self.timesteps < m.reinit_after or num_subs < 2:
+        if len(self.cycle_shares) < m.reinit_window or self.timesteps < m.reinit_after:
             return {"meta/reinits": float(self.reinits)}
         shares = np.asarray(self.cycle_shares)  # [window, K]
         self.cycle_shares = []
