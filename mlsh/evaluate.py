@@ -100,8 +100,9 @@ def check_bool(data: dict[str, Any], key: str) -> bool:
 def run_output(run_dir: str, default_name: str) -> Path:
     """The default output of a command that reads ``run_dir``: beside its checkpoint, or for a shipped run
     (``pretrained:<Name>``) under ``runs/pretrained/<Name>/``."""
-    if pretrained.is_pretrained(run_dir):
-        return pretrained.output_dir(run_dir) / default_name
+    shipped_name = pretrained.name(run_dir)
+    if shipped_name is not None:
+        return pretrained.OUTPUT_ROOT / shipped_name / default_name
     return checkpoint_path(run_dir).parent / default_name
 
 

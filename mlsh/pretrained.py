@@ -18,37 +18,29 @@ ROOT = Path(__file__).parent / "pretrained_runs"
 OUTPUT_ROOT = Path("runs") / "pretrained"
 
 
-def available(root: Path | None = None) -> list[str]:
-    """The names of the shipped runs (folders of ``root`` that hold a checkpoint), sorted."""
-    root = ROOT if root is None else root
-    if not root.is_dir():
+def available() -> list[str]:
+    """The names of the shipped runs (folders of :data:`ROOT` that hold a checkpoint), sorted."""
+    if not ROOT.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if (p / "checkpoint.pt").is_file())
+    return sorted(p.name for p in ROOT.iterdir() if (p / "checkpoint.pt").is_file())
 
 
-def is_pretrained(spec: str | Path) -> bool:
-    return isinstance(spec, str) and spec.startswith(PREFIX)
+def name(spec: str | Path) -> str | None:
+    """``<Name>`` of ``pretrained:<Name>``; None for any other run dir or path."""
+    return spec[len(PREFIX) :] if isinstance(spec, str) and spec.startswith(PREFIX) else None
 
 
-def resolve(spec: str | Path, root: Path | None = None) -> Path:
+def resolve(spec: str | Path) -> Path:
     """``spec`` as a path: ``pretrained:<Name>`` -> the shipped run's folder; anything else unchanged.
 
     Raises:
         CheckpointError: no shipped run has that name (the message lists those that exist).
     """
-    if not is_pretrained(spec):
+    shipped_name = name(spec)
+    if shipped_name is None:
         return Path(spec)
-    name = str(spec)[len(PREFIX) :]
-    names = available(root)
-    if name not in names:
+    names = available()
+    if shipped_name not in names:
         shipped = ", ".join(f"{PREFIX}{n}" for n in names) if names else "none are shipped with this version"
-        raise CheckpointError(f"No pretrained run named {name!r}; the available ones: {shipped}.")
-    return (ROOT if root is None else root) / name
-
-
-def output_dir(spec: str | Path) -> Path:
-    """Where a command that reads the run ``spec`` writes by default: the run dir, or for a shipped run
-    ``runs/pretrained/<Name>/`` (relative to the working directory)."""
-    if is_pretrained(spec):
-        return OUTPUT_ROOT / str(spec)[len(PREFIX) :]
-    return Path(spec)
+        raise CheckpointError(f"No pretrained run named {shipped_name!r}; the available ones: {shipped}.")
+    return ROOT / shipped_name

@@ -34,14 +34,16 @@ def test_a_name_resolves_to_the_shipped_run_and_other_paths_stay(shipped: Path) 
     assert pretrained.available() == ["Tiny"]
     assert checkpoint_path("pretrained:Tiny") == shipped / "Tiny" / "checkpoint.pt"
     assert checkpoint_path("runs/x") == Path("runs/x/checkpoint.pt")
-    assert pretrained.output_dir("pretrained:Tiny") == Path("runs/pretrained/Tiny")
+    assert evaluate.run_output("pretrained:Tiny", "evaluation.json") == Path("runs/pretrained/Tiny/evaluation.json")
+    assert pretrained.name("runs/Tiny") is None
 
 
-def test_an_unknown_name_lists_the_available_ones(shipped: Path) -> None:
+def test_an_unknown_name_lists_the_available_ones(shipped: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(CheckpointError, match=r"No pretrained run named 'Ant'; the available ones: pretrained:Tiny\."):
         checkpoint_path("pretrained:Ant")
+    monkeypatch.setattr(pretrained, "ROOT", shipped / "missing")
     with pytest.raises(CheckpointError, match="none are shipped with this version"):
-        pretrained.resolve("pretrained:Ant", root=shipped / "missing")
+        pretrained.resolve("pretrained:Ant")
 
 
 def test_the_agent_the_commands_and_init_from_take_a_shipped_run(shipped: Path) -> None:
