@@ -109,13 +109,12 @@ def train_sb3(env_id: str, seed: int, steps: int, run_dir: Path) -> Callable:
     import gymnasium as gym
     import torch
     from stable_baselines3 import PPO
+    from stable_baselines3.common.logger import configure
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
     torch.set_num_threads(1)
     vec = VecNormalize(DummyVecEnv([lambda: Monitor(gym.make(env_id))]), gamma=0.99)
-    from stable_baselines3.common.logger import configure
-
     model = PPO("MlpPolicy", vec, seed=seed, device="cpu", verbose=0)
     run_dir.mkdir(parents=True, exist_ok=True)
     # Its training scalars (approx. KL, clip fraction, entropy, value loss per iteration) to compare with ours'.
