@@ -10,7 +10,8 @@ both against env steps, one column per run: top, every task's joint return (movi
 other's is the rest). A run where one task's return stays at the random policy's level while the
 other's climbs is one where no sub-policy serves that task. The table gives, per run and stretch of
 env steps, the mean joint return of each task; then, over the first ``--early`` env steps, how many
-iterations each task had the joint slot and the range of sub-policy 0's share in its slots.
+iterations each task had the joint slot and the range of sub-policy 0's share in its slots; and, for runs
+with ``mlsh.reinit_share``, the env steps at which a sub-policy was re-initialised.
 """
 
 from __future__ import annotations
@@ -29,15 +30,24 @@ TASK_RETURN = re.compile(r"meta/ep_rew_joint_task(\d+)$")
 TASK_USAGE = re.compile(r"meta/sub_usage_task(\d+)_0$")
 
 
-def read_task_scalars(run_dir: Path) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]], dict[int, tuple]]:
-    """``(returns, usage)``: task -> (env steps, values) of the joint return and of sub-policy 0's share.
+def reinit_steps(steps: np.ndarray, counts: np.ndarray) -> list[int]:
+    """The env steps at which ``meta/reinits`` (the run's re-initialisations so far) went up."""
+    previous = np.concatenate([[0.0], counts[:-1]])
+    return [int(step) for step, count, before in zip(steps, counts, previous, strict=True) if count > before]
+
+
+def read_task_scalars(run_dir: Path) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]], dict[int, tuple], list[int]]:
+    """``(returns, usage, reinits)``: task -> (env steps, values) of the joint return and of sub-policy 0's
+    share; the env steps of the run's sub-policy re-initialisations (``mlsh.reinit_share``; none without).
 
     Raises:
         SystemExit: the run has no TensorBoard scalars or no per-task ones, with the reason.
     """
     events = open_scalars(run_dir)
+    tags = events.Tags()["scalars"]
+    reinits = reinit_steps(*series(events, "meta/reinits")) if "meta/reinits" in tags else []
     out: tuple[dict, dict] = ({}, {})
-    for tag in events.Tags()["scalars"]:
+    for tag in tags:
         for pattern, table in zip((TASK_RETURN, TASK_USAGE), out, strict=True):
             match = pattern.match(tag)
             if match:
@@ -47,7 +57,7 @@ def read_task_scalars(run_dir: Path) -> tuple[dict[int, tuple[np.ndarray, np.nda
             f"{run_dir / 'tb'} has no meta/ep_rew_joint_task<t> scalars: the env's tasks are not a few integers, or "
             "the run was trained before they were logged."
         )
-    return out
+    return (*out, reinits)
 
 
 def early_tasks(returns: dict[int, tuple], usage: dict[int, tuple], until: int) -> str:
@@ -101,7 +111,7 @@ def main() -> None:
     columns = len(data)
     fig, axes = plt.subplots(2, columns, figsize=(3.6 * columns, 5.6), dpi=100, squeeze=False)
     window = max(1, args.window)
-    for col, (name, (returns, usage)) in enumerate(zip(names, data, strict=True)):
+    for col, (name, (returns, usage, _)) in enumerate(zip(names, data, strict=True)):
         for task, (x, y) in sorted(returns.items()):
             axes[0][col].plot(x / 1e6, moving_mean(y, window), color=f"C{task}", label=f"task {task}")
         for task, (x, y) in sorted(usage.items()):
@@ -116,17 +126,20 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out)
     plt.close(fig)
-    end = max(int(x[-1]) for returns, _ in data for x, _ in returns.values())
+    end = max(int(x[-1]) for returns, _, _ in data for x, _ in returns.values())
     edges = np.linspace(0, end, max(1, args.rows) + 1)
-    tasks = sorted({task for returns, _ in data for task in returns})
+    tasks = sorted({task for returns, _, _ in data for task in returns})
     print(f"mean return in joint slots per stretch of env steps (tasks {' / '.join(map(str, tasks))})")
     print("| run | " + " | ".join(f"{lo / 1e6:.1f}M-{hi / 1e6:.1f}M" for lo, hi in zip(edges[:-1], edges[1:])) + " |")
     print("|---|" + "---|" * (len(edges) - 1))
-    for name, (returns, _) in zip(names, data, strict=True):
+    for name, (returns, _, _) in zip(names, data, strict=True):
         print(stretch_row(name, returns, edges))
     print(f"the first {args.early:,} env steps:")
-    for name, (returns, usage) in zip(names, data, strict=True):
+    for name, (returns, usage, _) in zip(names, data, strict=True):
         print(f"  {name}: {early_tasks(returns, usage, args.early)}")
+    for name, (_, _, reinits) in zip(names, data, strict=True):
+        if reinits:
+            print(f"  {name}: sub-policies re-initialised at " + ", ".join(f"{step / 1e6:.2f}M" for step in reinits))
     print(f"wrote {args.out}")
 
 

@@ -21,3 +21,10 @@ def test_stretch_row_and_early_tasks_count_and_average_per_task() -> None:
         "task 0: 3 joint iterations, sub-policy 0's share 0.50-0.60; "
         "task 1: 1 joint iterations, sub-policy 0's share 0.40-0.40"
     )
+
+
+def test_reinit_steps_are_where_the_count_goes_up() -> None:
+    module = load_script("task_curves")
+    steps, counts = np.array([100, 200, 300, 400, 500]), np.array([0.0, 1.0, 1.0, 3.0, 3.0])
+    assert module.reinit_steps(steps, counts) == [200, 400]
+    assert module.reinit_steps(np.array([100]), np.array([1.0])) == [100]
