@@ -47,39 +47,31 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise SystemExit(code)
 
 
-_HYDRA_FLAGS_WITH_VALUE = {
-    "--cfg",
-    "-c",
-    "--package",
-    "-p",
-    "--info",
-    "-i",
-    "--config-path",
-    "-cp",
-    "--config-name",
-    "-cn",
-    "--config-dir",
-    "-cd",
-    "--experimental-rerun",
-}
-
-
 def split_overrides(argv: list[str]) -> list[str]:
-    """The ``key=value`` overrides in ``argv``, refusing anything else with a sentence."""
-    overrides = []
-    skip_next = False
-    for arg in argv:
-        if skip_next:
-            skip_next = False
-            if "=" not in arg:
-                continue  # the value of a Hydra flag such as --cfg job
-        if arg.startswith("-"):
-            skip_next = arg in _HYDRA_FLAGS_WITH_VALUE
-            continue  # Hydra's own flags (--cfg job, --multirun, ...)
+    """The ``key=value`` overrides in ``argv``, read with Hydra's own argument parser (its flags, such as
+    ``--cfg job`` or ``--multirun``, are left to Hydra), refusing anything else with a sentence.
+
+    Raises:
+        ConfigError: an override without ``=``, or a flag or flag value Hydra does not know.
+    """
+    import argparse
+
+    # Hydra keeps its parser in a private module; it is the parser @hydra.main reads sys.argv with.
+    from hydra._internal.utils import get_args_parser
+
+    parser = get_args_parser()
+    parser.exit_on_error = False
+    try:
+        parsed, unknown = parser.parse_known_intermixed_args(argv)
+    except argparse.ArgumentError as exc:
+        raise ConfigError(f"{exc}; `--help` lists the flags Hydra takes.") from exc
+    flags = [arg for arg in unknown if arg.startswith("-")]
+    if flags:
+        raise ConfigError(f"Unknown flag '{flags[0]}'; `--help` lists the flags Hydra takes.")
+    for arg in [*parsed.overrides, *unknown]:
         if "=" not in arg or arg.startswith("="):
             raise ConfigError(f"Malformed override '{arg}': write key=value, e.g. seed=3 or mlsh.macro_len=10.")
-        overrides.append(arg)
-    return overrides
+    return [*parsed.overrides, *unknown]
 
 
 def override_value(overrides: list[str], key: str) -> str | None:

@@ -34,6 +34,7 @@ def _run(module: str, *args: str, cwd: Path, timeout: float = 120) -> subprocess
         (["algo=Nope"], "Unknown algo 'Nope'; available: flat_ppo, mlsh"),
         (["mlsh.nope=3"], "Unknown setting 'mlsh.nope'"),
         (["seed"], "Malformed override 'seed': write key=value"),
+        (["--bogus"], "Unknown flag '--bogus'; `--help` lists the flags Hydra takes."),
         (["seed=abc"], "seed must be an integer, got 'abc'"),
         (["mlsh.num_subpolicies=0"], "mlsh.num_subpolicies must be at least 1, got 0"),
         (["mlsh.macro_len=0"], "mlsh.macro_len must be at least 1"),
@@ -54,6 +55,19 @@ def test_train_refuses_bad_input_in_one_sentence(tmp_path: Path, args: list[str]
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ") and message in lines[0], lines[0]
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_split_overrides_leaves_hydras_flags_to_hydra() -> None:
+    from mlsh.cli import split_overrides
+    from mlsh.errors import ConfigError
+
+    assert split_overrides(["seed=3", "--cfg", "job", "env=AntMaze", "-m", "+a.b=1"]) == [
+        "seed=3",
+        "env=AntMaze",
+        "+a.b=1",
+    ]
+    with pytest.raises(ConfigError, match=r"^argument --cfg/-c: invalid choice: 'nope'"):
+        split_overrides(["--cfg", "nope"])
 
 
 def test_train_evaluate_resume_end_to_end(tmp_path: Path) -> None:
