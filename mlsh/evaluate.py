@@ -2,10 +2,10 @@
 
 Prints a per-task table and a summary per method, and writes next to each other (default
 ``<run dir>/eval/evaluation_seed<seed>.json``): the result as JSON, per-task adaptation curves as CSV, a PNG
-plot, TensorBoard ``eval_unseen/*`` scalars under ``tb/<name>`` and, with ``video=true``, a GIF per task of the
-adapted agent. Evaluations never write over each other: a default name that is taken gets ``_1``, ``_2``, ...;
-an explicit ``output=`` that holds results is refused unless ``overwrite=true``. Every argument and the output
-directory are checked before any work.
+plot, TensorBoard ``eval_unseen/*`` scalars under ``tb/<name>`` and, with ``video=true``, a video per task of the
+adapted agent (GIF and MP4, or one of them with ``video_format=gif`` or ``mp4``). Evaluations never write over
+each other: a default name that is taken gets ``_1``, ``_2``, ...; an explicit ``output=`` that holds results is
+refused unless ``overwrite=true``. Every argument and the output directory are checked before any work.
 
     python -m mlsh.evaluate checkpoint=<run> env=MovementBandits split=heldout num_tasks=20 \\
         baselines=[scratch,flat,finetune] baseline_runs.flat=<flat_ppo run> video=true
@@ -39,6 +39,7 @@ from mlsh.evaluation import (
 )
 from mlsh.report import plot_curves, write_csv, write_tensorboard
 from mlsh.rundir import OutputClaim, claim_output
+from mlsh.video import check_video_format, record_episode, write_video
 
 
 def _check_list(data: dict[str, Any], key: str) -> list[str]:
@@ -49,11 +50,17 @@ def _check_list(data: dict[str, Any], key: str) -> list[str]:
 
 
 def write_videos(
-    adapted: AdaptedMasters, out_dir: Path, stem: str, seed: int, device: str, max_tasks: int | None, fps: float
+    adapted: AdaptedMasters,
+    out_dir: Path,
+    stem: str,
+    seed: int,
+    device: str,
+    max_tasks: int | None,
+    fps: float,
+    video_format: str,
 ) -> list[Path]:
-    """A GIF per task of the agent with that task's adapted master (the active sub-policy in each frame)."""
-    from mlsh.video import record_episode, write_gif
-
+    """A video per task (``<stem>_taskNN.gif`` and/or ``.mp4``, as ``video_format`` says) of the agent with that
+    task's adapted master (the active sub-policy in each frame)."""
     env_cfg = adapted.cfg.env
     count = len(adapted.tasks) if max_tasks is None else min(max_tasks, len(adapted.tasks))
     paths = []
@@ -68,7 +75,7 @@ def write_videos(
             frames, _, _ = record_episode(agent, env, seed=seed + EVAL_ENV_SEED_OFFSET + index)
         finally:
             env.close()
-        paths.append(write_gif(out_dir / f"{stem}_task{index:02d}.gif", frames, fps))
+        paths += write_video(out_dir / f"{stem}_task{index:02d}", frames, fps, video_format)
     return paths
 
 
@@ -217,6 +224,7 @@ def _evaluate(argv: list[str], dry_run: bool) -> None:
     check_positive_int("video_tasks", data["video_tasks"], 2, nullable=True)
     if not finite_number(data["video_fps"]) or data["video_fps"] <= 0:
         raise ConfigError(f"video_fps must be a positive number, got {data['video_fps']!r}; set e.g. video_fps=10.")
+    check_video_format(data["video_format"], need_writer=video)  # MP4s need imageio-ffmpeg, checked before the work
     # env=<Name> composes configs/env/<Name>.yaml (Hydra's env group); only its env section matters here.
     env = config_from_dict({"env": data["env"]}).env if data.get("env") else None
     out = CommandOutput(data, f"eval/evaluation_seed{data['seed']}.json", 32 * 2**20, overwrite, dry_run)
@@ -262,7 +270,7 @@ def _evaluate(argv: list[str], dry_run: bool) -> None:
             device = data["device"] or "cpu"
             written += write_videos(
                 result.adapted, output.parent, output.stem, data["seed"], device, data["video_tasks"],
-                data["video_fps"],
+                data["video_fps"], data["video_format"],
             )  # fmt: skip
         for path in written:
             print(f"mlsh: wrote {path}")

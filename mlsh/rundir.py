@@ -188,7 +188,7 @@ def run_lock(run_dir: str | Path) -> Iterator[RunLock]:
 
 # -- evaluation outputs -------------------------------------------------------------------------------------------
 class OutputClaim:
-    """The JSON path of an evaluation (its CSV, PNG, GIFs and ``tb/<stem>`` go next to it), claimed for this process
+    """The JSON path of an evaluation (its CSV, PNG, videos and ``tb/<stem>`` go next to it), claimed for this process
     by a locked marker ``.<stem>.claim`` in its directory until :meth:`release`."""
 
     def __init__(self, json_path: Path, marker: Path, fd: int) -> None:
@@ -205,7 +205,7 @@ def _outputs_exist(directory: Path, stem: str) -> list[Path]:
     found = [path for path in found if path.exists()]
     if (directory / "tb" / stem).exists():
         found.append(directory / "tb" / stem)
-    return found + sorted(directory.glob(f"{stem}_task*.gif"))
+    return found + sorted(path for suffix in ("gif", "mp4") for path in directory.glob(f"{stem}_task*.{suffix}"))
 
 
 def _try_claim(directory: Path, stem: str) -> OutputClaim | None:

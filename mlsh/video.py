@@ -1,5 +1,6 @@
 """Videos of an agent (a :class:`mlsh.actor.PolicyActor`, such as an :class:`agents.MLSHAgent`): the env's
-``rgb_array`` frames with the active sub-policy in a banner on top."""
+``rgb_array`` frames with the active sub-policy in a banner on top, written as a GIF (Pillow), an MP4
+(imageio-ffmpeg) or both."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from mlsh.actor import PolicyActor
 from mlsh.errors import ConfigError
 
 BANNER_HEIGHT = 16
+# The choices of the ``video_format`` setting and the files each writes.
+VIDEO_FORMATS: dict[str, tuple[str, ...]] = {"gif": ("gif",), "mp4": ("mp4",), "both": ("gif", "mp4")}
 # One colour per sub-policy (matplotlib's tab10), repeated for K > 10.
 PALETTE = (
     (31, 119, 180),
@@ -70,6 +73,32 @@ def record_episode(
             return frames, subs, total
 
 
+def check_video_format(video_format: object, need_writer: bool = True) -> tuple[str, ...]:
+    """The file suffixes of ``video_format`` (one of :data:`VIDEO_FORMATS`), checked before any video is made.
+
+    Args:
+        video_format: the ``video_format`` setting.
+        need_writer: also check that the packages writing these formats are installed (videos will be made).
+
+    Raises:
+        ConfigError: an unknown format, or an MP4 without the imageio-ffmpeg package that writes it.
+    """
+    if not isinstance(video_format, str) or video_format not in VIDEO_FORMATS:
+        raise ConfigError(
+            f"video_format must be one of {', '.join(VIDEO_FORMATS)}, got {video_format!r}; set e.g. video_format=both."
+        )
+    suffixes = VIDEO_FORMATS[video_format]
+    if need_writer and "mp4" in suffixes:
+        try:
+            import imageio_ffmpeg  # noqa: F401  (imageio's FFMPEG plugin: the ffmpeg binary that encodes H.264)
+        except ImportError:
+            raise ConfigError(
+                f"video_format={video_format} writes MP4 videos with imageio-ffmpeg, which is not installed; run "
+                f"pip install imageio-ffmpeg (or set video_format=gif)."
+            ) from None
+    return suffixes
+
+
 def write_gif(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
     """Writes ``frames`` as a looping GIF with Pillow."""
     from PIL import Image
@@ -80,3 +109,51 @@ def write_gif(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
     duration = max(1, round(1000 / fps))
     images[0].save(path, save_all=True, append_images=images[1:], duration=duration, loop=0, optimize=False)
     return path
+
+
+def write_mp4(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
+    """Writes ``frames`` (each ``[H, W, 3]`` uint8, all one size) as an H.264 MP4 with imageio-ffmpeg.
+
+    H.264 in yuv420p (the pixel format browsers play) needs an even width and height: an odd size gets one black
+    row at the bottom or column at the right, so the file is ``[H + H % 2, W + W % 2]``.
+
+    Raises:
+        ConfigError: imageio-ffmpeg is not installed.
+    """
+    import imageio
+
+    check_video_format("mp4")
+    if not frames:
+        raise ValueError("No frames to write.")
+    height, width = frames[0].shape[:2]
+    pad = ((0, height % 2), (0, width % 2), (0, 0))
+    # macro_block_size=1: imageio would otherwise rescale the frames to a multiple of 16 pixels.
+    writer = imageio.get_writer(
+        path, format="FFMPEG", mode="I", fps=fps, codec="libx264", pixelformat="yuv420p", macro_block_size=1
+    )
+    try:
+        for frame in frames:
+            writer.append_data(np.pad(np.ascontiguousarray(frame[..., :3], dtype=np.uint8), pad))
+    finally:
+        writer.close()
+    return path
+
+
+def write_video(path_stem: Path, frames: list[np.ndarray], fps: float, video_format: str) -> list[Path]:
+    """Writes ``frames`` as ``<path_stem>.gif`` and/or ``<path_stem>.mp4``, as ``video_format`` says.
+
+    Args:
+        path_stem: the videos' path without a suffix.
+        frames: ``[H, W, 3]`` uint8 frames, all one size (:func:`record_episode`'s).
+        fps: frames per second.
+        video_format: ``gif``, ``mp4`` or ``both`` (:data:`VIDEO_FORMATS`).
+
+    Returns:
+        The paths written, GIF first.
+
+    Raises:
+        ConfigError: ``video_format`` is unknown or needs a package that is missing (nothing is written).
+    """
+    writers = {"gif": write_gif, "mp4": write_mp4}
+    suffixes = check_video_format(video_format)
+    return [writers[suffix](path_stem.with_name(f"{path_stem.name}.{suffix}"), frames, fps) for suffix in suffixes]

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import imageio
 import numpy as np
 import pytest
 import torch
@@ -126,6 +127,7 @@ def test_evaluate_writes_json_csv_png_tensorboard_and_videos(
         f"baseline_runs.no_warmup={suite_runs['no_warmup']}",
         "video=true",
         "video_tasks=2",
+        "video_format=both",
         "master.gamma=0.9",
         f"output={output}",
     )
@@ -179,6 +181,15 @@ def test_evaluate_writes_json_csv_png_tensorboard_and_videos(
     with Image.open(gifs[0]) as gif:
         assert gif.n_frames == SHORT_EPISODES + 1  # a frame before every step and one after the last
         assert gif.size == (200, 200 + BANNER_HEIGHT)  # MovementBandits' 200x200 frame under the banner
+    mp4s = sorted(output.parent.glob("unseen_task*.mp4"))
+    assert [m.name for m in mp4s] == ["unseen_task00.mp4", "unseen_task01.mp4"]
+    reader = imageio.get_reader(mp4s[0], format="FFMPEG")
+    try:
+        frames = [frame for frame in reader]  # list() would ask len(), which is inf for a stream
+    finally:
+        reader.close()
+    assert len(frames) == SHORT_EPISODES + 1 and frames[0].shape == (200 + BANNER_HEIGHT, 200, 3)
+    assert f"mlsh: wrote {mp4s[1]}" in printed
 
 
 def test_video_frames_show_the_active_subpolicy(suite_runs: dict[str, Path]) -> None:

@@ -7,6 +7,7 @@ import dataclasses
 import errno
 import logging
 import os
+import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -18,10 +19,12 @@ from agents import MLSHAgent, SubPolicyEnv
 from mlsh.checks import check_writable, probe_env
 from mlsh.config import Config, EnvConfig, MLSHConfig
 from mlsh.errors import ConfigError, MLSHError, StorageError
+from mlsh.evaluate import check_command as evaluate_check_command
 from mlsh.evaluate import main as evaluate_main
 from mlsh.evaluation import AdaptOptions, evaluate_run
 from mlsh.inspect import inspect_run
 from mlsh.inspect import main as inspect_main
+from mlsh.rundir import claim_output
 from mlsh.train import main as train_main
 from mlsh.trainer import prepare_run, train
 from tests.conftest import small_config
@@ -202,6 +205,11 @@ def test_a_stray_disk_error_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys:
         ("evaluate", ["seed=-1"], "seed must be an integer in [0, 4294967295], got -1"),
         ("evaluate", ["video_tasks=-1"], "video_tasks must be a positive integer or null, got -1"),
         ("evaluate", ["video_fps=inf"], "video_fps must be a positive number, got inf"),
+        (
+            "evaluate",
+            ["video=true", "video_format=avi"],
+            "video_format must be one of gif, mp4, both, got 'avi'; set e.g. video_format=both.",
+        ),
         ("evaluate", ["adapt_iters=-1"], "adapt_iters must be a non-negative integer or null"),
         ("evaluate", ["envs_per_task=0"], "envs_per_task must be a positive integer or null, got 0"),
         ("evaluate", ["split=test"], "split must be one of heldout, train, got 'test'"),
@@ -280,6 +288,39 @@ def test_evaluations_never_write_over_each_other(
     code, _ = run_main(evaluate_main, [*common, f"output={explicit}", "seed=1", "overwrite=true"], monkeypatch, capsys)
     assert code == 0 and explicit.read_bytes() != first
     assert sorted(p.name for p in explicit.parent.iterdir()) == ["result.csv", "result.json", "tb"]  # no claim left
+
+
+def test_mp4_videos_without_imageio_ffmpeg_are_refused_before_the_evaluation(
+    tiny_run: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import mlsh.evaluation
+
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the evaluation ran")
+
+    monkeypatch.setattr(mlsh.evaluation, "adapt_masters", no_work)
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # import imageio_ffmpeg raises ImportError
+    before = tree_hash(tiny_run)
+    args = [f"checkpoint={tiny_run}", "video=true", "video_format=mp4"]
+    code, err = run_main(evaluate_main, args, monkeypatch, capsys)
+    fix = "run pip install imageio-ffmpeg (or set video_format=gif)."
+    assert code == 2 and err == [
+        f"error: video_format=mp4 writes MP4 videos with imageio-ffmpeg, which is not installed; {fix}"
+    ]
+    assert tree_hash(tiny_run) == before
+    evaluate_check_command([f"checkpoint={tiny_run}", "video=true", "video_format=gif"])  # GIFs need no plugin
+    evaluate_check_command([f"checkpoint={tiny_run}", "video_format=mp4"])  # nor does video=false
+
+
+def test_a_video_alone_marks_an_output_taken(tmp_path: Path) -> None:
+    (tmp_path / "r_task00.mp4").write_bytes(b"an earlier evaluation's video")
+    with pytest.raises(ConfigError, match=r"output=.*r.json would replace .*r_task00.mp4 of an earlier evaluation"):
+        claim_output(tmp_path / "r.json", tmp_path / "default.json", overwrite=False)
+    claim = claim_output(None, tmp_path / "r.json", overwrite=False)
+    try:
+        assert claim.json_path == tmp_path / "r_1.json"
+    finally:
+        claim.release()
 
 
 def test_evaluate_says_where_its_results_are(
