@@ -87,6 +87,7 @@ class PolicyActor:
             normalize_obs=cfg.train.normalize_obs,
             sub_sharing=cfg.sub.sharing,
             hash_compression=cfg.sub.hash_compression,
+            sub_hidden_obs=cfg.sub.hidden_obs,
         )
         env.close()
         load_shared_weights(policy, policy_state, path or Path("<state>"))

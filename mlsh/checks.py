@@ -143,7 +143,8 @@ def parameter_count(cfg: Config, observation_space: gym.Space, action_space: gym
     obs = int(np.prod(observation_space.shape or (1,)))
     act = _space_width(action_space)
     k, m = cfg.mlsh.num_subpolicies, cfg.mlsh.num_slots
-    subs = k * (_mlp_params(obs, cfg.sub.hidden_sizes, act) + _mlp_params(obs, cfg.sub.hidden_sizes, 1) + act)
+    seen = obs - len(cfg.sub.hidden_obs)  # the sub-policies' input width
+    subs = k * (_mlp_params(seen, cfg.sub.hidden_sizes, act) + _mlp_params(seen, cfg.sub.hidden_sizes, 1) + act)
     masters = m * (_mlp_params(obs, cfg.master.hidden_sizes, k) + _mlp_params(obs, cfg.master.hidden_sizes, 1))
     return subs + masters
 

@@ -126,6 +126,10 @@ class SubConfig(PPOConfig):
     tasks that happen to come first (docs: results, bandits)."""
     lr_ramp_start: float = 0.25
     """The sub-policies' learning rate at the first iteration, as a share of ``lr`` (with ``lr_ramp_steps``)."""
+    hidden_obs: list[int] = field(default_factory=list)
+    """Indices of flat observation entries the sub-policies (actors and critics) do not see, e.g. ``[0,1]``, the
+    Ant's torso x and y, so that walking does not depend on where in the arena it happens; the masters see every
+    entry, and the observation normaliser covers them all. ``[]``: the sub-policies see everything."""
 
 
 @dataclass
@@ -307,6 +311,30 @@ def check_seed(key: str, value: Any) -> None:
     )
 
 
+def check_hidden_obs(hidden_obs: Any, obs_width: int | None = None) -> None:
+    """Refuses a ``sub.hidden_obs`` that is not a list of distinct indices from 0 or, given the observation's
+    width, one that names an entry the observation lacks or hides every entry."""
+    key = "sub.hidden_obs"
+    _require(
+        isinstance(hidden_obs, (list, tuple)) and all(is_int(i) and i >= 0 for i in hidden_obs),
+        f"{key} must be a list of observation indices (integers from 0), got {hidden_obs!r}; set e.g. {key}=[0,1].",
+    )
+    repeated = sorted({i for i in hidden_obs if list(hidden_obs).count(i) > 1})
+    if repeated:
+        raise ConfigError(f"{key} lists {repeated[0]} more than once; list each index once.")
+    if obs_width is None:
+        return
+    outside = [i for i in hidden_obs if i >= obs_width]
+    if outside:
+        raise ConfigError(
+            f"{key} has {outside[0]}, but the observation has {obs_width} entries (0-{obs_width - 1}); drop it."
+        )
+    _require(
+        len(hidden_obs) < obs_width,
+        f"{key} hides all {obs_width} observation entries, so the sub-policies would see nothing; keep at least one.",
+    )
+
+
 def check_device_name(key: str, device: Any) -> None:
     """Refuses a device that is not ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (availability: see mlsh.checks)."""
     _require(
@@ -450,6 +478,7 @@ def validate(cfg: Config) -> None:
         not isinstance(start, bool) and isinstance(start, (int, float)) and 0 < start <= 1,
         f"sub.lr_ramp_start must be a share of sub.lr in (0, 1], got {start!r}; set e.g. sub.lr_ramp_start=0.25.",
     )
+    check_hidden_obs(cfg.sub.hidden_obs)  # the range needs the env: SubPolicies and mlsh.trainer.prepare_run
     check_device_name("device", cfg.device)
     _require(
         cfg.init_from is None or (isinstance(cfg.init_from, str) and cfg.init_from.strip() != ""),

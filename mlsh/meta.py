@@ -104,6 +104,7 @@ class MetaLearner:
             normalize_obs=cfg.train.normalize_obs,
             sub_sharing=cfg.sub.sharing,
             hash_compression=cfg.sub.hash_compression,
+            sub_hidden_obs=cfg.sub.hidden_obs,
         ).to(self.device)
         self.master_optimizer = MemberAdam(self.policy.masters.parameters(), lr=cfg.master.lr)
         self.sub_optimizer = MemberAdam(self.policy.subpolicies.parameters(), lr=cfg.sub.lr)

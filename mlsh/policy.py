@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.distributions import Categorical, Normal
 
-from mlsh.config import SHARING_MODES
+from mlsh.config import SHARING_MODES, check_hidden_obs
 from mlsh.errors import ConfigError
 from mlsh.networks import (
     BatchedMLP,
@@ -168,6 +168,12 @@ class SubPolicies(nn.Module):
             critics share among themselves as the K actors do, never with the actors. Each
             sub-policy keeps its own Gaussian standard deviations in every mode.
         hash_compression: ``sub.hash_compression`` (``hashed`` only).
+        hidden_obs: ``sub.hidden_obs``, the observation entries no member sees: every method takes the full
+            observation and keeps the other entries (:meth:`select`) before the networks, whose input width
+            is the number kept.
+
+    Raises:
+        ConfigError: an unsupported action space, or ``hidden_obs`` outside ``[0, obs_dim)`` or hiding everything.
     """
 
     def __init__(
@@ -178,10 +184,20 @@ class SubPolicies(nn.Module):
         hidden_sizes: Sequence[int],
         sharing: str = "separate",
         hash_compression: float | None = None,
+        hidden_obs: Sequence[int] = (),
     ) -> None:
         super().__init__()
         self.num_subpolicies = num_subpolicies
         self.sharing = sharing
+        check_hidden_obs(list(hidden_obs), obs_dim)
+        hidden = set(hidden_obs)
+        # Not saved with the model (persistent=False): the run's config says which entries are hidden, and
+        # checkpoints written before the setting existed load as they are. It draws no random numbers, so that
+        # without hidden entries the members are initialised as they always were.
+        self.register_buffer(
+            "kept_obs", torch.tensor([i for i in range(obs_dim) if i not in hidden], dtype=torch.long), persistent=False
+        )
+        self.hides_obs = bool(hidden)
         if isinstance(action_space, gym.spaces.Discrete):
             self.discrete = True
             out = int(action_space.n)
@@ -196,8 +212,14 @@ class SubPolicies(nn.Module):
                 f"action space (wrap the env, e.g. with gymnasium.wrappers.FlattenObservation for observations)."
             )
         self.action_dim = out
-        self.actor = member_network(sharing, num_subpolicies, obs_dim, hidden_sizes, out, 0.01, hash_compression, 0)
-        self.critic = member_network(sharing, num_subpolicies, obs_dim, hidden_sizes, 1, 1.0, hash_compression, 1)
+        width = len(self.kept_obs)
+        self.actor = member_network(sharing, num_subpolicies, width, hidden_sizes, out, 0.01, hash_compression, 0)
+        self.critic = member_network(sharing, num_subpolicies, width, hidden_sizes, 1, 1.0, hash_compression, 1)
+
+    def select(self, obs: torch.Tensor) -> torch.Tensor:
+        """The entries the members see: ``[..., obs_dim] -> [..., len(kept_obs)]`` (``obs`` itself when none
+        is hidden)."""
+        return obs.index_select(-1, self.kept_obs) if self.hides_obs else obs
 
     def distribution(self, obs: torch.Tensor) -> Categorical | Normal:
         """Action distributions of every member on its own inputs.
@@ -208,7 +230,7 @@ class SubPolicies(nn.Module):
         Returns:
             A distribution with batch shape ``[K, N]`` (Normal: ``[K, N, act_dim]``).
         """
-        out = self.actor(obs)
+        out = self.actor(self.select(obs))
         # No argument checks (they cost more than the network here): the trainer checks every
         # parameter and metric for NaN after each iteration instead.
         if self.discrete:
@@ -224,7 +246,7 @@ class SubPolicies(nn.Module):
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """``[K, N, obs_dim] -> [K, N]``."""
-        return self.critic(obs).squeeze(-1)
+        return self.critic(self.select(obs)).squeeze(-1)
 
     def value_indexed(self, obs: torch.Tensor, sub_idx: torch.Tensor) -> torch.Tensor:
         """Each row's sub-policy's value: ``obs [B, obs_dim]``, ``sub_idx [B]`` -> ``[B]``.
@@ -235,7 +257,7 @@ class SubPolicies(nn.Module):
         if self.sharing == "separate":
             values = self.value(obs.unsqueeze(0).expand(self.num_subpolicies, -1, -1))
             return values.gather(0, sub_idx.view(1, -1))[0]
-        return apply_layers_indexed(self.critic.effective_layers(), obs, sub_idx)[:, 0]
+        return apply_layers_indexed(self.critic.effective_layers(), self.select(obs), sub_idx)[:, 0]
 
     @torch.no_grad()
     def reset_member(self, member: int) -> None:
@@ -272,6 +294,8 @@ class SubPolicySnapshot:
     ``separate`` keeps the K-member path above, so that seeded runs draw the random numbers they
     always drew.
 
+    With ``sub.hidden_obs`` it keeps the entries the members see first, as :meth:`SubPolicies.select` does.
+
     Args:
         subs: the sub-policies (actor and critic of the same depth, as built by :class:`SubPolicies`).
     """
@@ -280,6 +304,7 @@ class SubPolicySnapshot:
     def __init__(self, subs: SubPolicies) -> None:
         self.num_subpolicies = subs.num_subpolicies
         self.discrete = subs.discrete
+        self.kept_obs = subs.kept_obs.clone() if subs.hides_obs else None  # sub.hidden_obs: SubPolicies.select
         self._envs: torch.Tensor | None = None  # arange(B), kept across the steps of a rollout
         if not self.discrete:
             self.std = subs.log_std.exp()  # [K, A]
@@ -322,6 +347,8 @@ class SubPolicySnapshot:
         Returns:
             ``(action [B, ...], logprob [B], value [B])``.
         """
+        if self.kept_obs is not None:
+            obs = obs.index_select(-1, self.kept_obs)
         if self.indexed:
             return self._act_indexed(obs, sub_idx, deterministic, generator)
         k = self.num_subpolicies
@@ -424,6 +451,8 @@ class HierarchicalPolicy(nn.Module):
             already well scaled, such as one-hot cells, whose rare entries would be blown up).
         sub_sharing: what the sub-policies share (``sub.sharing``; see :class:`SubPolicies`).
         hash_compression: ``sub.hash_compression``.
+        sub_hidden_obs: ``sub.hidden_obs``, observation entries the sub-policies do not see (the masters and
+            the normaliser see them all; see :class:`SubPolicies`).
     """
 
     def __init__(
@@ -438,6 +467,7 @@ class HierarchicalPolicy(nn.Module):
         normalize_obs: bool = True,
         sub_sharing: str = "separate",
         hash_compression: float | None = None,
+        sub_hidden_obs: Sequence[int] = (),
     ) -> None:
         super().__init__()
         if not isinstance(observation_space, gym.spaces.Box):
@@ -450,7 +480,7 @@ class HierarchicalPolicy(nn.Module):
         self.normalize_obs = normalize_obs
         self.obs_rms = RunningMeanStd((self.obs_dim,))
         self.subpolicies = SubPolicies(
-            num_subpolicies, self.obs_dim, action_space, sub_hidden, sub_sharing, hash_compression
+            num_subpolicies, self.obs_dim, action_space, sub_hidden, sub_sharing, hash_compression, sub_hidden_obs
         )
         self.masters = Masters(num_slots, self.obs_dim, num_subpolicies, master_hidden, master_epsilon)
 

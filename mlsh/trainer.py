@@ -25,7 +25,7 @@ from mlsh.checkpoint import (
     write_atomic,
 )
 from mlsh.checks import advisories, check_device, check_writable, checkpoint_bytes, probe_env, warn
-from mlsh.config import Config, check_config, config_from_dict
+from mlsh.config import Config, check_config, check_hidden_obs, config_from_dict
 from mlsh.distributed import DistContext
 from mlsh.envs import env_signature
 from mlsh.errors import CheckpointError, ConfigError, RunAborted, TrainingDivergedError
@@ -48,7 +48,14 @@ RESUMABLE_KEYS = (
     "device",
 )
 # Settings init_from= cannot change either (the sub-policies' shapes and inputs).
-_SHAPE_KEYS = ("mlsh.num_subpolicies", "sub.hidden_sizes", "sub.sharing", "sub.hash_compression", "train.normalize_obs")
+_SHAPE_KEYS = (
+    "mlsh.num_subpolicies",
+    "sub.hidden_sizes",
+    "sub.sharing",
+    "sub.hash_compression",
+    "sub.hidden_obs",
+    "train.normalize_obs",
+)
 
 
 class StopSignals:
@@ -312,6 +319,7 @@ def prepare_run(cfg: Config, run_dir: Path, resume: bool, remember: bool = False
             )
         changes = {}
     observation_space, action_space = probe_env(cfg.env)
+    check_hidden_obs(cfg.sub.hidden_obs, int(np.prod(observation_space.shape or (1,))))
     if cfg.init_from and not (resume and checkpoint_path(run_dir).is_file()):
         init_source(cfg)
     check_writable(
@@ -361,13 +369,13 @@ def init_source(cfg: Config) -> tuple[Path, dict[str, Any]]:
         ("sub.hidden_sizes", list(cfg.sub.hidden_sizes), list(source.sub.hidden_sizes)),
         ("sub.sharing", cfg.sub.sharing, source.sub.sharing),
         ("sub.hash_compression", _hash_compression(cfg), _hash_compression(source)),
+        ("sub.hidden_obs", sorted(cfg.sub.hidden_obs), sorted(source.sub.hidden_obs)),  # the members' inputs
         ("train.normalize_obs", cfg.train.normalize_obs, source.train.normalize_obs),
     ):
         if ours != theirs:
-            shown = f"[{','.join(map(str, theirs))}]" if isinstance(theirs, list) else str(theirs).lower()
-            shown = "null" if theirs is None else shown
+            shown = _shown(theirs)
             raise ConfigError(
-                f"init_from={cfg.init_from} has {key}={shown} but this run has {ours}; set {key}={shown} "
+                f"init_from={cfg.init_from} has {key}={shown} but this run has {_shown(ours)}; set {key}={shown} "
                 f"to start from its sub-policies."
             )
     check_fits_env(payload, cfg.env, path)

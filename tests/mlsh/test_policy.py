@@ -12,7 +12,7 @@ from torch.distributions import Normal
 
 from mlsh.errors import ConfigError
 from mlsh.meta import MetaLearner
-from mlsh.policy import HierarchicalPolicy, RunningMeanStd, advance_macro_clock
+from mlsh.policy import HierarchicalPolicy, RunningMeanStd, SubPolicies, SubPolicySnapshot, advance_macro_clock
 from tests.conftest import CONTINUOUS_ID, small_config
 
 
@@ -170,14 +170,17 @@ def test_act_draws_and_scores_bit_for_bit_as_the_distributions_do(discrete: bool
     assert torch.equal(after_act, torch.rand(3))
 
 
+@pytest.mark.parametrize("hidden_obs", [[], [0]])
 @pytest.mark.parametrize("env_id", [None, CONTINUOUS_ID])
 def test_training_with_the_rollout_shortcuts_equals_training_through_the_modules(
-    env_id: str | None, monkeypatch: pytest.MonkeyPatch
+    env_id: str | None, hidden_obs: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The rollout's snapshot and frozen normaliser against torch.distributions and RunningMeanStd.forward:
-    # a seeded run must end with the same parameters, bit for bit.
+    # a seeded run must end with the same parameters, bit for bit (with sub.hidden_obs too: both select).
     def train(shortcuts: bool) -> list[torch.Tensor]:
-        learner = MetaLearner(small_config() if env_id is None else small_config(env_id))
+        cfg = small_config() if env_id is None else small_config(env_id)
+        cfg.sub.hidden_obs = hidden_obs
+        learner = MetaLearner(cfg)
         policy = learner.policy
         if not shortcuts:
 
@@ -229,3 +232,92 @@ def test_step_chooses_where_masters_decide_and_draws_from_the_given_stream(discr
     assert torch.equal(action, first.action) and torch.equal(logprob, first.logprob) and torch.equal(value, first.value)
     none = policy.step(obs, sub_idx, np.zeros(6, dtype=bool), snapshot, deterministic=True)
     assert none.master_logprob is None and torch.equal(none.sub_idx, sub_idx)
+
+
+# -- sub.hidden_obs: observation entries the sub-policies do not see ----------------------------------------------
+SHARING = ("separate", "trunk", "conditioned", "hashed")
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+@pytest.mark.parametrize("sharing", SHARING)
+def test_subpolicies_ignore_hidden_entries_see_kept_ones_and_masters_see_all(sharing: str, discrete: bool) -> None:
+    torch.manual_seed(0)
+    space = gym.spaces.Discrete(4) if discrete else gym.spaces.Box(-1, 1, shape=(2,), dtype=np.float32)
+    policy = HierarchicalPolicy(
+        gym.spaces.Box(-1, 1, (5,)), space, 3, num_slots=2, master_hidden=[8], sub_hidden=[8], sub_sharing=sharing,
+        sub_hidden_obs=[3, 0],
+    )  # fmt: skip
+    subs = policy.subpolicies
+    with torch.no_grad():  # output layers start near zero (gain 0.01): give every weight some spread
+        for p in subs.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    obs, sub_idx = torch.randn(6, 5), torch.tensor([0, 1, 2, 2, 1, 0])
+
+    def outputs(x: torch.Tensor) -> list[torch.Tensor]:
+        expanded = x.unsqueeze(0).expand(3, -1, -1)
+        dist = subs.distribution(expanded)
+        action, logprob, value = policy.subpolicy_snapshot().act(x, sub_idx, deterministic=True)
+        return [dist.logits if discrete else dist.mean, subs.value(expanded), subs.value_indexed(x, sub_idx),
+                logprob, value, action]  # fmt: skip
+
+    hidden_moved, kept_moved = obs.clone(), obs.clone()
+    hidden_moved[:, [0, 3]] += 3.0
+    kept_moved[:, 1] += 3.0
+    base = outputs(obs)
+    for name, a, b in zip(("dist", "value", "value_indexed", "logprob", "snapshot value", "action"), base,
+                          outputs(hidden_moved), strict=True):  # fmt: skip
+        assert torch.equal(a, b), name
+    moved = outputs(kept_moved)  # (a deterministic Gaussian action's log-density does not depend on the input)
+    for name, i in (("dist", 0), ("value", 1), ("value_indexed", 2), ("snapshot value", 4)):
+        assert not torch.equal(base[i], moved[i]), name
+    assert torch.equal(base[4], base[2])  # the snapshot's value is the module's
+    if not discrete:
+        envs = torch.arange(6)
+        torch.testing.assert_close(base[5], base[0][sub_idx, envs])  # and its action the distribution's mean
+    master_values = [policy.master_value(x.view(2, 3, 5)) for x in (obs, hidden_moved)]
+    assert not torch.equal(*master_values)
+
+
+@pytest.mark.parametrize("sharing", SHARING)
+def test_hidden_obs_shrinks_the_first_layer_by_its_entries_times_the_width(sharing: str) -> None:
+    space, k, width = gym.spaces.Box(-1, 1, shape=(2,), dtype=np.float32), 3, 8
+    full = SubPolicies(k, 6, space, [width, 4], sharing)
+    narrow = SubPolicies(k, 6, space, [width, 4], sharing, hidden_obs=[4, 1])
+    copies = k if sharing == "separate" else 1  # one first layer per member, or one for all of them
+
+    def count(module: torch.nn.Module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
+    assert count(full) - count(narrow) == 2 * copies * 2 * width  # actor and critic, 2 entries each
+    assert narrow.kept_obs.tolist() == [0, 2, 3, 5]
+    assert "kept_obs" not in narrow.state_dict()  # the config says it; checkpoints from before the setting load
+    obs = torch.randn(2, 6)
+    assert full.select(obs) is obs and torch.equal(narrow.select(obs), obs[:, [0, 2, 3, 5]])
+
+
+def test_no_hidden_obs_builds_the_same_sub_policies_as_before() -> None:
+    space = gym.spaces.Box(-1, 1, shape=(2,), dtype=np.float32)
+    torch.manual_seed(3)
+    before = SubPolicies(2, 4, space, [8]).state_dict()
+    after_rng = torch.rand(2)
+    torch.manual_seed(3)
+    subs = SubPolicies(2, 4, space, [8], hidden_obs=[])
+    assert torch.equal(after_rng, torch.rand(2))  # the same draws
+    assert before.keys() == subs.state_dict().keys()
+    assert all(torch.equal(v, subs.state_dict()[k]) for k, v in before.items())
+    assert SubPolicySnapshot(subs).kept_obs is None  # the rollout selects nothing
+
+
+@pytest.mark.parametrize(
+    ("hidden_obs", "message"),
+    [
+        ([5], "sub.hidden_obs has 5, but the observation has 5 entries (0-4); drop it."),
+        ([0, 1, 2, 3, 4], "sub.hidden_obs hides all 5 observation entries, so the sub-policies would see nothing"),
+        ([2, 2], "sub.hidden_obs lists 2 more than once; list each index once."),
+        ([-1], "sub.hidden_obs must be a list of observation indices (integers from 0), got [-1]"),
+    ],
+)
+def test_subpolicies_refuse_hidden_obs_the_observation_cannot_have(hidden_obs: list[int], message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        SubPolicies(2, 5, gym.spaces.Discrete(2), [8], hidden_obs=hidden_obs)
+    assert str(error.value).startswith(message)
