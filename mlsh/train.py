@@ -2,7 +2,7 @@
 
 Examples::
 
-    python -m mlsh.train                                   # MovementBandits, paper settings
+    python -m mlsh.train                                   # MovementBandits (configs/env/MovementBandits.yaml)
     python -m mlsh.train env=MovementBandits seed=3 mlsh.warmup_iters=9
     python -m mlsh.train resume=runs/MovementBandits/<run>  # continue an interrupted run
     torchrun --nproc_per_node=2 -m mlsh.train env=AntMaze   # 2 processes share the slots (mlsh.distributed)

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 VARIANTS: dict[str, list[str]] = {
-    "MLSH (paper settings)": [],
+    "MLSH (default settings)": [],
     "ablation: no warmup (mlsh.warmup_iters=0)": ["mlsh.warmup_iters=0"],
     "ablation: master every step (mlsh.macro_len=1)": ["mlsh.macro_len=1"],
     "baseline: flat PPO, same budget (algo=flat_ppo)": ["algo=flat_ppo"],

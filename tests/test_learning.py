@@ -1,6 +1,6 @@
 """Learning tests: MLSH reproduces the moving-bandits result; flat PPO on the same budget does not.
 
-MLSH is trained on MovementBandits with the paper's settings (default config, seed 0), then a fresh
+MLSH is trained on MovementBandits with the default settings (seed 19), then a fresh
 master adapts for W = 9 iterations on 20 unseen tasks over the frozen sub-policies. A single flat
 PPO policy trained with the same budget commits to one goal and gets about half the oracle's return
 (paper, section 6.1). Both runs go in parallel, one per core.
@@ -23,7 +23,9 @@ from tests.conftest import evaluation_result, start_train_and_evaluate
 pytestmark = pytest.mark.learning
 
 EVAL_ARGS = "num_tasks=20 adapt_iters=9"
-SEED = 0
+# Not one of the seeds the default's re-initialisation and balanced task draws were chosen on (4, 9, 11-14;
+# docs: results, bandits); its 20 evaluation tasks and 8 inspection tasks are half of each goal.
+SEED = 19
 
 
 def test_mlsh_reaches_80_percent_of_oracle_on_unseen_tasks_and_flat_ppo_about_half(tmp_path: Path) -> None:
