@@ -63,10 +63,12 @@ class MLSHConfig:
     task_sampling: str = "iid"
     """How a new cycle's task is drawn: ``iid``, independently (the paper); ``balanced``, in shuffled rounds
     of the env's finite task family (``train_tasks``), each task once per round, so that no task gets the
-    sub-policies' early joint iterations more often than another (docs: results, bandits)."""
+    sub-policies' early joint iterations more often than another (docs: results, bandits); ``auto``,
+    ``balanced`` where the env has a finite task family and ``iid`` where it has none (MovementBandits'
+    default, which a user env set with ``env.id=`` inherits)."""
 
 
-TASK_SAMPLING = ("iid", "balanced")
+TASK_SAMPLING = ("iid", "balanced", "auto")
 
 
 @dataclass
@@ -422,8 +424,7 @@ def validate(cfg: Config) -> None:
     )
     _require(
         m.task_sampling in TASK_SAMPLING,
-        f"mlsh.task_sampling must be {' or '.join(TASK_SAMPLING)}, got {m.task_sampling!r}; set e.g. "
-        f"mlsh.task_sampling=iid.",
+        f"mlsh.task_sampling must be iid, balanced or auto, got {m.task_sampling!r}; set e.g. mlsh.task_sampling=iid.",
     )
     for level in ("master", "sub"):
         p: PPOConfig = getattr(cfg, level)

@@ -184,13 +184,15 @@ class MetaLearner:
         self.master_optimizer.reset_member(slot)
 
     def _task_decks(self, family: list[Any] | None) -> list[TaskDeck]:
-        """With ``mlsh.task_sampling=balanced``: one deck of the env's task ``family`` over every slot (each
-        slot its own where several processes run), dealt with the task generators; else none.
+        """With ``mlsh.task_sampling=balanced`` (or ``auto`` and a finite ``family``): one deck of the env's task
+        ``family`` over every slot (each slot its own where several processes run), dealt with the task
+        generators; else none.
 
         Raises:
             ConfigError: the env has no finite task family.
         """
-        if self.cfg.mlsh.task_sampling != "balanced":
+        sampling = self.cfg.mlsh.task_sampling
+        if sampling == "iid" or (sampling == "auto" and family is None):
             return []
         if family is None:
             raise ConfigError(

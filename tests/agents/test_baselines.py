@@ -10,16 +10,17 @@ from stable_baselines3 import PPO
 
 from agents import flat_ppo_config
 from mlsh.cli import compose_config
-from mlsh.config import Config, config_from_dict
+from mlsh.config import config_from_dict
 from mlsh.evaluation import sb3_ppo_adaptation
 from tests.conftest import small_config
 
 
 def test_flat_ppo_config_matches_the_cli_group() -> None:
-    data = compose_config("train", ["algo=flat_ppo"])
-    data.pop("resume")
-    assert flat_ppo_config(Config()) == config_from_dict(data)
-    assert Config().mlsh.num_subpolicies == 2  # the input is not modified
+    flat, default = compose_config("train", ["algo=flat_ppo"]), compose_config("train", [])
+    flat.pop("resume"), default.pop("resume")
+    mlsh_run = config_from_dict(default)
+    assert flat_ppo_config(mlsh_run) == config_from_dict(flat)
+    assert mlsh_run.mlsh.num_subpolicies == 2  # the input is not modified
 
 
 def test_sb3_ppo_from_scratch_spends_an_mlsh_slot_budget(monkeypatch: pytest.MonkeyPatch) -> None:

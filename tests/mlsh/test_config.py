@@ -17,7 +17,7 @@ def test_composed_default_config_equals_library_defaults() -> None:
     data = compose_config("train", [])
     data.pop("resume")
     defaults = Config()
-    fix = {"reinit_share": 0.65, "reinit_after": 600000, "task_sampling": "balanced"}
+    fix = {"reinit_share": 0.65, "reinit_after": 600000, "task_sampling": "auto"}
     assert config_from_dict(data) == dataclasses.replace(defaults, mlsh=dataclasses.replace(defaults.mlsh, **fix))
 
 
@@ -50,7 +50,10 @@ def test_flat_ppo_algo_is_one_subpolicy_without_warmup() -> None:
         ({"mlsh": {"reinit_share": 1.5}}, "mlsh.reinit_share must be null or a share in (0, 1], got 1.5"),
         ({"mlsh": {"reinit_window": 0}}, "mlsh.reinit_window must be at least 1, got 0"),
         ({"mlsh": {"reinit_after": 0.5}}, "mlsh.reinit_after must be an integer, got 0.5"),
-        ({"mlsh": {"task_sampling": "stratified"}}, "mlsh.task_sampling must be iid or balanced, got 'stratified'"),
+        (
+            {"mlsh": {"task_sampling": "stratified"}},
+            "mlsh.task_sampling must be iid, balanced or auto, got 'stratified'",
+        ),
         ({"sub": {"gamma": 1.5}}, "sub.gamma must lie in [0, 1]"),
         ({"sub": {"hidden_sizes": []}}, "sub.hidden_sizes must be a non-empty list"),
         ({"sub": {"target_kl": -1}}, "sub.target_kl must be positive or null"),

@@ -171,6 +171,22 @@ def test_balanced_task_sampling_needs_a_finite_task_family() -> None:
         MetaLearner(cfg)
 
 
+def test_auto_task_sampling_is_balanced_with_a_task_family_and_iid_without() -> None:
+    cfg = small_config(num_slots=3, warmup_iters=1, joint_iters=1, stagger=True)
+    draws = {}
+    for sampling in ("balanced", "auto", "iid"):
+        cfg.mlsh.task_sampling = sampling
+        learner = MetaLearner(cfg)
+        draws[sampling] = [learner._new_task(slot % 3) for slot in range(40)]
+    assert draws["auto"] == draws["balanced"] != draws["iid"]
+    cfg = small_config(RANDOM_END_ID)
+    for sampling in ("auto", "iid"):
+        cfg.mlsh.task_sampling = sampling
+        learner = MetaLearner(cfg)
+        draws[sampling] = [learner._new_task(0) for _ in range(10)]
+    assert draws["auto"] == draws["iid"]
+
+
 def test_subpolicies_change_only_in_joint_iterations() -> None:
     learner = MetaLearner(small_config(warmup_iters=2, joint_iters=1))
     reset_calls = []
