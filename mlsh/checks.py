@@ -71,13 +71,30 @@ def _finite(value: Any) -> bool:
         return False
 
 
-def probe_env(env_cfg: EnvConfig, steps: int | None = None) -> tuple[gym.Space, gym.Space]:
-    """Makes the env (the task contract is checked by :func:`mlsh.envs.make_env`), resets it and takes ``steps``
-    random steps, checking that observations fit the observation space's shape and that observations and rewards
-    are finite; returns ``(observation_space, action_space)``.
+def task_family(env: gym.Env, env_id: str, task_sampling: str) -> list[Any] | None:
+    """The env's finite task family (``envs.base.TaskEnv.train_tasks``), None where it has none.
 
     Raises:
-        ConfigError: the env cannot be made, or its trial episode fails or gives non-finite values.
+        ConfigError: ``task_sampling`` is ``balanced`` and the env has no finite task family.
+    """
+    family = getattr(env.unwrapped, "train_tasks", None)
+    if family is None and task_sampling == "balanced":
+        raise ConfigError(
+            f"mlsh.task_sampling=balanced needs a finite task family, and {env_id} has no train_tasks; set "
+            f"mlsh.task_sampling=iid."
+        )
+    return family
+
+
+def probe_env(env_cfg: EnvConfig, steps: int | None = None, task_sampling: str = "iid") -> tuple[gym.Space, gym.Space]:
+    """Makes the env (the task contract is checked by :func:`mlsh.envs.make_env`), checks that it has a task
+    family if ``task_sampling`` needs one, resets it and takes ``steps`` random steps, checking that observations
+    fit the observation space's shape and that observations and rewards are finite; returns
+    ``(observation_space, action_space)``.
+
+    Raises:
+        ConfigError: the env cannot be made, lacks the task family ``task_sampling`` needs, or its trial
+            episode fails or gives non-finite values.
     """
     from mlsh.envs import make_env
 
@@ -85,6 +102,7 @@ def probe_env(env_cfg: EnvConfig, steps: int | None = None) -> tuple[gym.Space, 
     env = make_env(env_cfg)
     name = env_cfg.id
     try:
+        task_family(env, name, task_sampling)
         shape = tuple(env.observation_space.shape or ())
 
         def check_obs(obs: Any, when: str) -> None:

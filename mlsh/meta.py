@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mlsh.checks import task_family
 from mlsh.config import Config
 from mlsh.distributed import DistContext, merge_rms_batches, rank_seed
 from mlsh.envs import TaskVectorEnv, make_env, make_vec_env
@@ -135,7 +136,7 @@ class MetaLearner:
             dist.broadcast_module(self.policy.obs_rms)
             torch.manual_seed(rank_seed(cfg.seed, dist.rank))
         # The env's finite task family (envs.base.TaskEnv.train_tasks), None where it has none.
-        family = getattr(self.task_env.unwrapped, "train_tasks", None)
+        family = task_family(self.task_env, cfg.env.id, cfg.mlsh.task_sampling)
         self.task_decks = self._task_decks(family)
         self.one_task = family is not None and len(family) == 1
         self.reinit = m.reinit_share is not None and m.num_subpolicies > 1  # one sub-policy: nothing to redraw
@@ -188,17 +189,9 @@ class MetaLearner:
         ``family`` over every slot (each slot its own where several processes run), dealt with the task
         generators; else none.
 
-        Raises:
-            ConfigError: the env has no finite task family.
         """
-        sampling = self.cfg.mlsh.task_sampling
-        if sampling == "iid" or (sampling == "auto" and family is None):
+        if self.cfg.mlsh.task_sampling == "iid" or family is None:  # balanced without a family: task_family refused
             return []
-        if family is None:
-            raise ConfigError(
-                f"mlsh.task_sampling=balanced needs a finite task family, and {self.cfg.env.id} has no "
-                f"train_tasks; set mlsh.task_sampling=iid."
-            )
         return [TaskDeck(family, rng) for rng in (self.slot_task_rngs or [self.task_rng])]
 
     def _new_task(self, slot: int) -> Any:

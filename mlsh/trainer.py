@@ -318,7 +318,7 @@ def prepare_run(cfg: Config, run_dir: Path, resume: bool, remember: bool = False
                 f"with init_from={run_dir} in a new run dir, or choose another run dir."
             )
         changes = {}
-    observation_space, action_space = probe_env(cfg.env)
+    observation_space, action_space = probe_env(cfg.env, task_sampling=cfg.mlsh.task_sampling)
     check_hidden_obs(cfg.sub.hidden_obs, int(np.prod(observation_space.shape or (1,))))
     if cfg.init_from and not (resume and checkpoint_path(run_dir).is_file()):
         init_source(cfg)

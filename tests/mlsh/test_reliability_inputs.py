@@ -47,6 +47,11 @@ CUDA = torch.cuda.is_available()
         (["env.max_episode_steps=abc"], "an integer >= 1, got 'abc'"),
         ([f"env.id={NAN_ID}"], f"Env '{NAN_ID}' returned a non-finite observation (NaN or inf) at step 3"),
         (["+env.kwargs.nope=1"], "env.kwargs do not fit"),
+        (
+            [f"env.id={DUCK_ID}", "mlsh.task_sampling=balanced"],
+            f"mlsh.task_sampling=balanced needs a finite task family, and {DUCK_ID} has no train_tasks; set "
+            "mlsh.task_sampling=iid.",
+        ),
         # devices
         (["device=nonsense"], "device must be auto, cpu or cuda[:N], got 'nonsense'"),
         (["device=cuda:x"], "device must be auto, cpu or cuda[:N], got 'cuda:x'"),
