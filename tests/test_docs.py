@@ -83,6 +83,8 @@ def commands(path: Path) -> list[Command]:
                     env[name] = value
                 if part and part[0] == "time":
                     part.pop(0)
+                if part[:2] == ["taskset", "-c"] and len(part) > 3:  # the cores it may use, then the command
+                    part = part[3:]
                 out.append(Command(source, part, env, checked))
                 if part[:2] == ["git", "checkout"]:
                     checked = False
