@@ -15,6 +15,10 @@ Baselines get the same tasks, the same env seeds and the same env-step budget pe
 * ``finetune``: that shared policy fine-tuned on each task alone (PPO, fresh optimizer state);
 * ``no_warmup`` / ``every_step``: MLSH runs trained with ``mlsh.warmup_iters=0`` /
   ``mlsh.macro_len=1`` (the paper's ablations), evaluated exactly like MLSH.
+
+On envs whose step info has a boolean ``goal_reached`` (AntObstacles, AntMaze), every method also
+counts the episodes that ended in each adaptation iteration and how many reached the goal (the paper's
+Ant obstacle-course transfer result counts goal reaches over an adaptation run).
 """
 
 from __future__ import annotations
@@ -66,6 +70,10 @@ class Adaptation(NamedTuple):
     curve: np.ndarray  # [iters, num_tasks] mean episode return per iteration; NaN where no episode ended
     after: np.ndarray  # [num_tasks] mean return of the adapted policy, measured after adaptation
     masters: dict[str, torch.Tensor]  # adapted masters' parameters ("masters.*"), member i = task i
+    # [iters, num_tasks] int: episodes that ended in each iteration, and how many of them reached the goal;
+    # None for envs whose step info has no ``goal_reached``
+    episodes: np.ndarray | None = None
+    goal_reaches: np.ndarray | None = None
 
 
 class AdaptedMasters(NamedTuple):
@@ -214,15 +222,28 @@ def _measure(learner: MetaLearner, num_slots: int, deterministic: bool = False) 
     )
 
 
-def _train_and_measure(
-    learner: MetaLearner, iters: int, num_slots: int, deterministic: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
+def _train_and_measure(learner: MetaLearner, iters: int, num_slots: int, deterministic: bool = False) -> Adaptation:
+    """Trains ``iters`` iterations, then measures; the result's ``masters`` is empty (the caller's to fill).
+
+    Episodes and goal reaches are counted per iteration and slot where the env's step info has
+    ``goal_reached`` (see :class:`~mlsh.rollout.EpisodeStats`).
+    """
     curve = np.full((iters, num_slots), np.nan)
+    episodes = np.zeros((iters, num_slots), dtype=np.int64)
+    goal_reaches = np.zeros((iters, num_slots), dtype=np.int64)
+    reports_goal = False
     for iteration in range(iters):
         learner.train_iteration()
         stats = learner.last_episodes
         curve[iteration] = _per_slot_mean(stats.returns, stats.slots, num_slots)
-    return curve, _measure(learner, num_slots, deterministic)
+        episodes[iteration] = np.bincount(stats.slots, minlength=num_slots)
+        if stats.goals is not None:
+            reports_goal = True
+            goal_reaches[iteration] = np.bincount(stats.slots[stats.goals], minlength=num_slots)
+    after = _measure(learner, num_slots, deterministic)
+    if not reports_goal:
+        return Adaptation(curve, after, {})
+    return Adaptation(curve, after, {}, episodes, goal_reaches)
 
 
 def adapt_masters(
@@ -254,11 +275,11 @@ def adapt_masters(
     learner = MetaLearner(eval_cfg, fixed_tasks=list(tasks), train_subpolicies=False, update_obs_rms=False)
     try:
         load_shared_weights(learner.policy, policy_state, path)
-        curve, after = _train_and_measure(learner, iters, len(tasks), deterministic)
+        adaptation = _train_and_measure(learner, iters, len(tasks), deterministic)
         masters = {f"masters.{k}": v.detach().cpu().clone() for k, v in learner.policy.masters.state_dict().items()}
     finally:
         learner.close()
-    return Adaptation(curve, after, masters)
+    return adaptation._replace(masters=masters)
 
 
 def flat_ppo_adaptation(
@@ -277,8 +298,7 @@ def flat_ppo_adaptation(
     ``init_policy_state`` (a flat run's policy) it fine-tunes that policy, normaliser frozen.
     ``deterministic`` measures the trained policy's most likely actions.
     """
-    curves = np.full((iters, len(tasks)), np.nan)
-    after = np.full(len(tasks), np.nan)
+    per_task: list[Adaptation] = []
     # From scratch, the policy is a plain network whatever the run's sub.sharing (one hashed network would
     # be a smaller, not a plainer, policy); a fine-tuned flat run keeps the network it was trained with.
     sub = cfg.sub if init_policy_state is not None else dataclasses.replace(cfg.sub, sharing="separate")
@@ -295,11 +315,21 @@ def flat_ppo_adaptation(
         try:
             if init_policy_state is not None:
                 load_shared_weights(learner.policy, init_policy_state, path or Path("."))
-            curve, measured = _train_and_measure(learner, iters, 1, deterministic)
+            per_task.append(_train_and_measure(learner, iters, 1, deterministic))
         finally:
             learner.close()
-        curves[:, index], after[index] = curve[:, 0], measured[0]
-    return Adaptation(curves, after, {})
+    return _stack_tasks(per_task)
+
+
+def _stack_tasks(per_task: Sequence[Adaptation]) -> Adaptation:
+    """One-task adaptations side by side, task i in column i (goal counts only where every task has them)."""
+    curves = np.concatenate([a.curve for a in per_task], axis=1)
+    after = np.concatenate([a.after for a in per_task])
+    if any(a.goal_reaches is None for a in per_task):
+        return Adaptation(curves, after, {})
+    episodes = np.concatenate([a.episodes for a in per_task], axis=1)
+    goal_reaches = np.concatenate([a.goal_reaches for a in per_task], axis=1)
+    return Adaptation(curves, after, {}, episodes, goal_reaches)
 
 
 def sb3_ppo_adaptation(
@@ -314,8 +344,9 @@ def sb3_ppo_adaptation(
     when the run normalised them.
 
     Returns:
-        The curves (mean return of the episodes that ended in each iteration) and the return
-        measured after training, one episode per env (most likely actions with ``deterministic``).
+        The curves (mean return of the episodes that ended in each iteration), the return measured
+        after training, one episode per env (most likely actions with ``deterministic``), and, where the
+        env's step info has ``goal_reached``, the episodes and goal reaches of each iteration.
     """
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
@@ -324,24 +355,39 @@ def sb3_ppo_adaptation(
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
     class EpisodeReturns(BaseCallback):
-        """Mean return of the episodes that ended during each rollout."""
+        """Mean return of the episodes that ended during each rollout, their number and their goal reaches
+        (``goal_reached`` in a step's info at any step of the episode; SB3's info of an episode's last step
+        is that step's own)."""
 
-        def __init__(self) -> None:
+        def __init__(self, num_envs: int) -> None:
             super().__init__()
             self.rollout: list[float] = []
+            self.rollout_goals: list[bool] = []
+            self.reached = np.zeros(num_envs, dtype=bool)  # each env's running episode reached the goal
+            self.reports_goal = False
             self.curve: list[float] = []
+            self.episodes: list[int] = []
+            self.goal_reaches: list[int] = []
 
         def _on_step(self) -> bool:
-            self.rollout += [info["episode"]["r"] for info in self.locals["infos"] if "episode" in info]
+            for env_index, info in enumerate(self.locals["infos"]):
+                if "goal_reached" in info:
+                    self.reports_goal = True
+                    self.reached[env_index] |= bool(info["goal_reached"])
+                if "episode" in info:
+                    self.rollout.append(info["episode"]["r"])
+                    self.rollout_goals.append(bool(self.reached[env_index]))
+                    self.reached[env_index] = False
             return True
 
         def _on_rollout_end(self) -> None:
             self.curve.append(float(np.mean(self.rollout)) if self.rollout else np.nan)
-            self.rollout = []
+            self.episodes.append(len(self.rollout))
+            self.goal_reaches.append(sum(self.rollout_goals))
+            self.rollout, self.rollout_goals = [], []
 
     ppo, envs, steps = cfg.sub, cfg.train.envs_per_slot, cfg.train.rollout_len
-    curves = np.full((iters, len(tasks)), np.nan)
-    after = np.full(len(tasks), np.nan)
+    per_task: list[Adaptation] = []
     for index, task in enumerate(tasks):
 
         def make(task: Any = task) -> Any:
@@ -375,14 +421,22 @@ def sb3_ppo_adaptation(
             seed=task_seed,
             device="cpu",
         )
-        returns = EpisodeReturns()
+        returns = EpisodeReturns(envs)
         model.learn(iters * envs * steps, callback=returns)
-        curves[:, index] = returns.curve[:iters]
+        curve = np.asarray(returns.curve[:iters], dtype=float).reshape(iters, 1)
         vec.training = False
         # Measured as MLSH's return after adaptation is: sampled actions unless deterministic.
-        after[index] = evaluate_policy(model, vec, n_eval_episodes=envs, deterministic=deterministic, warn=False)[0]
+        after = evaluate_policy(model, vec, n_eval_episodes=envs, deterministic=deterministic, warn=False)[0]
         vec.close()
-    return Adaptation(curves, after, {})
+        adaptation = Adaptation(curve, np.array([after], dtype=float), {})
+        if returns.reports_goal:
+            episodes, reaches = (
+                np.asarray(counts[:iters], dtype=np.int64).reshape(iters, 1)
+                for counts in (returns.episodes, returns.goal_reaches)
+            )
+            adaptation = adaptation._replace(episodes=episodes, goal_reaches=reaches)
+        per_task.append(adaptation)
+    return _stack_tasks(per_task)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -393,11 +447,36 @@ class MethodResult:
     after: np.ndarray  # [num_tasks] mean return of the adapted policy, measured after adaptation
     steps_per_task_per_iter: int
     run_dir: str | None = None  # the run a baseline adapted (None: MLSH's own run, or from scratch)
+    # [iters, num_tasks] int: episodes that ended in each adaptation iteration, and how many reached the goal;
+    # None for envs whose step info has no ``goal_reached`` (only AntObstacles and AntMaze have it)
+    episodes: np.ndarray | None = None
+    goal_reaches: np.ndarray | None = None
 
     @property
     def mean_curve(self) -> list[float | None]:
         """Mean over tasks per iteration (None where no task ended an episode)."""
         return [_nan_mean(row) for row in self.curve]
+
+    @property
+    def success_curve(self) -> list[float | None] | None:
+        """Per iteration, the mean over tasks of goal reaches / episodes ended (tasks that ended no episode
+        left out; None where none did); None without goal counts."""
+        if self.episodes is None or self.goal_reaches is None:
+            return None
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rates = np.where(self.episodes > 0, self.goal_reaches / np.maximum(self.episodes, 1), np.nan)
+        return [_nan_mean(row) for row in rates]
+
+    @property
+    def total_goal_reaches(self) -> int | None:
+        """Goal reaches over the whole adaptation run, summed over tasks and iterations (None without goal counts)."""
+        return None if self.goal_reaches is None else int(self.goal_reaches.sum())
+
+    @property
+    def adaptation_env_steps(self) -> int:
+        """Env steps spent adapting, summed over tasks: iterations x tasks x steps per task and iteration."""
+        iters, num_tasks = self.curve.shape
+        return iters * num_tasks * self.steps_per_task_per_iter
 
     def summary(self, oracle: np.ndarray | None) -> dict[str, Any]:
         """The method's JSON entry; ``ratio`` to the oracle's mean return where there is one."""
@@ -417,6 +496,17 @@ class MethodResult:
         )
         if oracle is not None:
             summary["ratio"] = float(np.mean(self.after) / np.mean(oracle))
+        if self.episodes is not None and self.goal_reaches is not None:
+            summary.update(
+                {
+                    "episodes_per_task": self.episodes.T.tolist(),
+                    "goal_reaches_per_task": self.goal_reaches.T.tolist(),
+                    "success_curve": self.success_curve,
+                    "goal_reaches_total": self.total_goal_reaches,
+                    "episodes_total": int(self.episodes.sum()),
+                    "adaptation_env_steps": self.adaptation_env_steps,
+                }
+            )
         return summary
 
 
@@ -488,6 +578,11 @@ class EvaluationResult:
             result["oracle_return_per_task"] = oracle.tolist()
             result["ratio"] = self.ratio
             result["ratio_per_task"] = (mlsh.after / np.maximum(oracle, 1e-8)).tolist()
+        if mlsh.goal_reaches is not None:
+            result["success_curve"] = methods["mlsh"]["success_curve"]
+            result["goal_reaches_total"] = methods["mlsh"]["goal_reaches_total"]
+            result["episodes_total"] = methods["mlsh"]["episodes_total"]
+            result["adaptation_env_steps"] = methods["mlsh"]["adaptation_env_steps"]
         result["methods"] = methods
         return result
 
@@ -705,7 +800,7 @@ def evaluate_run(
     deterministic = adapt.deterministic
     mlsh = adapt_masters(cfg, payload["learner"]["policy"], tasks, iters, seed, path, env_cfg, deterministic)
     steps_per_iter = cfg.train.envs_per_slot * cfg.train.rollout_len
-    methods = {"mlsh": MethodResult(mlsh.curve, mlsh.after, steps_per_iter)}
+    methods = {"mlsh": MethodResult(mlsh.curve, mlsh.after, steps_per_iter, None, mlsh.episodes, mlsh.goal_reaches)}
     for name in chosen:
         run_dir_used = None
         if name == "scratch":
@@ -725,7 +820,9 @@ def evaluate_run(
                 adaptation = adapt_masters(used, state, tasks, iters, seed, other_path, env_cfg, deterministic)
             run_dir_used = str(other_path.parent)
         steps = used.train.envs_per_slot * used.train.rollout_len
-        methods[name] = MethodResult(adaptation.curve, adaptation.after, steps, run_dir_used)
+        methods[name] = MethodResult(
+            adaptation.curve, adaptation.after, steps, run_dir_used, adaptation.episodes, adaptation.goal_reaches
+        )
     adapted = None
     if keep_masters:
         adapted = AdaptedMasters(task_cfg, {**payload["learner"]["policy"], **mlsh.masters}, tasks, path)
@@ -793,6 +890,13 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"PPO from scratch, same tasks and steps:     {scratch}")
         auc = result["auc_ratio"]
         lines.append(f"area-under-curve ratio MLSH / scratch: {'-' if auc is None else f'{auc:.2f}'}")
+    if "goal_reaches_total" in result:
+        success = " ".join("-" if x is None else f"{x:.2f}" for x in result["success_curve"])
+        lines.append(f"success rate per iteration (goal reaches / episodes ended, mean over tasks): {success}")
+        lines.append(
+            f"goal reaches during adaptation: {result['goal_reaches_total']} of {result['episodes_total']} episodes "
+            f"in {result['adaptation_env_steps']} env steps (all tasks)"
+        )
     if len(result.get("methods", {})) > 1:
         lines.append("")
         lines.append(format_summary(result))
@@ -800,18 +904,24 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def format_summary(result: dict[str, Any]) -> str:
-    """One row per method: return after adaptation (mean and std over tasks), ratio, lifetime mean."""
+    """One row per method: return after adaptation (mean and std over tasks), ratio, lifetime mean, and where
+    the env flags ``goal_reached``, the goal reaches over the adaptation run and its env steps (all tasks)."""
     has_oracle = "oracle_return" in result
-    lines = [
-        f"{'method':<38} {'return after':>12} {'std':>6} {'ratio':>6} {'curve mean':>10}",
-    ]
+    has_goals = any("goal_reaches_total" in method for method in result["methods"].values())
+    header = f"{'method':<38} {'return after':>12} {'std':>6} {'ratio':>6} {'curve mean':>10}"
+    lines = [header + (f" {'goal reaches':>12} {'env steps':>10}" if has_goals else "")]
     for name, method in result["methods"].items():
         ratio = f"{method['ratio']:.2f}" if "ratio" in method else "-"
         lifetime = "-" if method["curve_mean"] is None else f"{method['curve_mean']:.2f}"
-        lines.append(
+        row = (
             f"{METHOD_LABELS.get(name, name):<38} {method['return_after_adaptation']:>12.2f} "
             f"{method['return_after_adaptation_std']:>6.2f} {ratio:>6} {lifetime:>10}"
         )
+        if has_goals:
+            reaches = method.get("goal_reaches_total")
+            steps = method.get("adaptation_env_steps")
+            row += f" {'-' if reaches is None else reaches:>12} {'-' if steps is None else steps:>10}"
+        lines.append(row)
     if has_oracle:
         lines.append(f"{'oracle':<38} {result['oracle_return']:>12.2f} {'':>6} {'1.00':>6} {'':>10}")
     return "\n".join(lines)

@@ -58,6 +58,9 @@ class EpisodeStats(NamedTuple):
     # [m, 3]: (sub-policy, dx, dy) of each complete macro step, for envs that report the agent's
     # position as info["x_position"] / info["y_position"] (the Ant tasks, Gymnasium's locomotion envs)
     macro_moves: np.ndarray = np.zeros((0, 3))
+    # [n] bool: whether each episode reached the goal, for envs whose step info has a boolean
+    # ``goal_reached`` (AntObstacles, AntMaze); None where the env reported none during the rollout
+    goals: np.ndarray | None = None
 
 
 class RolloutCollector:
@@ -120,6 +123,7 @@ class RolloutCollector:
         self.sub_idx = np.zeros(self.num_envs, dtype=np.int64)
         self.episode_return = np.zeros(self.num_envs)
         self.episode_length = np.zeros(self.num_envs, dtype=np.int64)
+        self.episode_goal = np.zeros(self.num_envs, dtype=bool)  # the running episode has reached the goal
         # Two pinned staging buffers used in turn, each with the event of its last copy (CUDA only).
         self._staging: list[torch.Tensor] = []
         self._copied: list[torch.cuda.Event] = []
@@ -133,6 +137,7 @@ class RolloutCollector:
         self.clock[:] = 0
         self.episode_return[:] = 0.0
         self.episode_length[:] = 0
+        self.episode_goal[:] = False
         self.discounted_return[:] = 0.0
         self.macro_start_xy[:] = np.nan
 
@@ -152,6 +157,7 @@ class RolloutCollector:
         self.clock[mask] = 0
         self.episode_return[mask] = 0.0
         self.episode_length[mask] = 0
+        self.episode_goal[mask] = False
         self.discounted_return[mask] = 0.0
         self.macro_start_xy[mask] = np.nan
 
@@ -238,7 +244,8 @@ class RolloutCollector:
         sub_bootstrap, master_bootstrap = zeros(), zeros()
         decisions_buf = zeros(dtype=torch.bool)
         master_logprob, master_values = zeros(), zeros()
-        episodes: list[tuple[float, int, int]] = []  # (return, length, slot) of each episode that ended
+        episodes: list[tuple[float, int, int, bool]] = []  # (return, length, slot, goal) of each episode that ended
+        reports_goal = False  # the env's step info carried ``goal_reached`` during this rollout
         macro_moves: list[np.ndarray] = []
 
         # float32 holds sub-policy indices exactly (K << 2**24).
@@ -270,6 +277,9 @@ class RolloutCollector:
             any_ended = bool(ended.any())
             if "x_position" in info and "y_position" in info:
                 self._track_moves(info, ended, any_ended, sub_idx, macro_moves)
+            if "goal_reached" in info:
+                reports_goal = True
+                self._track_goals(info, ended, any_ended)
             self.clock = advance_macro_clock(self.clock, self.macro_len, ended)
             decide = self.clock == 0
             raw_t, reward_t, terminated_t, truncated_t, decide_t = self._upload(
@@ -312,10 +322,11 @@ class RolloutCollector:
             next_master_values=next_master_values,
         )
         stats = EpisodeStats(
-            np.array([ret for ret, _, _ in episodes]),
-            np.array([length for _, length, _ in episodes], dtype=np.int64),
-            np.array([slot for _, _, slot in episodes], dtype=np.int64),
+            np.array([ret for ret, _, _, _ in episodes]),
+            np.array([length for _, length, _, _ in episodes], dtype=np.int64),
+            np.array([slot for _, _, slot, _ in episodes], dtype=np.int64),
             np.concatenate(macro_moves) if macro_moves else np.zeros((0, 3)),
+            np.array([goal for _, _, _, goal in episodes], dtype=bool) if reports_goal else None,
         )
         return batch, stats
 
@@ -332,16 +343,38 @@ class RolloutCollector:
         return sub, torch.where(cut_t, master, 0.0)
 
     def _count_episodes(
-        self, reward: np.ndarray, ended: np.ndarray, any_ended: bool, episodes: list[tuple[float, int, int]]
+        self, reward: np.ndarray, ended: np.ndarray, any_ended: bool, episodes: list[tuple[float, int, int, bool]]
     ) -> None:
-        """Adds this step to each env's running episode and appends ``(return, length, slot)`` of those that ended."""
+        """Adds this step to each env's running episode and appends ``(return, length, slot, goal)`` of those
+        that ended (``goal``: the episode reached the goal, see :meth:`_track_goals`)."""
         self.episode_return += reward
         self.episode_length += 1
         if any_ended:
             for b in np.flatnonzero(ended):
-                episodes.append((float(self.episode_return[b]), int(self.episode_length[b]), b // self.envs_per_slot))
+                episodes.append(
+                    (
+                        float(self.episode_return[b]),
+                        int(self.episode_length[b]),
+                        b // self.envs_per_slot,
+                        bool(self.episode_goal[b]),
+                    )
+                )
             self.episode_return[ended] = 0.0
             self.episode_length[ended] = 0
+            self.episode_goal[ended] = False
+
+    def _track_goals(self, info: dict[str, Any], ended: np.ndarray, any_ended: bool) -> None:
+        """ORs this step's ``info["goal_reached"]`` into each env's running-episode flag.
+
+        With SAME_STEP autoreset the info of an env whose episode just ended describes the next
+        episode's start; its last step's info is in ``info["final_info"]`` (Gymnasium's vector layout:
+        values ``[B]`` and ``_key`` masks), so that is read for the envs that ended.
+        """
+        reached = _flag(info, "goal_reached", self.num_envs)
+        final = info.get("final_info") if any_ended else None
+        if final is not None and "goal_reached" in final:
+            reached = np.where(ended, _flag(final, "goal_reached", self.num_envs), reached)
+        self.episode_goal |= reached
 
     def _track_moves(
         self,
@@ -409,6 +442,7 @@ class RolloutCollector:
             "sub_idx": self.sub_idx.copy(),
             "episode_return": self.episode_return.copy(),
             "episode_length": self.episode_length.copy(),
+            "episode_goal": self.episode_goal.copy(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -424,3 +458,11 @@ class RolloutCollector:
         self.return_count = state.get("return_count", 1e-4)
         self.discounted_return = state.get("discounted_return", np.zeros(self.num_envs)).copy()
         self.macro_start_xy = state.get("macro_start_xy", np.full((self.num_envs, 2), np.nan)).copy()
+        self.episode_goal = state.get("episode_goal", np.zeros(self.num_envs, dtype=bool)).copy()
+
+
+def _flag(info: dict[str, Any], key: str, num_envs: int) -> np.ndarray:
+    """``info[key]`` as ``[num_envs]`` bools, False where its ``_key`` mask says the env did not report it."""
+    values = np.asarray(info[key], dtype=bool).reshape(num_envs)
+    mask = info.get(f"_{key}")
+    return values if mask is None else values & np.asarray(mask, dtype=bool)

@@ -92,6 +92,53 @@ class ContinuousTargetEnv(TaskEnv[int]):
         return self.np_random.uniform(-1, 1, 2).astype(np.float32), reward, False, False, {}
 
 
+GOAL_ID = "mlsh_test/GoalCount-v0"
+GOAL_EPISODE_LEN = 4
+
+
+class GoalCountEnv(TaskEnv[int]):
+    """Scripted goal reaches, the same whatever the actions, so that they can be counted by hand.
+
+    Episodes last 4 steps (terminated). The task says when the step info's ``goal_reached`` is true,
+    with reward 1 on that step (sparse, as AntObstacles):
+
+    * task 0: never;
+    * task 1: on the last step of the env's even-numbered episodes (2nd, 4th, ...: read from ``final_info``);
+    * task 2: on the 2nd step of every episode (mid-episode: the episode goes on, the reach still counts).
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self) -> None:
+        self.observation_space = spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
+        self.action_space = spaces.Discrete(2)
+        self._t = 0
+        self._episode = 0  # episodes started since the env was made
+        super().__init__()
+
+    def sample_task(self, rng: np.random.Generator) -> int:
+        return int(rng.integers(3))
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):  # type: ignore[override]
+        super().reset(seed=seed)
+        self._apply_reset_options(options)
+        self._t = 0
+        self._episode += 1
+        return self._obs(), {"goal_reached": False}
+
+    def step(self, action: Any):  # type: ignore[override]
+        self._t += 1
+        terminated = self._t == GOAL_EPISODE_LEN
+        reached = {0: False, 1: terminated and self._episode % 2 == 0, 2: self._t == 2}[self._task]
+        return self._obs(), float(reached), terminated, False, {"goal_reached": reached}
+
+    def _obs(self) -> np.ndarray:
+        return np.array([self._t / GOAL_EPISODE_LEN, 0.0], dtype=np.float32)
+
+
+if GOAL_ID not in gym.registry:
+    gym.register(GOAL_ID, entry_point=GoalCountEnv, max_episode_steps=10)
+
 if CONTINUOUS_ID not in gym.registry:
     gym.register(CONTINUOUS_ID, entry_point=ContinuousTargetEnv, max_episode_steps=10)
 

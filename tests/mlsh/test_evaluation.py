@@ -20,6 +20,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import mlsh.evaluation
 from agents import MLSHAgent, flat_ppo_config
+from mlsh.checkpoint import checkpoint_path, load_checkpoint
 from mlsh.cli import compose_config, run_cli
 from mlsh.config import Config, ConfigError, PPOConfig
 from mlsh.errors import CheckpointError
@@ -27,17 +28,20 @@ from mlsh.evaluate import main as evaluate_main
 from mlsh.evaluation import (
     AdaptOptions,
     CompareOptions,
+    MethodResult,
+    adapt_masters,
     evaluate_run,
+    flat_ppo_adaptation,
     format_table,
     master_overrides,
     oracle_returns,
     sample_eval_tasks,
 )
 from mlsh.meta import TRAIN_TASK_STREAM, task_rng
-from mlsh.report import CSV_COLUMNS
+from mlsh.report import CSV_COLUMNS, GOAL_CSV_COLUMNS, csv_columns
 from mlsh.trainer import train
 from mlsh.video import BANNER_HEIGHT, PALETTE, record_episode
-from tests.conftest import small_config
+from tests.conftest import GOAL_ID, small_config
 
 
 def test_episodes_longer_than_a_rollout_are_measured_and_json_is_strict(tmp_path: Path) -> None:
@@ -339,3 +343,107 @@ def test_master_section_has_every_ppo_setting_and_ignores_an_env_configs() -> No
     data = compose_config("evaluate", ["checkpoint=x", "env=AntTwowalk", "master.ent_coef=0.01"])
     assert data["env"]["id"] == "mlsh/AntTwowalk-v0"
     assert master_overrides(data["master"]) == {"ent_coef": 0.01}
+
+
+# -- goal reaches (envs whose step info has goal_reached: AntObstacles, AntMaze; here a scripted toy) ---------------
+# GoalCountEnv's episodes last 4 steps, so each 20-step iteration ends 5 episodes in each of a task's 2 envs.
+# By hand, per iteration: task 0 never reaches the goal; task 1 on its envs' even-numbered episodes (2nd and
+# 4th, then 6th, 8th and 10th: 2 x 2, then 2 x 3); task 2 in every episode (mid-episode).
+GOAL_TASKS = [0, 1, 2]
+HAND_COUNT = np.array([[0, 4, 10], [0, 6, 10]])  # [iters, tasks]
+
+
+@pytest.fixture(scope="module")
+def goal_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cfg = small_config(GOAL_ID)
+    cfg.train.total_timesteps = cfg.steps_per_iteration
+    run_dir = tmp_path_factory.mktemp("goal_run")
+    train(cfg, run_dir)
+    return run_dir
+
+
+def test_goal_reaches_match_a_hand_count(goal_run: Path) -> None:
+    payload = load_checkpoint(checkpoint_path(goal_run))
+    cfg = small_config(GOAL_ID)
+    mlsh_adapted = adapt_masters(cfg, payload["learner"]["policy"], GOAL_TASKS, 2, 0, goal_run)
+    scratch = flat_ppo_adaptation(cfg, GOAL_TASKS, 2, 0)
+    for adaptation in (mlsh_adapted, scratch):
+        np.testing.assert_array_equal(adaptation.episodes, np.full((2, 3), 10))
+        np.testing.assert_array_equal(adaptation.goal_reaches, HAND_COUNT)
+        np.testing.assert_allclose(adaptation.curve, HAND_COUNT / 10)  # reward 1 on the step that reaches
+    counts = {"episodes": mlsh_adapted.episodes, "goal_reaches": mlsh_adapted.goal_reaches}
+    method = MethodResult(mlsh_adapted.curve, mlsh_adapted.after, 40, **counts)
+    assert len(method.success_curve) == 2  # [iters]
+    assert method.success_curve == pytest.approx([(0 + 0.4 + 1) / 3, (0 + 0.6 + 1) / 3])
+    assert method.total_goal_reaches == int(HAND_COUNT.sum()) == 30
+    assert method.adaptation_env_steps == 2 * 3 * 40
+
+
+def test_goal_reaches_reach_json_csv_summary_png_and_tensorboard(
+    goal_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    output = tmp_path / "goals.json"
+    _evaluate_cli(
+        monkeypatch,
+        f"checkpoint={goal_run}",
+        "num_tasks=3",
+        "adapt_iters=2",
+        "oracle=false",
+        "baselines=[scratch,sb3_scratch]",
+        f"output={output}",
+    )
+    printed = capsys.readouterr().out
+    result = json.loads(output.read_text())
+    tasks = result["tasks"]
+    expected = np.array([[HAND_COUNT[i][task] for task in tasks] for i in range(2)])  # [iters, tasks]
+    for name, method in result["methods"].items():
+        assert method["episodes_per_task"] == [[10, 10]] * 3, name
+        assert method["goal_reaches_per_task"] == expected.T.tolist(), name
+        assert method["goal_reaches_total"] == int(expected.sum()) == sum(map(sum, method["goal_reaches_per_task"]))
+        assert method["episodes_total"] == 60 and method["adaptation_env_steps"] == 2 * 3 * 40
+        assert method["success_curve"] == pytest.approx((expected / 10).mean(axis=1).tolist())
+    assert result["goal_reaches_total"] == result["methods"]["mlsh"]["goal_reaches_total"]
+    assert result["success_curve"] == result["methods"]["mlsh"]["success_curve"]
+    assert f"goal reaches during adaptation: {int(expected.sum())} of 60 episodes in 240 env steps" in printed
+    assert "goal reaches  env steps" in printed
+
+    with open(output.with_suffix(".csv")) as handle:
+        rows = list(csv.DictReader(handle))
+    assert tuple(rows[0]) == CSV_COLUMNS + GOAL_CSV_COLUMNS
+    adapt_rows = [r for r in rows if r["method"] == "sb3_scratch" and r["phase"] == "adapt"]
+    assert [int(r["goal_reaches"]) for r in adapt_rows] == expected.T.reshape(-1).tolist()
+    assert {r["episodes"] for r in adapt_rows} == {"10"}
+    assert all(r["goal_reaches"] == "" for r in rows if r["phase"] == "after")
+    with Image.open(output.with_suffix(".png")) as image:
+        assert image.size == (1500, 450)  # the success-rate panel beside the returns and the spread
+    events = EventAccumulator(str(output.parent / "tb" / "goals"))
+    events.Reload()
+    success = events.Scalars("eval_unseen/scratch/success_rate")
+    assert [e.value for e in success] == pytest.approx(result["methods"]["scratch"]["success_curve"])
+
+
+def test_envs_without_goal_reached_get_none_and_unchanged_numbers(suite_runs: dict[str, Path]) -> None:
+    compare = CompareOptions(oracle_episodes=2, baselines=["scratch"])
+    evaluation = evaluate_run(suite_runs["mlsh"], 3, adapt=AdaptOptions(iters=2), compare=compare)
+    for method in evaluation.methods.values():
+        assert method.episodes is None and method.goal_reaches is None
+        assert method.success_curve is None and method.total_goal_reaches is None
+    result = evaluation.to_dict()
+    assert "goal_reaches_total" not in result and "success_curve" not in result
+    assert set(result["methods"]["mlsh"]) == {
+        "curve",
+        "curve_mean",
+        "curve_per_task",
+        "ratio",
+        "return_after_adaptation",
+        "return_after_adaptation_per_task",
+        "return_after_adaptation_std",
+        "steps_per_task_per_iter",
+    }
+    assert csv_columns(result) == CSV_COLUMNS
+    assert "goal reaches" not in format_table(result)
+    # The numbers the evaluation gave before it counted goal reaches, on the same runs and seeds.
+    assert result["methods"]["mlsh"]["curve_per_task"] == [[0.0, 0.0], [0.0, 0.0], [0.0, 1.25]]
+    assert result["return_after_adaptation_per_task"] == [0.0, 1.5, 1.0]
+    assert result["methods"]["scratch"]["curve_per_task"] == [[0.0, 0.25], [0.75, 0.0], [0.0, 0.0]]
+    assert result["oracle_return_per_task"] == [5.0, 3.5, 8.0]
