@@ -39,7 +39,7 @@ from mlsh.evaluation import (
 )
 from mlsh.report import plot_curves, write_csv, write_tensorboard
 from mlsh.rundir import OutputClaim, claim_output
-from mlsh.video import check_video_format, record_episode, write_video
+from mlsh.video import check_video_format, record_until_goal, write_video
 
 
 def _check_list(data: dict[str, Any], key: str) -> list[str]:
@@ -58,9 +58,12 @@ def write_videos(
     max_tasks: int | None,
     fps: float,
     video_format: str,
+    tries: int = 1,
 ) -> list[Path]:
     """A video per task (``<stem>_taskNN.gif`` and/or ``.mp4``, as ``video_format`` says) of the agent with that
-    task's adapted master (the active sub-policy in each frame)."""
+    task's adapted master (the active sub-policy in each frame). On envs whose info says ``goal_reached``, up to
+    ``tries`` episodes per task are run (seeds one apart) and the first that reaches the goal is kept, else the
+    last, with a notice."""
     env_cfg = adapted.cfg.env
     count = len(adapted.tasks) if max_tasks is None else min(max_tasks, len(adapted.tasks))
     paths = []
@@ -72,10 +75,12 @@ def write_videos(
         env = _video_env(env_cfg)
         env.unwrapped.task = task
         try:
-            frames, _, _ = record_episode(agent, env, seed=seed + EVAL_ENV_SEED_OFFSET + index)
+            recording, _ = record_until_goal(agent, env, seed + EVAL_ENV_SEED_OFFSET + index, tries)
+            if recording.goal_reached is False:
+                print(f"mlsh: task {index}: none of {tries} filmed episodes reached the goal; the video shows the last")
         finally:
             env.close()
-        paths += write_video(out_dir / f"{stem}_task{index:02d}", frames, fps, video_format)
+        paths += write_video(out_dir / f"{stem}_task{index:02d}", recording.frames, fps, video_format)
     return paths
 
 
@@ -222,6 +227,7 @@ def _evaluate(argv: list[str], dry_run: bool) -> None:
     deterministic, baseline_scratch = check_bool(data, "deterministic"), check_bool(data, "baseline_scratch")
     plot, tensorboard, video, overwrite = (check_bool(data, k) for k in ("plot", "tensorboard", "video", "overwrite"))
     check_positive_int("video_tasks", data["video_tasks"], 2, nullable=True)
+    check_positive_int("video_tries", data["video_tries"], 3)
     if not finite_number(data["video_fps"]) or data["video_fps"] <= 0:
         raise ConfigError(f"video_fps must be a positive number, got {data['video_fps']!r}; set e.g. video_fps=10.")
     check_video_format(data["video_format"], need_writer=video)  # MP4s need imageio-ffmpeg, checked before the work
@@ -270,7 +276,7 @@ def _evaluate(argv: list[str], dry_run: bool) -> None:
             device = data["device"] or "cpu"
             written += write_videos(
                 result.adapted, output.parent, output.stem, data["seed"], device, data["video_tasks"],
-                data["video_fps"], data["video_format"],
+                data["video_fps"], data["video_format"], data["video_tries"],
             )  # fmt: skip
         for path in written:
             print(f"mlsh: wrote {path}")

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -42,15 +43,21 @@ def annotate(frame: np.ndarray, sub_idx: int, text: str) -> np.ndarray:
     return np.asarray(image)
 
 
-def record_episode(
-    agent: PolicyActor, env: gym.Env, seed: int | None = None, deterministic: bool = False
-) -> tuple[list[np.ndarray], list[int], float]:
-    """Runs one episode of ``agent`` in ``env`` (made with ``render_mode="rgb_array"``).
+class Recording(NamedTuple):
+    """One filmed episode (:func:`record_episode`)."""
 
-    Returns:
-        ``(frames, sub_indices, return)``: one annotated frame before every step and one after the
-        last (episode length + 1 frames); the sub-policy active at each step.
-    """
+    frames: list[np.ndarray]
+    """One annotated frame before every step and one after the last (episode length + 1 frames)."""
+    sub_indices: list[int]
+    """The sub-policy active at each step."""
+    total: float
+    """The episode's return."""
+    goal_reached: bool | None
+    """Whether a step's info said ``goal_reached``; None for envs whose info has no such key."""
+
+
+def record_episode(agent: PolicyActor, env: gym.Env, seed: int | None = None, deterministic: bool = False) -> Recording:
+    """Runs one episode of ``agent`` in ``env`` (made with ``render_mode="rgb_array"``) and films it."""
     if env.render_mode != "rgb_array":
         raise ConfigError(
             f"Videos need an env made with render_mode='rgb_array', got {env.render_mode!r}; "
@@ -59,18 +66,31 @@ def record_episode(
     obs, _ = env.reset(seed=seed)
     state, start = None, np.ones(1, dtype=bool)
     frames, subs, total, t = [], [], 0.0, 0
+    reached: bool | None = None
     while True:
         action, state = agent.predict(obs, state, start, deterministic=deterministic)
         sub = int(state[0][0])
         frames.append(annotate(env.render(), sub, f"sub-policy {sub}  t={t}  return={total:g}"))
         subs.append(sub)
-        obs, reward, terminated, truncated, _ = env.step(action)
+        obs, reward, terminated, truncated, info = env.step(action)
+        if "goal_reached" in info:
+            reached = bool(reached) or bool(info["goal_reached"])
         total += float(reward)
         t += 1
         start = np.zeros(1, dtype=bool)
         if terminated or truncated:
             frames.append(annotate(env.render(), sub, f"sub-policy {sub}  t={t}  return={total:g}  (end)"))
-            return frames, subs, total
+            return Recording(frames, subs, total, reached)
+
+
+def record_until_goal(agent: PolicyActor, env: gym.Env, seed: int, tries: int) -> tuple[Recording, int]:
+    """Films up to ``tries`` episodes (seeds ``seed``, ``seed + 1000``, ...) and keeps the first that reaches the
+    goal; on an env whose info has no ``goal_reached``, the first. Returns it (else the last) and the number run."""
+    for attempt in range(tries):
+        recording = record_episode(agent, env, seed=seed + 1000 * attempt)
+        if recording.goal_reached is not False:
+            break
+    return recording, attempt + 1
 
 
 def check_video_format(video_format: object, need_writer: bool = True) -> tuple[str, ...]:

@@ -199,7 +199,8 @@ def test_evaluate_writes_json_csv_png_tensorboard_and_videos(
 def test_video_frames_show_the_active_subpolicy(suite_runs: dict[str, Path]) -> None:
     agent = MLSHAgent.load(suite_runs["mlsh"], device="cpu", seed=0)
     env = gym.make("mlsh/MovementBandits-v0", render_mode="rgb_array", max_episode_steps=12)
-    frames, subs, total = record_episode(agent, env, seed=3)
+    frames, subs, total, reached = record_episode(agent, env, seed=3)
+    assert reached is None  # MovementBandits' info has no goal_reached
     assert len(frames) == 13 and len(subs) == 12
     assert all(frame.shape == (200 + BANNER_HEIGHT, 200, 3) and frame.dtype == np.uint8 for frame in frames)
     for frame, sub in zip(frames, subs):

@@ -5,13 +5,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import gymnasium as gym
 import imageio
 import numpy as np
 import pytest
 from PIL import Image
 
 from mlsh.errors import ConfigError
-from mlsh.video import check_video_format, write_mp4, write_video
+from mlsh.video import check_video_format, record_until_goal, write_mp4, write_video
 
 
 def _frames(count: int, height: int, width: int) -> list[np.ndarray]:
@@ -80,3 +81,43 @@ def test_mp4_without_imageio_ffmpeg_names_the_fix(tmp_path: Path, monkeypatch: p
     assert list(tmp_path.iterdir()) == []  # refused before the GIF too
     assert check_video_format("both", need_writer=False) == ("gif", "mp4")  # no videos made: no package needed
     assert write_video(tmp_path / "agent_task00", _frames(2, 8, 8), 10, "gif") == [tmp_path / "agent_task00.gif"]
+
+
+class _GoalOnThirdEpisode(gym.Env):
+    """Three-step episodes whose info says ``goal_reached`` on the third episode only; grey frames."""
+
+    metadata = {"render_modes": ["rgb_array"]}
+    observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, goal_episode: int | None = 2) -> None:
+        self.render_mode, self.goal_episode, self.episodes, self.seeds, self.t = "rgb_array", goal_episode, -1, [], 0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        self.episodes, self.t = self.episodes + 1, 0
+        self.seeds.append(seed)
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
+        self.t += 1
+        info = {} if self.goal_episode is None else {"goal_reached": self.episodes == self.goal_episode and self.t == 3}
+        return np.zeros(1, np.float32), 0.0, self.t == 3, False, info
+
+    def render(self) -> np.ndarray:
+        return np.full((8, 8, 3), 128, np.uint8)
+
+
+class _FirstSubPolicy:
+    def predict(self, obs, state, start, deterministic=False):  # noqa: ANN001, ANN201 (PolicyActor's signature)
+        return 0, [np.zeros(1, np.int64)]
+
+
+def test_record_until_goal_keeps_the_first_episode_that_reaches_the_goal() -> None:
+    env = _GoalOnThirdEpisode()
+    recording, runs = record_until_goal(_FirstSubPolicy(), env, seed=7, tries=5)
+    assert (runs, recording.goal_reached, len(recording.frames)) == (3, True, 4)
+    assert env.seeds == [7, 1007, 2007]
+    recording, runs = record_until_goal(_FirstSubPolicy(), _GoalOnThirdEpisode(), seed=7, tries=2)
+    assert (runs, recording.goal_reached) == (2, False)  # none reached: the last is kept
+    recording, runs = record_until_goal(_FirstSubPolicy(), _GoalOnThirdEpisode(goal_episode=None), seed=7, tries=5)
+    assert (runs, recording.goal_reached) == (1, None)  # an env without goals: the first episode
