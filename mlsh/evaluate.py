@@ -72,7 +72,7 @@ def write_videos(
         agent = PolicyActor.from_policy_state(
             adapted.cfg, adapted.policy_state, index, device, adapted.path, master_task=task, seed=seed + index
         )
-        env = _video_env(env_cfg)
+        env = video_env(env_cfg)
         env.unwrapped.task = task
         try:
             recording, _ = record_until_goal(agent, env, seed + EVAL_ENV_SEED_OFFSET + index, tries)
@@ -172,7 +172,7 @@ class CommandOutput:
         return exc_type is DryRun
 
 
-def _video_env(env_cfg: EnvConfig) -> gym.Env:
+def video_env(env_cfg: EnvConfig) -> gym.Env:
     """The env of ``env_cfg`` rendering ``rgb_array`` frames.
 
     Raises:
@@ -221,23 +221,34 @@ def check_command(argv: list[str]) -> None:
     _evaluate(argv, dry_run=True)
 
 
-def _evaluate(argv: list[str], dry_run: bool) -> None:
-    data = parse_job("evaluate", argv)
-    baselines = _check_list(data, "baselines")
-    deterministic, baseline_scratch = check_bool(data, "deterministic"), check_bool(data, "baseline_scratch")
-    plot, tensorboard, video, overwrite = (check_bool(data, k) for k in ("plot", "tensorboard", "video", "overwrite"))
+def check_video_settings(data: dict[str, Any]) -> bool:
+    """Checks a command's ``video*`` settings before any work (MP4s need imageio-ffmpeg); returns ``video``.
+
+    Raises:
+        ConfigError: a bad value, with the fix.
+    """
+    video = check_bool(data, "video")
     check_positive_int("video_tasks", data["video_tasks"], 2, nullable=True)
     check_positive_int("video_tries", data["video_tries"], 3)
     if not finite_number(data["video_fps"]) or data["video_fps"] <= 0:
         raise ConfigError(f"video_fps must be a positive number, got {data['video_fps']!r}; set e.g. video_fps=10.")
-    check_video_format(data["video_format"], need_writer=video)  # MP4s need imageio-ffmpeg, checked before the work
+    check_video_format(data["video_format"], need_writer=video)
+    return video
+
+
+def _evaluate(argv: list[str], dry_run: bool) -> None:
+    data = parse_job("evaluate", argv)
+    baselines = _check_list(data, "baselines")
+    deterministic, baseline_scratch = check_bool(data, "deterministic"), check_bool(data, "baseline_scratch")
+    plot, tensorboard, overwrite = (check_bool(data, k) for k in ("plot", "tensorboard", "overwrite"))
+    video = check_video_settings(data)
     # env=<Name> composes configs/env/<Name>.yaml (Hydra's env group); only its env section matters here.
     env = config_from_dict({"env": data["env"]}).env if data.get("env") else None
     out = CommandOutput(data, f"eval/evaluation_seed{data['seed']}.json", 32 * 2**20, overwrite, dry_run)
 
     def before_work(cfg: Config) -> None:  # every argument has been checked: claim the output, then work
         if video:
-            _video_env(cfg.env).close()
+            video_env(cfg.env).close()
         out.claim()
 
     with out:

@@ -49,8 +49,17 @@ from mlsh.cli import run_cli
 from mlsh.config import Config
 from mlsh.envs import make_env
 from mlsh.errors import ConfigError
-from mlsh.evaluate import CommandOutput, adapt_options, check_bool, parse_job
+from mlsh.evaluate import (
+    CommandOutput,
+    adapt_options,
+    check_bool,
+    check_video_settings,
+    parse_job,
+    video_env,
+    write_videos,
+)
 from mlsh.evaluation import (
+    AdaptedMasters,
     AdaptOptions,
     CompareOptions,
     check_positive_int,
@@ -336,6 +345,7 @@ def inspect_run(
     covered_fraction: float = 0.5,
     uncovered_share: float = 0.2,
     before_work: Callable[[Config], None] | None = None,
+    on_adapted: Callable[[AdaptedMasters], None] | None = None,
 ) -> tuple[dict[str, Any], list[SubPolicyRecord]]:
     """Adapts fresh masters on ``num_tasks`` unseen tasks, then records every sub-policy.
 
@@ -348,6 +358,7 @@ def inspect_run(
             single sub-policy or its adapted master must reach for the task to count as covered.
         uncovered_share: share of uncovered tasks at which the ``uncovered`` flag is raised.
         before_work: called once every argument has been checked, before any work (see :func:`evaluate_run`).
+        on_adapted: called with the adapted masters once they are trained (videos of them, say).
 
     Returns:
         ``(report, records)``: a JSON-able report, and the raw records (for the plots).
@@ -376,6 +387,8 @@ def inspect_run(
     )
     adapted = evaluation.adapted
     assert adapted is not None  # keep_masters=True
+    if on_adapted is not None:
+        on_adapted(adapted)
     result = evaluation.to_dict()
     records: list[SubPolicyRecord] = []
     decisions: list[tuple[int, int, np.ndarray]] = []  # (task index, chosen sub-policy, unit goal direction)
@@ -535,10 +548,24 @@ def check_command(argv: list[str]) -> None:
 def _inspect(argv: list[str], dry_run: bool) -> None:
     data = parse_job("inspect", argv)
     overwrite = check_bool(data, "overwrite")
+    video = check_video_settings(data)
     out = CommandOutput(data, f"inspect/inspect_seed{data['seed']}.json", 16 * 2**20, overwrite, dry_run)
+    videos: list[Path] = []
 
     def before_work(cfg: Config) -> None:  # every argument has been checked: claim the output, then work
+        if video:
+            video_env(cfg.env).close()
         out.claim()
+
+    def film(adapted: AdaptedMasters) -> None:
+        output = out.json_path
+        device = "cpu"
+        videos.extend(
+            write_videos(
+                adapted, output.parent, output.stem, data["seed"], device, data["video_tasks"], data["video_fps"],
+                data["video_format"], data["video_tries"],
+            )
+        )  # fmt: skip
 
     with out:
         report, records = inspect_run(
@@ -551,12 +578,15 @@ def _inspect(argv: list[str], dry_run: bool) -> None:
             covered_fraction=data["covered_fraction"],
             uncovered_share=data["uncovered_share"],
             before_work=before_work,
+            on_adapted=film if video else None,
         )
         print(format_report(report))
         output = out.json_path
         write_atomic(output, json.dumps(report, indent=2, allow_nan=False))
         png = plot_report(report, records, output.with_suffix(".png"))
         print(f"mlsh: wrote {output}\nmlsh: wrote {png}")
+        for path in videos:
+            print(f"mlsh: wrote {path}")
         print(f"mlsh: results in {output}, plot in {png}")
 
 

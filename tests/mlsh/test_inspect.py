@@ -79,9 +79,12 @@ def test_grid_envs_get_visit_heat_maps(tmp_path: Path, monkeypatch: pytest.Monke
             "adapt_iters=1",
             "master.lr=0.003",
             f"output={output}",
+            "video=true",
+            "video_format=gif",
         ],
     )
     main()
+    assert sorted(p.name for p in output.parent.glob("*.gif")) == ["inspect_task00.gif"]  # video_tasks=1
     report = json.loads(output.read_text())
     assert report["master_settings"] == {"lr": 0.003}
     assert "steps each; masters with lr=0.003; return after adaptation" in format_report(report).splitlines()[0]

@@ -210,6 +210,7 @@ def test_a_stray_disk_error_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys:
         ("evaluate", ["seed=-1"], "seed must be an integer in [0, 4294967295], got -1"),
         ("evaluate", ["video_tasks=-1"], "video_tasks must be a positive integer or null, got -1"),
         ("evaluate", ["video_tries=0"], "video_tries must be a positive integer, got 0; set e.g. video_tries=3."),
+        ("inspect", ["video_format=avi"], "video_format must be one of gif, mp4, both, got 'avi'"),
         ("evaluate", ["video_fps=inf"], "video_fps must be a positive number, got inf"),
         (
             "evaluate",
