@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -15,6 +16,25 @@ from mlsh.config import EnvConfig
 from mlsh.errors import ConfigError
 
 logger = logging.getLogger(__name__)
+
+
+# ``info`` keys by which an env says that the agent reached the goal: Gymnasium's / Stable-Baselines3's convention,
+# then ours (AntMaze, AntObstacles). Evaluation, inspection and videos read them through these two functions.
+SUCCESS_KEYS = ("is_success", "goal_reached")
+
+
+def success_key(info: Mapping[str, Any]) -> str | None:
+    """The first of :data:`SUCCESS_KEYS` in ``info`` (one env's, or a vector env's), None where there is none."""
+    for key in SUCCESS_KEYS:
+        if key in info:
+            return key
+    return None
+
+
+def success(info: Mapping[str, Any]) -> bool | None:
+    """Whether one env's step ``info`` says the goal was reached; None for an env that does not say."""
+    key = success_key(info)
+    return None if key is None else bool(info[key])
 
 
 SINGLE_TASK_ID = "mlsh/SingleTask-v0"  # any plain Gymnasium env as a distribution of one task

@@ -34,7 +34,7 @@ import torch
 from mlsh.checkpoint import check_fits_env, checkpoint_path, load_checkpoint, load_shared_weights
 from mlsh.checks import check_device, notice
 from mlsh.config import Config, EnvConfig, check_seed, config_from_dict, is_int, replace_section
-from mlsh.envs import make_env
+from mlsh.envs import make_env, success
 from mlsh.errors import ConfigError
 from mlsh.meta import EVAL_TASK_STREAM, MetaLearner, task_rng
 
@@ -371,9 +371,10 @@ def sb3_ppo_adaptation(
 
         def _on_step(self) -> bool:
             for env_index, info in enumerate(self.locals["infos"]):
-                if "goal_reached" in info:
+                reached = success(info)
+                if reached is not None:
                     self.reports_goal = True
-                    self.reached[env_index] |= bool(info["goal_reached"])
+                    self.reached[env_index] |= reached
                 if "episode" in info:
                     self.rollout.append(info["episode"]["r"])
                     self.rollout_goals.append(bool(self.reached[env_index]))

@@ -47,7 +47,7 @@ from mlsh.checkpoint import write_atomic
 from mlsh.checks import finite_number
 from mlsh.cli import run_cli
 from mlsh.config import Config
-from mlsh.envs import make_env
+from mlsh.envs import make_env, success
 from mlsh.errors import ConfigError
 from mlsh.evaluate import (
     CommandOutput,
@@ -117,22 +117,11 @@ def goal_direction(env: gym.Env) -> np.ndarray | None:
     return offset / length if length > 0 else None
 
 
-# ``info`` keys that flag reaching the goal: Gymnasium's / Stable-Baselines3's convention, then ours.
-SUCCESS_KEYS = ("is_success", "goal_reached")
-
-
 class Episode(NamedTuple):
     """One episode under an adapted master."""
 
     decisions: list[tuple[int, np.ndarray]]  # (chosen sub-policy, unit goal direction) per decision
-    reached: bool | None  # a SUCCESS_KEYS flag became true; None: the env reports none
-
-
-def _success(info: dict[str, Any]) -> bool | None:
-    for key in SUCCESS_KEYS:
-        if key in info:
-            return bool(info[key])
-    return None
+    reached: bool | None  # mlsh.envs.success became true; None: the env reports none
 
 
 def _run_with_master(
@@ -156,9 +145,9 @@ def _run_with_master(
         if grid:
             _count(records[sub].visits_active, agent_position(env)[0])
         obs, _, terminated, truncated, info = env.step(action)
-        success = _success(info)
-        if success is not None:
-            reached = bool(reached) or success
+        reached_now = success(info)
+        if reached_now is not None:
+            reached = bool(reached) or reached_now
         start = np.zeros(1, dtype=bool)
         if terminated or truncated:
             return Episode(decisions, reached)

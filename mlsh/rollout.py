@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 
+from mlsh.envs import success_key
 from mlsh.policy import HierarchicalPolicy, advance_macro_clock, merge_moments
 
 
@@ -277,9 +278,10 @@ class RolloutCollector:
             any_ended = bool(ended.any())
             if "x_position" in info and "y_position" in info:
                 self._track_moves(info, ended, any_ended, sub_idx, macro_moves)
-            if "goal_reached" in info:
+            goal_key = success_key(info)
+            if goal_key is not None:
                 reports_goal = True
-                self._track_goals(info, ended, any_ended)
+                self._track_goals(info, goal_key, ended, any_ended)
             self.clock = advance_macro_clock(self.clock, self.macro_len, ended)
             decide = self.clock == 0
             raw_t, reward_t, terminated_t, truncated_t, decide_t = self._upload(
@@ -363,17 +365,18 @@ class RolloutCollector:
             self.episode_length[ended] = 0
             self.episode_goal[ended] = False
 
-    def _track_goals(self, info: dict[str, Any], ended: np.ndarray, any_ended: bool) -> None:
-        """ORs this step's ``info["goal_reached"]`` into each env's running-episode flag.
+    def _track_goals(self, info: dict[str, Any], key: str, ended: np.ndarray, any_ended: bool) -> None:
+        """ORs this step's ``info[key]`` (:func:`mlsh.envs.success_key`: ``goal_reached`` for the Ant tasks) into
+        each env's running-episode flag.
 
         With SAME_STEP autoreset the info of an env whose episode just ended describes the next
         episode's start; its last step's info is in ``info["final_info"]`` (Gymnasium's vector layout:
         values ``[B]`` and ``_key`` masks), so that is read for the envs that ended.
         """
-        reached = _flag(info, "goal_reached", self.num_envs)
+        reached = _flag(info, key, self.num_envs)
         final = info.get("final_info") if any_ended else None
-        if final is not None and "goal_reached" in final:
-            reached = np.where(ended, _flag(final, "goal_reached", self.num_envs), reached)
+        if final is not None and key in final:
+            reached = np.where(ended, _flag(final, key, self.num_envs), reached)
         self.episode_goal |= reached
 
     def _track_moves(

@@ -11,6 +11,7 @@ import gymnasium as gym
 import numpy as np
 
 from mlsh.actor import PolicyActor
+from mlsh.envs import success
 from mlsh.errors import ConfigError
 
 BANNER_HEIGHT = 16
@@ -53,7 +54,7 @@ class Recording(NamedTuple):
     total: float
     """The episode's return."""
     goal_reached: bool | None
-    """Whether a step's info said ``goal_reached``; None for envs whose info has no such key."""
+    """Whether a step's info said the goal was reached (:func:`mlsh.envs.success`); None for envs that do not say."""
 
 
 def record_episode(agent: PolicyActor, env: gym.Env, seed: int | None = None, deterministic: bool = False) -> Recording:
@@ -73,8 +74,9 @@ def record_episode(agent: PolicyActor, env: gym.Env, seed: int | None = None, de
         frames.append(annotate(env.render(), sub, f"sub-policy {sub}  t={t}  return={total:g}"))
         subs.append(sub)
         obs, reward, terminated, truncated, info = env.step(action)
-        if "goal_reached" in info:
-            reached = bool(reached) or bool(info["goal_reached"])
+        reached_now = success(info)
+        if reached_now is not None:
+            reached = bool(reached) or reached_now
         total += float(reward)
         t += 1
         start = np.zeros(1, dtype=bool)

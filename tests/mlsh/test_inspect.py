@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+import mlsh.envs
 import mlsh.inspect
 from envs.four_rooms import FREE_CELLS
 from mlsh.checkpoint import load_checkpoint, save_checkpoint
@@ -170,9 +171,9 @@ def test_goal_reached_share_on_ant_maze(tmp_path: Path) -> None:
 
 
 def test_goal_reached_counts_episodes_per_task() -> None:
-    assert mlsh.inspect._success({"goal_reached": np.bool_(True)}) is True
-    assert mlsh.inspect._success({"is_success": 0.0, "goal_reached": True}) is False  # Gymnasium's key first
-    assert mlsh.inspect._success({"distance_to_goal": 3.0}) is None
+    assert mlsh.envs.success({"goal_reached": np.bool_(True)}) is True
+    assert mlsh.envs.success({"is_success": 0.0, "goal_reached": True}) is False  # Gymnasium's key first
+    assert mlsh.envs.success({"distance_to_goal": 3.0}) is None
     shares = mlsh.inspect._goal_reached([(0, True), (0, False), (2, True)], num_tasks=3)
     assert shares == {"overall": pytest.approx(2 / 3), "per_task": [0.5, None, 1.0], "episodes": 3}
     assert mlsh.inspect._goal_reached([], num_tasks=3) is None

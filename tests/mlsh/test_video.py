@@ -90,8 +90,9 @@ class _GoalOnThirdEpisode(gym.Env):
     observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
     action_space = gym.spaces.Discrete(2)
 
-    def __init__(self, goal_episode: int | None = 2) -> None:
+    def __init__(self, goal_episode: int | None = 2, key: str = "goal_reached") -> None:
         self.render_mode, self.goal_episode, self.episodes, self.seeds, self.t = "rgb_array", goal_episode, -1, [], 0
+        self.key = key
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         self.episodes, self.t = self.episodes + 1, 0
@@ -100,7 +101,7 @@ class _GoalOnThirdEpisode(gym.Env):
 
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
         self.t += 1
-        info = {} if self.goal_episode is None else {"goal_reached": self.episodes == self.goal_episode and self.t == 3}
+        info = {} if self.goal_episode is None else {self.key: self.episodes == self.goal_episode and self.t == 3}
         return np.zeros(1, np.float32), 0.0, self.t == 3, False, info
 
     def render(self) -> np.ndarray:
@@ -121,3 +122,9 @@ def test_record_until_goal_keeps_the_first_episode_that_reaches_the_goal() -> No
     assert (runs, recording.goal_reached) == (2, False)  # none reached: the last is kept
     recording, runs = record_until_goal(_FirstSubPolicy(), _GoalOnThirdEpisode(goal_episode=None), seed=7, tries=5)
     assert (runs, recording.goal_reached) == (1, None)  # an env without goals: the first episode
+
+
+def test_videos_read_gymnasiums_success_key_too() -> None:
+    env = _GoalOnThirdEpisode(goal_episode=0, key="is_success")
+    assert record_until_goal(_FirstSubPolicy(), env, seed=0, tries=3)[0].goal_reached is True
+    assert env.seeds == [0]
