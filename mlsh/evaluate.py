@@ -49,6 +49,14 @@ def _check_list(data: dict[str, Any], key: str) -> list[str]:
     return [str(v) for v in value]
 
 
+def command_videos(data: dict[str, Any], adapted: AdaptedMasters, output: Path) -> list[Path]:
+    """The videos of a command's ``video*`` settings (:func:`check_video_settings`), next to its ``output``."""
+    return write_videos(
+        adapted, output.parent, output.stem, data["seed"], data["device"] or "cpu", data["video_tasks"],
+        data["video_fps"], data["video_format"], data["video_tries"],
+    )  # fmt: skip
+
+
 def write_videos(
     adapted: AdaptedMasters,
     out_dir: Path,
@@ -75,7 +83,7 @@ def write_videos(
         env = video_env(env_cfg)
         env.unwrapped.task = task
         try:
-            recording, _ = record_until_goal(agent, env, seed + EVAL_ENV_SEED_OFFSET + index, tries)
+            recording = record_until_goal(agent, env, seed + EVAL_ENV_SEED_OFFSET + index, tries)
             if recording.goal_reached is False:
                 print(f"mlsh: task {index}: none of {tries} filmed episodes reached the goal; the video shows the last")
         finally:
@@ -284,11 +292,7 @@ def _evaluate(argv: list[str], dry_run: bool) -> None:
             written.append(write_tensorboard(public, tb))
         if video:
             assert result.adapted is not None  # keep_masters=video
-            device = data["device"] or "cpu"
-            written += write_videos(
-                result.adapted, output.parent, output.stem, data["seed"], device, data["video_tasks"],
-                data["video_fps"], data["video_format"], data["video_tries"],
-            )  # fmt: skip
+            written += command_videos(data, result.adapted, output)
         for path in written:
             print(f"mlsh: wrote {path}")
         for line in where_written(output, png, tb):

@@ -54,9 +54,9 @@ from mlsh.evaluate import (
     adapt_options,
     check_bool,
     check_video_settings,
+    command_videos,
     parse_job,
     video_env,
-    write_videos,
 )
 from mlsh.evaluation import (
     AdaptedMasters,
@@ -547,14 +547,7 @@ def _inspect(argv: list[str], dry_run: bool) -> None:
         out.claim()
 
     def film(adapted: AdaptedMasters) -> None:
-        output = out.json_path
-        device = "cpu"
-        videos.extend(
-            write_videos(
-                adapted, output.parent, output.stem, data["seed"], device, data["video_tasks"], data["video_fps"],
-                data["video_format"], data["video_tries"],
-            )
-        )  # fmt: skip
+        videos.extend(command_videos(data, adapted, out.json_path))
 
     with out:
         report, records = inspect_run(

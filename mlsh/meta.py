@@ -187,9 +187,7 @@ class MetaLearner:
     def _task_decks(self, family: list[Any] | None) -> list[TaskDeck]:
         """With ``mlsh.task_sampling=balanced`` (or ``auto`` and a finite ``family``): one deck of the env's task
         ``family`` over every slot (each slot its own where several processes run), dealt with the task
-        generators; else none.
-
-        """
+        generators; else none."""
         if self.cfg.mlsh.task_sampling == "iid" or family is None:  # balanced without a family: task_family refused
             return []
         return [TaskDeck(family, rng) for rng in (self.slot_task_rngs or [self.task_rng])]

@@ -304,7 +304,7 @@ class SubPolicySnapshot:
     def __init__(self, subs: SubPolicies) -> None:
         self.num_subpolicies = subs.num_subpolicies
         self.discrete = subs.discrete
-        self.kept_obs = subs.kept_obs.clone() if subs.hides_obs else None  # sub.hidden_obs: SubPolicies.select
+        self.select = subs.select  # sub.hidden_obs: the entries the members see
         self._envs: torch.Tensor | None = None  # arange(B), kept across the steps of a rollout
         if not self.discrete:
             self.std = subs.log_std.exp()  # [K, A]
@@ -347,8 +347,7 @@ class SubPolicySnapshot:
         Returns:
             ``(action [B, ...], logprob [B], value [B])``.
         """
-        if self.kept_obs is not None:
-            obs = obs.index_select(-1, self.kept_obs)
+        obs = self.select(obs)
         if self.indexed:
             return self._act_indexed(obs, sub_idx, deterministic, generator)
         k = self.num_subpolicies

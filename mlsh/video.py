@@ -85,14 +85,14 @@ def record_episode(agent: PolicyActor, env: gym.Env, seed: int | None = None, de
             return Recording(frames, subs, total, reached)
 
 
-def record_until_goal(agent: PolicyActor, env: gym.Env, seed: int, tries: int) -> tuple[Recording, int]:
-    """Films up to ``tries`` episodes (seeds ``seed``, ``seed + 1000``, ...) and keeps the first that reaches the
-    goal; on an env whose info has no ``goal_reached``, the first. Returns it (else the last) and the number run."""
+def record_until_goal(agent: PolicyActor, env: gym.Env, seed: int, tries: int) -> Recording:
+    """Films up to ``tries`` episodes (seeds ``seed``, ``seed + 1000``, ...) and returns the first that reaches the
+    goal, else the last; on an env that does not say whether it reached one, the first."""
     for attempt in range(tries):
         recording = record_episode(agent, env, seed=seed + 1000 * attempt)
         if recording.goal_reached is not False:
             break
-    return recording, attempt + 1
+    return recording
 
 
 def check_video_format(video_format: object, need_writer: bool = True) -> tuple[str, ...]:

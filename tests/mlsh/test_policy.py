@@ -305,7 +305,8 @@ def test_no_hidden_obs_builds_the_same_sub_policies_as_before() -> None:
     assert torch.equal(after_rng, torch.rand(2))  # the same draws
     assert before.keys() == subs.state_dict().keys()
     assert all(torch.equal(v, subs.state_dict()[k]) for k, v in before.items())
-    assert SubPolicySnapshot(subs).kept_obs is None  # the rollout selects nothing
+    obs = torch.rand(3, 4)
+    assert SubPolicySnapshot(subs).select(obs) is obs  # the rollout selects nothing
 
 
 @pytest.mark.parametrize(

@@ -115,16 +115,18 @@ class _FirstSubPolicy:
 
 def test_record_until_goal_keeps_the_first_episode_that_reaches_the_goal() -> None:
     env = _GoalOnThirdEpisode()
-    recording, runs = record_until_goal(_FirstSubPolicy(), env, seed=7, tries=5)
-    assert (runs, recording.goal_reached, len(recording.frames)) == (3, True, 4)
+    recording = record_until_goal(_FirstSubPolicy(), env, seed=7, tries=5)
+    assert (len(env.seeds), recording.goal_reached, len(recording.frames)) == (3, True, 4)
     assert env.seeds == [7, 1007, 2007]
-    recording, runs = record_until_goal(_FirstSubPolicy(), _GoalOnThirdEpisode(), seed=7, tries=2)
-    assert (runs, recording.goal_reached) == (2, False)  # none reached: the last is kept
-    recording, runs = record_until_goal(_FirstSubPolicy(), _GoalOnThirdEpisode(goal_episode=None), seed=7, tries=5)
-    assert (runs, recording.goal_reached) == (1, None)  # an env without goals: the first episode
+    env = _GoalOnThirdEpisode()
+    recording = record_until_goal(_FirstSubPolicy(), env, seed=7, tries=2)
+    assert (len(env.seeds), recording.goal_reached) == (2, False)  # none reached: the last is kept
+    env = _GoalOnThirdEpisode(goal_episode=None)
+    recording = record_until_goal(_FirstSubPolicy(), env, seed=7, tries=5)
+    assert (len(env.seeds), recording.goal_reached) == (1, None)  # an env without goals: the first episode
 
 
 def test_videos_read_gymnasiums_success_key_too() -> None:
     env = _GoalOnThirdEpisode(goal_episode=0, key="is_success")
-    assert record_until_goal(_FirstSubPolicy(), env, seed=0, tries=3)[0].goal_reached is True
+    assert record_until_goal(_FirstSubPolicy(), env, seed=0, tries=3).goal_reached is True
     assert env.seeds == [0]
