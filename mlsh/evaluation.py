@@ -453,6 +453,12 @@ class MethodResult:
     episodes: np.ndarray | None = None
     goal_reaches: np.ndarray | None = None
 
+    @classmethod
+    def of(cls, adaptation: Adaptation, steps_per_task_per_iter: int, run_dir: str | None = None) -> MethodResult:
+        """The result of one method's :class:`Adaptation` (its masters are not kept)."""
+        a = adaptation
+        return cls(a.curve, a.after, steps_per_task_per_iter, run_dir, a.episodes, a.goal_reaches)
+
     @property
     def mean_curve(self) -> list[float | None]:
         """Mean over tasks per iteration (None where no task ended an episode)."""
@@ -801,7 +807,7 @@ def evaluate_run(
     deterministic = adapt.deterministic
     mlsh = adapt_masters(cfg, payload["learner"]["policy"], tasks, iters, seed, path, env_cfg, deterministic)
     steps_per_iter = cfg.train.envs_per_slot * cfg.train.rollout_len
-    methods = {"mlsh": MethodResult(mlsh.curve, mlsh.after, steps_per_iter, None, mlsh.episodes, mlsh.goal_reaches)}
+    methods = {"mlsh": MethodResult.of(mlsh, steps_per_iter)}
     for name in chosen:
         run_dir_used = None
         if name == "scratch":
@@ -821,9 +827,7 @@ def evaluate_run(
                 adaptation = adapt_masters(used, state, tasks, iters, seed, other_path, env_cfg, deterministic)
             run_dir_used = str(other_path.parent)
         steps = used.train.envs_per_slot * used.train.rollout_len
-        methods[name] = MethodResult(
-            adaptation.curve, adaptation.after, steps, run_dir_used, adaptation.episodes, adaptation.goal_reaches
-        )
+        methods[name] = MethodResult.of(adaptation, steps, run_dir_used)
     adapted = None
     if keep_masters:
         adapted = AdaptedMasters(task_cfg, {**payload["learner"]["policy"], **mlsh.masters}, tasks, path)

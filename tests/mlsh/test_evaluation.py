@@ -372,8 +372,7 @@ def test_goal_reaches_match_a_hand_count(goal_run: Path) -> None:
         np.testing.assert_array_equal(adaptation.episodes, np.full((2, 3), 10))
         np.testing.assert_array_equal(adaptation.goal_reaches, HAND_COUNT)
         np.testing.assert_allclose(adaptation.curve, HAND_COUNT / 10)  # reward 1 on the step that reaches
-    counts = {"episodes": mlsh_adapted.episodes, "goal_reaches": mlsh_adapted.goal_reaches}
-    method = MethodResult(mlsh_adapted.curve, mlsh_adapted.after, 40, **counts)
+    method = MethodResult.of(mlsh_adapted, 40)
     assert len(method.success_curve) == 2  # [iters]
     assert method.success_curve == pytest.approx([(0 + 0.4 + 1) / 3, (0 + 0.6 + 1) / 3])
     assert method.total_goal_reaches == int(HAND_COUNT.sum()) == 30
