@@ -213,3 +213,46 @@ def load_script(name: str) -> Any:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+# -- two training processes (torch.distributed, gloo) --------------------------------------------------------------
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _subpolicies_worker(rank: int, port: int, out_dir: str, cfg: Config, iterations: int) -> None:
+    import torch.distributed as dist
+
+    from mlsh.distributed import DistContext
+    from mlsh.meta import MetaLearner
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        learner = MetaLearner(cfg, dist=DistContext.current())
+        initial = {k: v.clone() for k, v in learner.policy.subpolicies.state_dict().items()}
+        for _ in range(iterations):
+            learner.train_iteration()
+        torch.save((initial, learner.policy.subpolicies.state_dict()), Path(out_dir) / f"rank{rank}.pt")
+        learner.close()
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def train_subpolicies_in_two_processes(
+    cfg: Config, out_dir: Path, iterations: int = 3
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Trains ``cfg`` for ``iterations`` iterations in two gloo processes (each its share of the slots) and returns
+    the sub-policies' state: rank 0's at the start, then each rank's at the end."""
+    import torch.multiprocessing as mp
+
+    args = (free_port(), str(out_dir), cfg, iterations)
+    mp.start_processes(_subpolicies_worker, args=args, nprocs=2, join=True, start_method="spawn")
+    (initial, first), (_, second) = (torch.load(out_dir / f"rank{rank}.pt") for rank in range(2))
+    return initial, first, second

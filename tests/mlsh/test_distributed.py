@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ from mlsh.meta import MetaLearner
 from mlsh.policy import RunningMeanStd
 from mlsh.rollout import RolloutBatch
 from mlsh.trainer import train
-from tests.conftest import RANDOM_END_ID, small_config
+from tests.conftest import RANDOM_END_ID, free_port, small_config
 
 WORLD = 2
 ITERATIONS = 4
@@ -35,12 +34,6 @@ def _config() -> Any:
     cfg.sub.num_minibatches = 2
     cfg.train.total_timesteps = ITERATIONS * cfg.steps_per_iteration
     return cfg
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _sub_state(learner: MetaLearner) -> dict[str, torch.Tensor]:
@@ -97,7 +90,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]]]:
     out = tmp_path_factory.mktemp("dist")
-    mp.start_processes(_worker, args=(_free_port(), str(out)), nprocs=WORLD, join=True, start_method="spawn")
+    mp.start_processes(_worker, args=(free_port(), str(out)), nprocs=WORLD, join=True, start_method="spawn")
     return out, [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
 
 
@@ -186,7 +179,7 @@ def test_slots_must_split_evenly() -> None:
 
 def test_torchrun_command_line(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    common = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}"]
+    common = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}"]
     args = ["-m", "mlsh.train", "mlsh.num_slots=2", "train.envs_per_slot=1", "train.rollout_len=10"]
     args += ["train.total_timesteps=40", "train.progress=false", "device=cpu", f"hydra.run.dir={run_dir}"]
     first = subprocess.run([*common, *args], cwd=tmp_path, capture_output=True, text=True)

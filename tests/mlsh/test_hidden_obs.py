@@ -3,24 +3,19 @@ init_from and resume refuse another value, several processes agree, and bad valu
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from agents import MLSHAgent, SubPolicyEnv
 from mlsh.checkpoint import load_checkpoint
-from mlsh.distributed import DistContext
 from mlsh.evaluation import AdaptOptions
 from mlsh.inspect import inspect_run
-from mlsh.meta import MetaLearner
 from mlsh.train import main as train_main
-from tests.conftest import RANDOM_END_ID, small_config
+from tests.conftest import RANDOM_END_ID, small_config, train_subpolicies_in_two_processes
 from tests.reliability_helpers import TINY, run_main, tree_hash
 
 # MovementBandits observes 6 entries; TINY's iterations are 200 env steps.
@@ -105,29 +100,10 @@ def test_init_from_and_resume_refuse_other_hidden_obs(
     assert code == 0, err
 
 
-def _dist_worker(rank: int, port: int, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-    try:
-        cfg = small_config(RANDOM_END_ID, num_slots=4, stagger=True)  # 2 slots per process
-        cfg.sub.hidden_obs = [0]  # of 2 entries
-        learner = MetaLearner(cfg, dist=DistContext.current())
-        initial = {k: v.clone() for k, v in learner.policy.subpolicies.state_dict().items()}
-        for _ in range(3):
-            learner.train_iteration()
-        torch.save((initial, learner.policy.subpolicies.state_dict()), Path(out_dir) / f"rank{rank}.pt")
-        learner.close()
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
-
-
 def test_two_processes_keep_sub_policies_with_hidden_entries_identical(tmp_path: Path) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    mp.start_processes(_dist_worker, args=(port, str(tmp_path)), nprocs=2, join=True, start_method="spawn")
-    (initial, first), (_, second) = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
+    cfg = small_config(RANDOM_END_ID, num_slots=4, stagger=True)  # 2 slots per process
+    cfg.sub.hidden_obs = [0]  # of 2 entries
+    initial, first, second = train_subpolicies_in_two_processes(cfg, tmp_path)
     assert first["actor.layers.0.weight"].shape == (2, 1, 16)
     assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
     assert any(not torch.equal(first[k], initial[k]) for k in first)  # they trained

@@ -24,7 +24,7 @@ from mlsh.meta import MetaLearner
 from mlsh.networks import ALL_MEMBERS_UP_TO, BatchedMLP, HashedMLP, MemberAdam, apply_layers_indexed
 from mlsh.policy import SubPolicies
 from mlsh.trainer import train
-from tests.conftest import CONTINUOUS_ID, RANDOM_END_ID, small_config
+from tests.conftest import CONTINUOUS_ID, RANDOM_END_ID, small_config, train_subpolicies_in_two_processes
 
 SHARED = ("trunk", "conditioned", "hashed")
 OBS, HIDDEN = 6, [16, 8]
@@ -375,38 +375,10 @@ def test_ppo_from_scratch_on_a_shared_runs_tasks_is_a_plain_network(monkeypatch:
     assert built == ["separate", "separate"]
 
 
-def _dist_worker(rank: int, port: int, out_dir: str) -> None:
-    import torch.distributed as dist
-
-    from mlsh.distributed import DistContext
-
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-    try:
-        cfg = _config("hashed", RANDOM_END_ID)
-        cfg.mlsh.num_slots, cfg.mlsh.stagger = 4, True  # 2 slots per process, a joint slot somewhere each iteration
-        cfg.train.total_timesteps = 3 * cfg.steps_per_iteration
-        learner = MetaLearner(cfg, dist=DistContext.current())
-        initial = {k: v.clone() for k, v in learner.policy.subpolicies.state_dict().items()}
-        for _ in range(3):
-            learner.train_iteration()
-        final = learner.policy.subpolicies.state_dict()
-        torch.save((initial, final), Path(out_dir) / f"rank{rank}.pt")
-        learner.close()
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
-
-
 def test_two_processes_keep_shared_sub_policies_bit_identical(tmp_path: Path) -> None:
-    import socket
-
-    import torch.multiprocessing as mp
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    mp.start_processes(_dist_worker, args=(port, str(tmp_path)), nprocs=2, join=True, start_method="spawn")
-    (initial, first), (_, second) = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
+    cfg = _config("hashed", RANDOM_END_ID)
+    cfg.mlsh.num_slots, cfg.mlsh.stagger = 4, True  # 2 slots per process, a joint slot somewhere each iteration
+    cfg.train.total_timesteps = 3 * cfg.steps_per_iteration
+    initial, first, second = train_subpolicies_in_two_processes(cfg, tmp_path)
     assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
     assert any(not torch.equal(first[k], initial[k]) for k in first)  # they trained
