@@ -18,6 +18,7 @@ Example::
 
     python scripts/benchmark_locomotion.py --steps 1000000 --seeds 0 1 2 --workers 2
     python scripts/benchmark_locomotion.py --steps 50000 --seeds 0 --eval-episodes 2   # a quick check
+    python scripts/benchmark_locomotion.py --results mlsh=runs/bench_v3 sb3=runs/benchmark_locomotion   # no training
 """
 
 from __future__ import annotations
@@ -184,6 +185,20 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def finished_results(sources: list[str], methods: list[str], seeds: list[int]) -> list[dict]:
+    """The finished jobs' results (``<method>_seed<S>.json``) of ``methods`` and ``seeds`` in each source: a
+    ``--out`` dir, or ``METHOD=DIR`` for that method's jobs in it."""
+    found = []
+    for source in sources:
+        method, _, directory = source.rpartition("=")
+        for name in [method] if method else methods:
+            for seed in seeds:
+                path = Path(directory) / f"{name}_seed{seed}.json"
+                if path.exists():
+                    found.append(json.loads(path.read_text()))
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--env-id", default="Ant-v5")
@@ -194,7 +209,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="jobs run at once, one core each")
     parser.add_argument("--out", default="runs/benchmark_locomotion")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for our trainer")
+    parser.add_argument(
+        "--results",
+        nargs="+",
+        metavar="[METHOD=]DIR",
+        help="no training: the table of the jobs finished in these --out dirs (METHOD=DIR: that method's only)",
+    )
     args = parser.parse_args(argv)
+    if args.results:
+        print(table(finished_results(args.results, args.methods, args.seeds)))
+        return 0
     if args.steps < 2048 or args.eval_episodes < 1 or args.workers < 1:
         print("error: --steps must be at least 2048 and --eval-episodes, --workers at least 1.", file=sys.stderr)
         return 2

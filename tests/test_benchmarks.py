@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -88,3 +89,26 @@ def test_sweep_master_tables_each_set_of_master_settings(tmp_path: Path) -> None
     assert bad.returncode != 0 and "--set items are key=value, got 'lr'" in bad.stderr
     unknown = subprocess.run([*script, "--set", "lrr=0.1"], cwd=REPO, capture_output=True, text=True)
     assert unknown.returncode != 0 and "error: Unknown setting 'master.lrr'" in unknown.stderr
+
+
+def test_benchmark_locomotion_tables_finished_jobs_of_several_dirs_without_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    spec = importlib.util.spec_from_file_location("benchmark_locomotion", REPO / "scripts" / "benchmark_locomotion.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def job(directory: str, method: str, seed: int, ret: float, wall: float) -> None:
+        (tmp_path / directory).mkdir(exist_ok=True)
+        result = {"method": method, "seed": seed, "return": ret, "velocity": 0.5, "episode_length": 100.0,
+                  "train_wall_s": wall, "train_fps": 1000.0}  # fmt: skip
+        (tmp_path / directory / f"{method}_seed{seed}.json").write_text(json.dumps(result))
+
+    job("ours", "mlsh", 0, 300.0, 100.0)
+    job("ours", "mlsh", 1, 500.0, 100.0)
+    job("ref", "sb3", 0, 400.0, 400.0)
+    job("ref", "mlsh", 0, -1000.0, 1.0)  # an older run of ours in the reference's dir: left out by sb3=
+    assert module.main(["--results", f"mlsh={tmp_path / 'ours'}", f"sb3={tmp_path / 'ref'}"]) == 0
+    printed = capsys.readouterr().out
+    assert "mlsh   mean (2 seeds): return 400.0 +/- 100.0" in printed
+    assert "ratios ours/SB3: return 1.00, x velocity 1.00, wall time 0.25" in printed
