@@ -162,7 +162,9 @@ class AntMaze(AntTaskEnv[int]):
 
     ## Arguments
     ``reward_type`` ("dense" or "sparse"), ``goal_radius`` (2.0), ``block_size`` (15.2),
-    ``ctrl_cost_weight`` (0.1), and those of :class:`envs.ant_base.AntTaskEnv`: ``xml_file``,
+    ``ctrl_cost_weight`` (0.1), ``train_layouts`` (indices of the layouts :meth:`sample_task` draws from;
+    None, the default, is the paper's 9; e.g. ``[4]``, straight right only, trains one direction), and
+    those of :class:`envs.ant_base.AntTaskEnv`: ``xml_file``,
     ``flip_handling``, ``pose_reset_every``, ``reset_noise_scale``, ``healthy_z_range``, ``render_mode``
     (None or "rgb_array": a top-down view of the whole arena, absent blocks hidden, goal region green),
     ``width``, ``height``.
@@ -179,6 +181,7 @@ class AntMaze(AntTaskEnv[int]):
         goal_radius: float = 2.0,
         block_size: float = 15.2,
         ctrl_cost_weight: float = 0.1,
+        train_layouts: Sequence[int] | None = None,
         **kwargs: Any,
     ) -> None:
         if reward_type not in ("dense", "sparse"):
@@ -190,6 +193,7 @@ class AntMaze(AntTaskEnv[int]):
         self.block_size = float(block_size)
         self.ctrl_cost_weight = float(ctrl_cost_weight)
         self.layouts = LAYOUTS
+        self._train_layouts = _check_train_layouts(train_layouts)
         # blocked[t, j]: whether BLOCK_CELLS[j] holds a block in layout t.
         self._blocked = np.array([[cell not in lay.open_cells for cell in BLOCK_CELLS] for lay in LAYOUTS])
         self._goals = np.array([lay.goal for lay in LAYOUTS])
@@ -209,11 +213,11 @@ class AntMaze(AntTaskEnv[int]):
 
     # -- task contract -------------------------------------------------------------------------
     def sample_task(self, rng: np.random.Generator) -> int:
-        return int(rng.integers(NUM_TRAIN_LAYOUTS))
+        return self._train_layouts[int(rng.integers(len(self._train_layouts)))]
 
     @property
     def train_tasks(self) -> list[int]:
-        return list(range(NUM_TRAIN_LAYOUTS))
+        return list(self._train_layouts)
 
     def sample_test_task(self, rng: np.random.Generator) -> int:
         return NUM_TRAIN_LAYOUTS + int(rng.integers(len(LAYOUTS) - NUM_TRAIN_LAYOUTS))
@@ -259,6 +263,19 @@ class AntMaze(AntTaskEnv[int]):
             "goal_reached": reached,
         }
         return reward, reached, terms
+
+
+def _check_train_layouts(train_layouts: Sequence[int] | None) -> tuple[int, ...]:
+    """The training layouts: the paper's 9 by default, else a non-empty list of layout indices."""
+    if train_layouts is None:
+        return tuple(range(NUM_TRAIN_LAYOUTS))
+    layouts = tuple(train_layouts)
+    if not layouts or not all(isinstance(t, int | np.integer) and 0 <= t < len(LAYOUTS) for t in layouts):
+        raise ValueError(
+            f"AntMaze train_layouts must be a non-empty list of layout indices in 0-{len(LAYOUTS) - 1}, "
+            f"got {train_layouts!r}; e.g. +env.kwargs.train_layouts=[4] trains on straight right only."
+        )
+    return tuple(int(t) for t in layouts)
 
 
 def _block_name(cell: Cell) -> str:

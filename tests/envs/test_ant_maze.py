@@ -65,6 +65,19 @@ def test_training_tasks_are_the_paper_layouts_and_test_tasks_are_held_out() -> N
         env.task = len(LAYOUTS)
 
 
+def test_train_layouts_restricts_the_training_draws_and_refuses_bad_indices() -> None:
+    env = gym.make(ENV_ID, train_layouts=[4, 7]).unwrapped
+    rng = np.random.default_rng(0)
+    assert env.train_tasks == [4, 7]
+    assert {env.sample_task(rng) for _ in range(100)} == {4, 7}
+    # The default draws exactly as before the setting existed: the same indices from the same generator.
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    assert [AntMaze().sample_task(a) for _ in range(50)] == [int(b.integers(NUM_TRAIN_LAYOUTS)) for _ in range(50)]
+    for bad in ([], [len(LAYOUTS)], [-1], ["4"]):
+        with pytest.raises(ValueError, match=r"non-empty list of layout .*env\.kwargs\.train_layouts=\[4\]"):
+            AntMaze(train_layouts=bad)
+
+
 def test_every_layouts_goal_is_reachable_along_its_open_cells() -> None:
     # The torso is carried along the walk (start, then cell centres, then 1 unit short of the goal); the ant
     # must touch no wall or block on the way (absent blocks do not collide) and end in the goal region.
