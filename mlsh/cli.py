@@ -7,9 +7,12 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from mlsh.errors import ConfigError, MLSHError
+
+if TYPE_CHECKING:
+    from mlsh.config import Config
 
 
 def config_dir() -> Path:
@@ -88,6 +91,16 @@ def compose_config(config_name: str, overrides: list[str]) -> dict[str, Any]:
     """Composes the job's config like ``@hydra.main`` would (without the ``hydra`` section), mapping
     Hydra's errors to one sentence."""
     return compose_job(config_name, overrides)[0]
+
+
+def training_config(overrides: list[str]) -> Config:
+    """The settings ``python -m mlsh.train <overrides>`` would start a fresh run with (``resume`` dropped),
+    validated: for scripts that train in-process with the command line's defaults."""
+    from mlsh.config import config_from_dict
+
+    data = compose_config("train", overrides)
+    data.pop("resume", None)
+    return config_from_dict(data)
 
 
 def compose_job(config_name: str, overrides: list[str]) -> tuple[dict[str, Any], Path]:

@@ -73,12 +73,10 @@ def evaluate(
 def train_mlsh(env_id: str, seed: int, steps: int, run_dir: Path, overrides: list[str]) -> Callable:
     """Trains our flat PPO (env=GymAnt algo=flat_ppo) and returns its deterministic policy."""
     from agents import MLSHAgent
-    from mlsh.cli import compose_config
-    from mlsh.config import config_from_dict
+    from mlsh.cli import training_config
     from mlsh.trainer import train
 
-    data = compose_config(
-        "train",
+    cfg = training_config(
         [
             "env=GymAnt",
             "algo=flat_ppo",
@@ -89,8 +87,6 @@ def train_mlsh(env_id: str, seed: int, steps: int, run_dir: Path, overrides: lis
             *overrides,
         ],
     )
-    data.pop("resume", None)
-    cfg = config_from_dict(data)
     summary = train(cfg, run_dir)
     if not summary["finished"]:  # stopped by a signal: a partly trained policy must not be reported
         raise RuntimeError(f"training stopped at iteration {summary['iteration']}; rerun to continue the benchmark")

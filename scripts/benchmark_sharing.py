@@ -32,8 +32,8 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mlsh.cli import compose_config  # noqa: E402
-from mlsh.config import SHARING_MODES, Config, config_from_dict  # noqa: E402
+from mlsh.cli import training_config  # noqa: E402
+from mlsh.config import SHARING_MODES, Config  # noqa: E402
 from mlsh.meta import MetaLearner  # noqa: E402
 
 COLUMNS = (
@@ -55,9 +55,7 @@ def make_config(mode: str, k: int, args: argparse.Namespace) -> Config:
         f"mlsh.num_subpolicies={k}",
         *args.set,
     ]
-    data = compose_config("train", overrides)
-    data.pop("resume", None)
-    return config_from_dict(data)
+    return training_config(overrides)
 
 
 def _serialised_kb(obj: Any) -> float:

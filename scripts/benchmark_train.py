@@ -42,8 +42,8 @@ from benchmark_envs import raw_batch, timed  # noqa: E402
 
 import envs  # noqa: E402, F401  (registers mlsh/*)
 from envs.ant_base import ANT_NU  # noqa: E402
-from mlsh.cli import compose_config  # noqa: E402
-from mlsh.config import Config, config_from_dict  # noqa: E402
+from mlsh.cli import training_config  # noqa: E402
+from mlsh.config import Config  # noqa: E402
 from mlsh.distributed import DistContext, destroy_process_group, init_process_group  # noqa: E402
 from mlsh.envs import make_env  # noqa: E402
 from mlsh.meta import MetaLearner  # noqa: E402
@@ -59,9 +59,7 @@ def make_config(args: argparse.Namespace, num_slots: int | None) -> Config:
         overrides.append(f"train.envs_per_slot={args.envs_per_slot}")
     if args.rollout_len is not None:
         overrides.append(f"train.rollout_len={args.rollout_len}")
-    data = compose_config("train", overrides)
-    data.pop("resume", None)
-    return config_from_dict(data)
+    return training_config(overrides)
 
 
 def instrument(obj: Any, name: str, totals: dict[str, float], key: str) -> None:

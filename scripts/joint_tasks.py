@@ -16,8 +16,8 @@ import argparse
 from collections import Counter
 from typing import Any
 
-from mlsh.cli import compose_config
-from mlsh.config import Config, config_from_dict
+from mlsh.cli import training_config
+from mlsh.config import Config
 from mlsh.meta import MetaLearner
 
 
@@ -45,9 +45,8 @@ def main() -> None:
     print(f"| seed | tasks of the joint slots, first {args.iterations} iterations | largest share |")
     print("|---|---|---|")
     for seed in args.seeds:
-        data = compose_config("train", [f"env={args.env}", f"seed={seed}", *args.set])
-        data.pop("resume", None)
-        counts = Counter(str(task) for task in joint_tasks(config_from_dict(data), args.iterations))
+        cfg = training_config([f"env={args.env}", f"seed={seed}", *args.set])
+        counts = Counter(str(task) for task in joint_tasks(cfg, args.iterations))
         shown = " / ".join(f"{task}: {n}" for task, n in sorted(counts.items()))
         print(f"| {seed} | {shown} | {max(counts.values()) / sum(counts.values()):.2f} |")
 
