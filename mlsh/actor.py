@@ -88,6 +88,7 @@ class PolicyActor:
             sub_sharing=cfg.sub.sharing,
             hash_compression=cfg.sub.hash_compression,
             sub_hidden_obs=cfg.sub.hidden_obs,
+            sub_init_log_std=cfg.sub.init_log_std,
         )
         env.close()
         load_shared_weights(policy, policy_state, path or Path("<state>"))

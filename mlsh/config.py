@@ -132,6 +132,9 @@ class SubConfig(PPOConfig):
     """Indices of flat observation entries the sub-policies (actors and critics) do not see, e.g. ``[0,1]``, the
     Ant's torso x and y, so that walking does not depend on where in the arena it happens; the masters see every
     entry, and the observation normaliser covers them all. ``[]``: the sub-policies see everything."""
+    init_log_std: float = 0.0
+    """Continuous actions: the log standard deviation of every sub-policy's Gaussian at initialisation (0: a
+    standard deviation of 1 on actions in [-1, 1]); learned from there, per sub-policy and action entry."""
 
 
 @dataclass
@@ -478,6 +481,12 @@ def validate(cfg: Config) -> None:
     _require(
         not isinstance(start, bool) and isinstance(start, (int, float)) and 0 < start <= 1,
         f"sub.lr_ramp_start must be a share of sub.lr in (0, 1], got {start!r}; set e.g. sub.lr_ramp_start=0.25.",
+    )
+    log_std = cfg.sub.init_log_std
+    _require(
+        not isinstance(log_std, bool) and isinstance(log_std, (int, float)) and -5 <= log_std <= 2,
+        f"sub.init_log_std must be a number in [-5, 2] (the log of the initial standard deviation), got {log_std!r}; "
+        f"set e.g. sub.init_log_std=-0.5.",
     )
     check_hidden_obs(cfg.sub.hidden_obs)  # the range needs the env: SubPolicies and mlsh.trainer.prepare_run
     check_device_name("device", cfg.device)

@@ -106,6 +106,7 @@ class MetaLearner:
             sub_sharing=cfg.sub.sharing,
             hash_compression=cfg.sub.hash_compression,
             sub_hidden_obs=cfg.sub.hidden_obs,
+            sub_init_log_std=cfg.sub.init_log_std,
         ).to(self.device)
         self.master_optimizer = MemberAdam(self.policy.masters.parameters(), lr=cfg.master.lr)
         self.sub_optimizer = MemberAdam(self.policy.subpolicies.parameters(), lr=cfg.sub.lr)

@@ -171,6 +171,8 @@ class SubPolicies(nn.Module):
         hidden_obs: ``sub.hidden_obs``, the observation entries no member sees: every method takes the full
             observation and keeps the other entries (:meth:`select`) before the networks, whose input width
             is the number kept.
+        init_log_std: ``sub.init_log_std``, every member's Gaussian log standard deviation at initialisation
+            (and after :meth:`reset_member`); unused with discrete actions.
 
     Raises:
         ConfigError: an unsupported action space, or ``hidden_obs`` outside ``[0, obs_dim)`` or hiding everything.
@@ -185,9 +187,11 @@ class SubPolicies(nn.Module):
         sharing: str = "separate",
         hash_compression: float | None = None,
         hidden_obs: Sequence[int] = (),
+        init_log_std: float = 0.0,
     ) -> None:
         super().__init__()
         self.num_subpolicies = num_subpolicies
+        self.init_log_std = float(init_log_std)
         self.sharing = sharing
         check_hidden_obs(list(hidden_obs), obs_dim)
         hidden = set(hidden_obs)
@@ -205,7 +209,9 @@ class SubPolicies(nn.Module):
         elif isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
             self.discrete = False
             out = int(action_space.shape[0])
-            self.log_std = nn.Parameter(torch.zeros(num_subpolicies, out))  # state-independent, per member
+            # State-independent, per member; filled in place (no random draws), so that a log-std of 0 gives the
+            # bits of runs from before the setting existed.
+            self.log_std = nn.Parameter(torch.full((num_subpolicies, out), self.init_log_std))
         else:
             raise ConfigError(
                 f"Action space {action_space} is not supported; MLSH sub-policies need a Discrete or a 1-d Box "
@@ -271,7 +277,7 @@ class SubPolicies(nn.Module):
         self.actor.reset_member(member)
         self.critic.reset_member(member)
         if self.log_std is not None:
-            self.log_std[member].zero_()
+            self.log_std[member].fill_(self.init_log_std)
 
 
 def _frozen(layers: list[Layer]) -> list[Layer]:
@@ -452,6 +458,7 @@ class HierarchicalPolicy(nn.Module):
         hash_compression: ``sub.hash_compression``.
         sub_hidden_obs: ``sub.hidden_obs``, observation entries the sub-policies do not see (the masters and
             the normaliser see them all; see :class:`SubPolicies`).
+        sub_init_log_std: ``sub.init_log_std`` (see :class:`SubPolicies`).
     """
 
     def __init__(
@@ -467,6 +474,7 @@ class HierarchicalPolicy(nn.Module):
         sub_sharing: str = "separate",
         hash_compression: float | None = None,
         sub_hidden_obs: Sequence[int] = (),
+        sub_init_log_std: float = 0.0,
     ) -> None:
         super().__init__()
         if not isinstance(observation_space, gym.spaces.Box):
@@ -479,7 +487,14 @@ class HierarchicalPolicy(nn.Module):
         self.normalize_obs = normalize_obs
         self.obs_rms = RunningMeanStd((self.obs_dim,))
         self.subpolicies = SubPolicies(
-            num_subpolicies, self.obs_dim, action_space, sub_hidden, sub_sharing, hash_compression, sub_hidden_obs
+            num_subpolicies,
+            self.obs_dim,
+            action_space,
+            sub_hidden,
+            sub_sharing,
+            hash_compression,
+            sub_hidden_obs,
+            sub_init_log_std,
         )
         self.masters = Masters(num_slots, self.obs_dim, num_subpolicies, master_hidden, master_epsilon)
 

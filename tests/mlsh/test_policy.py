@@ -322,3 +322,26 @@ def test_subpolicies_refuse_hidden_obs_the_observation_cannot_have(hidden_obs: l
     with pytest.raises(ConfigError) as error:
         SubPolicies(2, 5, gym.spaces.Discrete(2), [8], hidden_obs=hidden_obs)
     assert str(error.value).startswith(message)
+
+
+def test_init_log_std_sets_every_members_initial_spread_and_a_reset_restores_it() -> None:
+    box = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    default = SubPolicies(2, 4, box, (8,))
+    assert torch.equal(default.log_std, torch.zeros(2, 3))  # the default: the bits of runs before the setting
+    subs = SubPolicies(2, 4, box, (8,), init_log_std=-0.5)
+    assert torch.equal(subs.log_std, torch.full((2, 3), -0.5))
+    dist = subs.distribution(torch.zeros(2, 5, 4))
+    assert torch.allclose(dist.scale, torch.full((2, 5, 3), float(np.exp(-0.5))))
+    with torch.no_grad():
+        subs.log_std.add_(1.0)
+    subs.reset_member(1)
+    assert subs.log_std[1].tolist() == [-0.5] * 3 and subs.log_std[0].tolist() == [0.5] * 3
+    # A run's setting reaches the trainer's sub-policies.
+    cfg = small_config(CONTINUOUS_ID)
+    cfg.sub.init_log_std = -1.0
+    learner = MetaLearner(cfg)
+    try:
+        log_std = learner.policy.subpolicies.log_std
+        assert torch.equal(log_std, torch.full_like(log_std, -1.0))
+    finally:
+        learner.close()
