@@ -109,9 +109,11 @@ def run_one(args: argparse.Namespace, mode: str, seed: int) -> dict[str, Any]:
         "mode": mode,
         "seed": seed,
         "ratio": result["return_after_adaptation"] if ratio is None else ratio,
+        "oracle": ratio is not None,
         "collapsed": bool(report["alike"] or report["unused"]),
         "alike": report["alike"],
         "unused": report["unused"],
+        "uncovered": report.get("uncovered"),  # None: inspected before task coverage existed
         "missing_skills": None if skills is None else missing_goal_skills(skills),
         "curve": training_curve(run_dir),
         "params": parameter_count(run_dir),
@@ -161,13 +163,18 @@ def final_level(curve: list[tuple[int, float]]) -> float:
 
 
 def format_table(runs: list[dict[str, Any]], modes: list[str], target: float, title: str) -> str:
-    """One Markdown table, a row per mode (with a goal-skill column when the runs have one: MovementBandits)."""
+    """One Markdown table, a row per mode (with a goal-skill column when the runs have one: MovementBandits).
+
+    *collapsed seeds* counts the seeds ``mlsh.inspect`` flags ``alike`` or ``unused``, then how many of them had an
+    alike pair and how many an unused sub-policy; *uncovered* the seeds whose inspection flags tasks that no
+    sub-policy serves on its own (``-`` where an inspection predates that check)."""
     skills = any(r.get("missing_skills") is not None for r in runs)
+    score = "return / oracle" if any(r.get("oracle", True) for r in runs) else "return after adaptation"
     lines = [
-        f"| sub.sharing ({title}) | params | return / oracle | per seed | collapsed seeds | "
+        f"| sub.sharing ({title}) | params | {score} | per seed | collapsed seeds (alike; unused) | uncovered seeds | "
         + ("seeds missing a goal skill | " if skills else "")
         + f"env steps to {target:.3g} (median; reached) |",
-        "|---|---|---|---|---|" + ("---|" if skills else "") + "---|",
+        "|---|---|---|---|---|---|" + ("---|" if skills else "") + "---|",
     ]
     for mode in modes:
         mine = sorted((r for r in runs if r["mode"] == mode), key=lambda r: r["seed"])
@@ -178,10 +185,13 @@ def format_table(runs: list[dict[str, Any]], modes: list[str], target: float, ti
         reached = [s for s in (steps_to_target(r["curve"], target) for r in mine) if s is not None]
         steps = f"{statistics.median(reached):,.0f}" if reached else "-"
         missing = f"{sum(bool(r.get('missing_skills')) for r in mine)} of {len(mine)} | " if skills else ""
+        alike, unused = (sum(bool(r.get(flag)) for r in mine) for flag in ("alike", "unused"))
+        known = [r["uncovered"] for r in mine if r.get("uncovered") is not None]
+        uncovered = f"{sum(known)} of {len(known)}" if known else "-"
         lines.append(
             f"| {mode} | {mine[0]['params']:,} | {statistics.fmean(ratios):.2f}{spread} | "
-            f"{' '.join(f'{x:.2f}' for x in ratios)} | {sum(r['collapsed'] for r in mine)} of {len(mine)} | "
-            f"{missing}{steps} ({len(reached)} of {len(mine)}) |"
+            f"{' '.join(f'{x:.2f}' for x in ratios)} | {sum(r['collapsed'] for r in mine)} of {len(mine)} "
+            f"({alike}; {unused}) | {uncovered} | {missing}{steps} ({len(reached)} of {len(mine)}) |"
         )
     return "\n".join(lines)
 

@@ -42,21 +42,25 @@ def test_bad_benchmark_arguments_are_refused_in_one_sentence() -> None:
 
 
 def test_the_sweep_table_counts_collapses_and_env_steps_to_target() -> None:
-    def run(mode: str, seed: int, ratio: float, collapsed: bool, curve: list[float]) -> dict:
+    def run(mode: str, seed: int, ratio: float, flags: tuple, curve: list[float]) -> dict:
         points = [(1000 * (i + 1), value) for i, value in enumerate(curve)]
-        return {"mode": mode, "seed": seed, "ratio": ratio, "collapsed": collapsed, "curve": points, "params": 10}
+        alike, unused, uncovered = flags
+        return {
+            "mode": mode, "seed": seed, "ratio": ratio, "collapsed": bool(alike or unused), "alike": alike,
+            "unused": unused, "uncovered": uncovered, "curve": points, "params": 10,
+        }  # fmt: skip
 
     runs = [
-        run("separate", 0, 0.9, False, [0, 10, 10, 10, 10, 10, 10]),
-        run("separate", 1, 0.7, True, [0, 0, 0, 0, 0, 10, 10]),
-        run("trunk", 0, 0.5, True, [0, 0, 0, 0, 0, 0, 0]),
+        run("separate", 0, 0.9, ([], [], False), [0, 10, 10, 10, 10, 10, 10]),
+        run("separate", 1, 0.7, ([[0, 1]], [2], True), [0, 0, 0, 0, 0, 10, 10]),
+        run("trunk", 0, 0.5, ([], [1], None), [0, 0, 0, 0, 0, 0, 0]),
     ]
     assert sweep_sharing.steps_to_target(runs[0]["curve"], 6.0) == 3000  # running mean of 5: 0, 5, 6.7, ...
     assert sweep_sharing.steps_to_target(runs[2]["curve"], 6.0) is None
     assert sweep_sharing.final_level(runs[0]["curve"]) == pytest.approx(10.0)
     table = sweep_sharing.format_table(runs, ["separate", "trunk", "hashed"], 6.0, "test").splitlines()
-    assert table[2] == "| separate | 10 | 0.80 ± 0.14 | 0.90 0.70 | 1 of 2 | 3,000 (1 of 2) |"
-    assert table[3] == "| trunk | 10 | 0.50 | 0.50 | 1 of 1 | - (0 of 1) |"
+    assert table[2] == "| separate | 10 | 0.80 ± 0.14 | 0.90 0.70 | 1 of 2 (1; 1) | 1 of 2 | 3,000 (1 of 2) |"
+    assert table[3] == "| trunk | 10 | 0.50 | 0.50 | 1 of 1 (0; 1) | - | - (0 of 1) |"
     assert len(table) == 4  # no runs of hashed: no row
     overrides = sweep_sharing.train_overrides(
         sweep_sharing.parse_args(["--env", "KeyDoor", "--budget", "ci"]), "hashed"
@@ -96,5 +100,8 @@ def test_the_bandit_table_counts_seeds_that_miss_a_goal_skill() -> None:
         for s, m in ((0, 0), (1, 1), (2, 1))
     ]
     table = sweep_sharing.format_table(runs, ["trunk"], 6.0, "test").splitlines()
-    assert "seeds missing a goal skill" in table[0] and table[1].count("---") == 7
-    assert table[2] == "| trunk | 3 | 0.50 ± 0.00 | 0.50 0.50 0.50 | 0 of 3 | 2 of 3 | 1,000 (3 of 3) |"
+    assert "seeds missing a goal skill" in table[0] and table[1].count("---") == 8
+    assert table[2] == "| trunk | 3 | 0.50 ± 0.00 | 0.50 0.50 0.50 | 0 of 3 (0; 0) | - | 2 of 3 | 1,000 (3 of 3) |"
+    # Without an oracle (FourRooms) the score is the return itself, and the header says so.
+    plain = [{**runs[0], "oracle": False}]
+    assert "| return after adaptation |" in sweep_sharing.format_table(plain, ["trunk"], 6.0, "test")
