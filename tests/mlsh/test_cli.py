@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -142,20 +143,27 @@ def test_evaluate_errors(tmp_path: Path) -> None:
 def test_ctrl_c_saves_and_exits_cleanly(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mlsh.train", *TINY, "train.checkpoint_every=1000", f"hydra.run.dir={run_dir}"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    deadline = time.monotonic() + 60
-    while not (run_dir / "config.yaml").exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(1.0)
-    process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=60)
+    err_path = tmp_path / "stderr.txt"
+    # The progress bar (on stderr) says when an iteration is done: the signal comes after one, however slow the
+    # machine, and long before the 3M-step budget ends.
+    with open(err_path, "w") as err:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "mlsh.train", *TINY, "train.progress=true", "train.checkpoint_every=1000",
+                f"hydra.run.dir={run_dir}",
+            ],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env=env,
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while not re.search(r"\| *[1-9]\d*/\d+", err_path.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        stdout, _ = process.communicate(timeout=60)
+    stderr = err_path.read_text()
     assert process.returncode == 0, stderr
     assert "stopped (resume with resume=<run dir>)" in stdout
     payload = torch.load(run_dir / "checkpoint.pt", weights_only=True)
