@@ -1,11 +1,12 @@
 """A run's training curves as one PNG, and a table of them by stretches of env steps.
 
-    python scripts/plot_training.py RUN_DIR [--out FILE.png] [--window 50] [--rows 10] [--extra TAG ...]
+    python scripts/plot_training.py RUN_DIR [--out FILE.png] [--window 50] [--rows 10 | --stretch 5e5] [--extra TAG ...]
 
 Reads the run's TensorBoard scalars (``RUN_DIR/tb``, written by ``python -m mlsh.train``) and plots,
 against env steps: the training return (``rollout/ep_rew_mean``, with a moving mean over
 ``--window`` iterations), and the critics' explained variance at both levels. It prints the mean
-of each over ``--rows`` equal stretches of the run, so the curve can be quoted in numbers;
+of each over ``--rows`` equal stretches of the run (or stretches of ``--stretch`` env steps, the same rows
+for every run), so the curve can be quoted in numbers;
 ``--extra`` adds other scalars to the table (e.g. ``master/entropy``, ``meta/ep_rew_after_warmup``).
 The PNG goes to ``--out`` (default ``RUN_DIR/training.png``).
 """
@@ -73,10 +74,14 @@ def moving_mean(values: np.ndarray, window: int) -> np.ndarray:
     return (sums[ends] - sums[ends - counts]) / counts
 
 
-def stretch_table(curves: dict[str, tuple[np.ndarray, np.ndarray]], rows: int) -> list[str]:
-    """Lines of a Markdown table: the mean of each curve over ``rows`` equal stretches of env steps."""
+def stretch_table(curves: dict[str, tuple[np.ndarray, np.ndarray]], rows: int, stretch: int | None = None) -> list[str]:
+    """Lines of a Markdown table: the mean of each curve over ``rows`` equal stretches of env steps, or, with
+    ``stretch``, over stretches of that many env steps from 0 (the same rows for every run, to compare runs)."""
     steps = curves["rollout/ep_rew_mean"][0]
-    edges = np.linspace(0, steps[-1], rows + 1)
+    if stretch is None:
+        edges = np.linspace(0, steps[-1], rows + 1)
+    else:
+        edges = np.arange(0, steps[-1] + stretch, stretch, dtype=np.float64)[: int(np.ceil(steps[-1] / stretch)) + 1]
     header = "| env steps | " + " | ".join(tag for tag in curves) + " |"
     lines = [header, "|" + "---|" * (len(curves) + 1)]
     for low, high in zip(edges[:-1], edges[1:], strict=True):
@@ -122,13 +127,19 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="PNG path (default: RUN_DIR/training.png)")
     parser.add_argument("--window", type=int, default=50, help="iterations per moving mean")
     parser.add_argument("--rows", type=int, default=10, help="stretches of the printed table")
+    parser.add_argument(
+        "--stretch", type=float, default=None, help="env steps per row (e.g. 5e5), instead of --rows equal stretches"
+    )
     parser.add_argument("--title", default=None)
     parser.add_argument("--extra", nargs="*", default=[], metavar="TAG", help="more scalars for the table")
     args = parser.parse_args()
     curves = read_scalars(args.run_dir, tuple(dict.fromkeys(args.extra)))
     out = args.out or args.run_dir / "training.png"
     plot(curves, max(1, args.window), args.title or str(args.run_dir), out)
-    print("\n".join(stretch_table(curves, max(1, args.rows))))
+    if args.stretch is not None and args.stretch <= 0:
+        parser.error(f"--stretch must be a positive number of env steps, got {args.stretch:g}")
+    stretch = None if args.stretch is None else int(args.stretch)
+    print("\n".join(stretch_table(curves, max(1, args.rows), stretch)))
     print(f"wrote {out}")
 
 

@@ -57,6 +57,12 @@ def test_plot_training_writes_a_png_and_a_table_of_the_curves(tmp_path: Path) ->
     extra = [*script, str(tmp_path / "run"), "--rows", "2", "--out", str(tmp_path / "x.png"), "--extra"]
     result = subprocess.run([*extra, "master/entropy"], cwd=REPO, capture_output=True, text=True)
     assert result.stdout.splitlines()[2] == "| 0.0M-0.0M | -72.50 | 0.50 | 0.25 |", result.stderr[-3000:]
+    fixed = [*script, str(tmp_path / "run"), "--stretch", "5000", "--out", str(tmp_path / "x.png")]
+    result = subprocess.run(fixed, cwd=REPO, capture_output=True, text=True)
+    rows = [line.split(" | ")[1] for line in result.stdout.splitlines()[2:-1]]
+    assert rows == ["-85.00", "-60.00", "-35.00", "-10.00"], result.stdout  # steps (0, 5000], (5000, 10000], ...
+    bad = subprocess.run([*fixed, "--stretch", "0"], cwd=REPO, capture_output=True, text=True)
+    assert bad.returncode != 0 and "--stretch must be a positive number of env steps, got 0" in bad.stderr
     result = subprocess.run([*extra, "nope/x"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode != 0 and "has no scalar nope/x; the run logged: master/entropy, rollout" in result.stderr
     missing = subprocess.run([*script, str(tmp_path / "nothing")], cwd=REPO, capture_output=True, text=True)
