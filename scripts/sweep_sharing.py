@@ -89,6 +89,8 @@ def run_one(args: argparse.Namespace, mode: str, seed: int) -> dict[str, Any]:
     finished = summary.exists() and json.loads(summary.read_text()).get("finished", False)
     if not finished:
         _run(train_command(args, mode, seed, run_dir), log)
+        if not json.loads(summary.read_text()).get("finished", False):  # stopped by a signal: never evaluate it
+            raise RuntimeError(f"the training in {run_dir} stopped before its budget; rerun the sweep to continue it")
     result_file, inspect_file = run_dir / "evaluation.json", run_dir / "inspect.json"
     if not result_file.exists():
         evaluation = [f"num_tasks={args.num_tasks}", "seed=0", f"output={result_file}", *QUIET]

@@ -105,3 +105,17 @@ def test_the_bandit_table_counts_seeds_that_miss_a_goal_skill() -> None:
     # Without an oracle (FourRooms) the score is the return itself, and the header says so.
     plain = [{**runs[0], "oracle": False}]
     assert "| return after adaptation |" in sweep_sharing.format_table(plain, ["trunk"], 6.0, "test")
+
+
+def test_the_sweep_never_evaluates_a_training_stopped_before_its_budget(tmp_path: Path, monkeypatch) -> None:
+    calls: list[list[str]] = []
+
+    def stopped_training(command: list[str], log: Path) -> None:  # what a Ctrl-C'd training leaves
+        calls.append(command)
+        (tmp_path / "trunk" / "seed0" / "summary.json").write_text('{"finished": false, "iteration": 3}')
+
+    monkeypatch.setattr(sweep_sharing, "_run", stopped_training)
+    args = sweep_sharing.parse_args(["--env", "MovementBandits", "--out", str(tmp_path)])
+    with pytest.raises(RuntimeError, match="stopped before its budget; rerun the sweep to continue it"):
+        sweep_sharing.run_one(args, "trunk", 0)
+    assert len(calls) == 1 and calls[0][2] == "mlsh.train"  # no evaluation, no inspection
