@@ -266,16 +266,21 @@ class AntMaze(AntTaskEnv[int]):
 
 
 def _check_train_layouts(train_layouts: Sequence[int] | None) -> tuple[int, ...]:
-    """The training layouts: the paper's 9 by default, else a non-empty list of layout indices."""
+    """The training layouts: the paper's 9 by default, else a non-empty list of layout indices, each checked as a
+    task is (:func:`envs.base.validate_index_task`)."""
     if train_layouts is None:
         return tuple(range(NUM_TRAIN_LAYOUTS))
-    layouts = tuple(train_layouts)
-    if not layouts or not all(isinstance(t, int | np.integer) and 0 <= t < len(LAYOUTS) for t in layouts):
-        raise ValueError(
-            f"AntMaze train_layouts must be a non-empty list of layout indices in 0-{len(LAYOUTS) - 1}, "
-            f"got {train_layouts!r}; e.g. +env.kwargs.train_layouts=[4] trains on straight right only."
-        )
-    return tuple(int(t) for t in layouts)
+    message = (
+        f"AntMaze train_layouts must be a non-empty list of layout indices in 0-{len(LAYOUTS) - 1}, "
+        f"got {train_layouts!r}; e.g. +env.kwargs.train_layouts=[4] trains on straight right only."
+    )
+    try:
+        layouts = tuple(validate_index_task(t, len(LAYOUTS), "a layout", "AntMaze") for t in train_layouts)
+    except (TypeError, ValueError):
+        raise ValueError(message) from None
+    if not layouts:
+        raise ValueError(message)
+    return layouts
 
 
 def _block_name(cell: Cell) -> str:

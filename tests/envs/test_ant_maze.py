@@ -73,7 +73,7 @@ def test_train_layouts_restricts_the_training_draws_and_refuses_bad_indices() ->
     # The default draws exactly as before the setting existed: the same indices from the same generator.
     a, b = np.random.default_rng(3), np.random.default_rng(3)
     assert [AntMaze().sample_task(a) for _ in range(50)] == [int(b.integers(NUM_TRAIN_LAYOUTS)) for _ in range(50)]
-    for bad in ([], [len(LAYOUTS)], [-1], ["4"]):
+    for bad in ([], [len(LAYOUTS)], [-1], ["4"], [True], 4):
         with pytest.raises(ValueError, match=r"non-empty list of layout .*env\.kwargs\.train_layouts=\[4\]"):
             AntMaze(train_layouts=bad)
 
