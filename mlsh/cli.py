@@ -93,14 +93,19 @@ def compose_config(config_name: str, overrides: list[str]) -> dict[str, Any]:
     return compose_job(config_name, overrides)[0]
 
 
-def training_config(overrides: list[str]) -> Config:
+def training_job(overrides: list[str]) -> tuple[Config, Path]:
     """The settings ``python -m mlsh.train <overrides>`` would start a fresh run with (``resume`` dropped),
-    validated: for scripts that train in-process with the command line's defaults."""
+    validated, and the run dir Hydra would create for them (:func:`compose_job`)."""
     from mlsh.config import config_from_dict
 
-    data = compose_config("train", overrides)
+    data, run_dir = compose_job("train", overrides)
     data.pop("resume", None)
-    return config_from_dict(data)
+    return config_from_dict(data), run_dir
+
+
+def training_config(overrides: list[str]) -> Config:
+    """:func:`training_job`'s settings: for scripts that train in-process with the command line's defaults."""
+    return training_job(overrides)[0]
 
 
 def compose_job(config_name: str, overrides: list[str]) -> tuple[dict[str, Any], Path]:

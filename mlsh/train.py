@@ -26,7 +26,6 @@ from mlsh import rundir
 from mlsh.cli import (
     available_choices,
     compose_config,
-    compose_job,
     config_dir,
     fail,
     hydra_value,
@@ -34,6 +33,7 @@ from mlsh.cli import (
     register_defaults,
     run_cli,
     split_overrides,
+    training_job,
 )
 from mlsh.config import Config, config_from_dict
 from mlsh.distributed import destroy_process_group, env_rank, init_process_group, launched_by_torchrun
@@ -156,9 +156,7 @@ def check_command(argv: list[str], remember: bool = False) -> tuple[Config, Path
             raise ConfigError(f"resume={resume} is not a directory; pass the run dir printed when the run started.")
         cfg = resume_config(run_dir, overrides)
     else:
-        data, run_dir = compose_job("train", overrides)
-        data.pop("resume", None)
-        cfg = config_from_dict(data)
+        cfg, run_dir = training_job(overrides)
     if not launched_by_torchrun() or env_rank() == 0:  # rank 0 alone owns the run dir
         prepare_run(cfg, run_dir, bool(resume), remember=remember)
     return cfg, run_dir, bool(resume)

@@ -81,7 +81,7 @@ def stretch_table(curves: dict[str, tuple[np.ndarray, np.ndarray]], rows: int, s
     if stretch is None:
         edges = np.linspace(0, steps[-1], rows + 1)
     else:
-        edges = np.arange(0, steps[-1] + stretch, stretch, dtype=np.float64)[: int(np.ceil(steps[-1] / stretch)) + 1]
+        edges = stretch * np.arange(int(np.ceil(steps[-1] / stretch)) + 1, dtype=np.float64)
     header = "| env steps | " + " | ".join(tag for tag in curves) + " |"
     lines = [header, "|" + "---|" * (len(curves) + 1)]
     for low, high in zip(edges[:-1], edges[1:], strict=True):
