@@ -112,7 +112,6 @@ def run_one(args: argparse.Namespace, mode: str, seed: int) -> dict[str, Any]:
         "seed": seed,
         "ratio": result["return_after_adaptation"] if ratio is None else ratio,
         "oracle": ratio is not None,
-        "collapsed": bool(report["alike"] or report["unused"]),
         "alike": report["alike"],
         "unused": report["unused"],
         "uncovered": report.get("uncovered"),  # None: inspected before task coverage existed
@@ -188,11 +187,12 @@ def format_table(runs: list[dict[str, Any]], modes: list[str], target: float, ti
         steps = f"{statistics.median(reached):,.0f}" if reached else "-"
         missing = f"{sum(bool(r.get('missing_skills')) for r in mine)} of {len(mine)} | " if skills else ""
         alike, unused = (sum(bool(r.get(flag)) for r in mine) for flag in ("alike", "unused"))
+        collapsed = sum(bool(r.get("alike") or r.get("unused")) for r in mine)
         known = [r["uncovered"] for r in mine if r.get("uncovered") is not None]
         uncovered = f"{sum(known)} of {len(known)}" if known else "-"
         lines.append(
             f"| {mode} | {mine[0]['params']:,} | {statistics.fmean(ratios):.2f}{spread} | "
-            f"{' '.join(f'{x:.2f}' for x in ratios)} | {sum(r['collapsed'] for r in mine)} of {len(mine)} "
+            f"{' '.join(f'{x:.2f}' for x in ratios)} | {collapsed} of {len(mine)} "
             f"({alike}; {unused}) | {uncovered} | {missing}{steps} ({len(reached)} of {len(mine)}) |"
         )
     return "\n".join(lines)

@@ -46,7 +46,7 @@ def test_the_sweep_table_counts_collapses_and_env_steps_to_target() -> None:
         points = [(1000 * (i + 1), value) for i, value in enumerate(curve)]
         alike, unused, uncovered = flags
         return {
-            "mode": mode, "seed": seed, "ratio": ratio, "collapsed": bool(alike or unused), "alike": alike,
+            "mode": mode, "seed": seed, "ratio": ratio, "alike": alike,
             "unused": unused, "uncovered": uncovered, "curve": points, "params": 10,
         }  # fmt: skip
 
@@ -96,7 +96,7 @@ def test_the_bandit_table_counts_seeds_that_miss_a_goal_skill() -> None:
     assert sweep_sharing.missing_goal_skills(both) == 0 and sweep_sharing.missing_goal_skills(one_goal) == 1
     curve = [(1000, 10.0)]
     runs = [
-        {"mode": "trunk", "seed": s, "ratio": 0.5, "collapsed": False, "missing_skills": m, "curve": curve, "params": 3}
+        {"mode": "trunk", "seed": s, "ratio": 0.5, "missing_skills": m, "curve": curve, "params": 3}
         for s, m in ((0, 0), (1, 1), (2, 1))
     ]
     table = sweep_sharing.format_table(runs, ["trunk"], 6.0, "test").splitlines()
