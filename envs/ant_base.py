@@ -18,7 +18,7 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from envs.base import TaskEnv, TaskT
+from envs.base import IndexTasks, TaskEnv, TaskT
 
 ANT_XML = os.path.join(os.path.dirname(gymnasium.__file__), "envs", "mujoco", "assets", "ant.xml")
 ANT_NQ = 15  # free joint (xyz, quaternion) + 8 hinges
@@ -317,6 +317,21 @@ class AntTaskEnv(TaskEnv[TaskT]):
         self.data.qvel[:] = qvel
         mujoco.mj_forward(self.model, self.data)
 
+    def open_floor(self) -> AntOpenFloor:
+        """The same ant, observation and pose handling on an open floor, started where this env starts the ant.
+
+        Nothing is in its way (no walls, blocks or scripted bodies), so how far and where a sub-policy walks
+        alone there is its gait, not the arena's: ``mlsh.inspect`` measures the Ant sub-policies' speed on it.
+        """
+        return AntOpenFloor(
+            start_xy=self.start_xy,
+            xml_file=self.xml_file,
+            flip_handling=self.flip_handling,
+            pose_reset_every=self.pose_reset_every,
+            reset_noise_scale=self.reset_noise_scale,
+            healthy_z_range=self.healthy_z_range,
+        )
+
     def place_ant(self, xy: Sequence[float]) -> None:
         """Moves the torso to ``xy`` and stops every body (scripted tests and demos; not for agents)."""
         qpos = self.data.qpos.copy()
@@ -337,3 +352,34 @@ def _scalar(value: Any) -> Any:
     """A NumPy scalar as the matching Python scalar (info values of the single env)."""
     value = np.asarray(value)
     return bool(value) if value.dtype == bool else float(value)
+
+
+class AntOpenFloor(IndexTasks, AntTaskEnv[int]):
+    """The ant alone on an open floor: one task, reward 0, no termination (see :meth:`AntTaskEnv.open_floor`).
+
+    Not registered: it is a measuring ground, made by :meth:`AntTaskEnv.open_floor`, with no episode limit of its
+    own (whoever steps it decides how long).
+
+    Args:
+        start_xy: where the torso starts.
+        **kwargs: those of :class:`AntTaskEnv`.
+    """
+
+    num_index_tasks = 1
+    task_meaning = "the open floor has one task, 0"
+
+    def __init__(self, start_xy: Sequence[float] = (0.0, 0.0), **kwargs: Any) -> None:
+        self.start_xy = (float(start_xy[0]), float(start_xy[1]))
+        super().__init__(**kwargs)
+
+    def build_arena(self, spec: mujoco.MjSpec) -> None:
+        add_top_camera(spec, self.start_xy, 20.0)
+
+    def task_params(self, tasks: Sequence[Any]) -> Params:
+        return {"task": np.asarray(tasks, dtype=np.int64)}
+
+    def outcome(
+        self, params: Params, xy_before: np.ndarray, qpos: np.ndarray, action: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        n = len(qpos)
+        return np.zeros(n), np.zeros(n, dtype=bool), {}

@@ -16,6 +16,11 @@ Spots collapsed or unused sub-policies. Fresh masters first adapt on unseen task
   the goal, ``argmax_k mean_displacement_k . unit(goal - position)``; the report gives the share of
   decisions that chose it, overall and per task (docs/results/ant.md reports it for the Ant tasks).
   ``null`` for envs without a goal or without displacements (MovementBandits, FourRooms, KeyDoor);
+* **open floor** (envs that offer one, ``env.unwrapped.open_floor()``: the Ant tasks): k runs alone on an
+  open floor with the same body and observations, where no wall stops it, for as many whole macro steps as
+  an episode holds; the mean displacement per macro step, its heading, and the speed along that heading
+  (the mean of each macro step's displacement projected on it, units per macro step). In a maze the
+  walls cut a fast walk short, so the displacement alone above is lower than the gait's;
 * **goal reached** (envs whose ``info`` has ``is_success`` or ``goal_reached``: AntMaze, AntObstacles):
   the share of the adapted masters' episodes in which it became true, overall and per task;
 * **task coverage** (any env): per task, the best return a single sub-policy gets alone ("always k"
@@ -183,6 +188,61 @@ def _run_alone(agent: PolicyActor, env: gym.Env, k: int, record: SubPolicyRecord
             macro_start = position
         if terminated or truncated:
             return episode_return
+
+
+def open_floor_walk(moves: np.ndarray) -> dict[str, Any]:
+    """How far and where a sub-policy walks, from its displacements per whole macro step ``[M, 2]`` (M >= 1).
+
+    Returns:
+        ``mean_displacement`` ``[2]``, ``heading_degrees`` (of the mean; 0 is +x, 90 is +y), ``speed_along_heading``
+        (the mean of each displacement projected on the mean's direction: a sub-policy that zigzags or turns
+        scores less than its distance covered), ``mean_step_length`` and ``macro_steps`` (M).
+    """
+    moves = np.asarray(moves, dtype=float)[:, :2]
+    mean = moves.mean(axis=0)
+    length = float(np.linalg.norm(mean))
+    along = float((moves @ (mean / length)).mean()) if length > 0 else 0.0
+    return {
+        "mean_displacement": mean.tolist(),
+        "heading_degrees": float(np.degrees(np.arctan2(mean[1], mean[0]))),
+        "speed_along_heading": along,
+        "mean_step_length": float(np.linalg.norm(moves, axis=1).mean()),
+        "macro_steps": len(moves),
+    }
+
+
+def _run_open_floor(agent: PolicyActor, floor: gym.Env, k: int, macro_steps: int, seed: int) -> list[np.ndarray]:
+    """Sub-policy k alone on the open floor for ``macro_steps`` whole macro steps (sampled actions, as
+    :func:`_run_alone`); its displacement per macro step."""
+    policy = agent.subpolicy(k)
+    obs, _ = floor.reset(seed=seed)
+    macro_start = agent_position(floor)[0]
+    moves = []
+    for step in range(1, macro_steps * agent.macro_len + 1):
+        action, _ = policy.predict(obs)
+        obs, *_ = floor.step(action)
+        if step % agent.macro_len == 0:
+            position = agent_position(floor)[0]
+            moves.append(position - macro_start)
+            macro_start = position
+    return moves
+
+
+def _open_floor_walks(agent: PolicyActor, env: gym.Env, episodes: int, seed: int) -> list[dict[str, Any]] | None:
+    """:func:`open_floor_walk` of every sub-policy over ``episodes`` episodes on ``env``'s open floor; None for
+    envs without one. An episode is as many whole macro steps as ``env``'s time limit holds (at least 1)."""
+    make_floor = getattr(env.unwrapped, "open_floor", None)
+    if make_floor is None:
+        return None
+    limit = env.spec.max_episode_steps if env.spec is not None and env.spec.max_episode_steps else agent.macro_len
+    macro_steps = max(1, int(limit) // agent.macro_len)
+    floor = make_floor()
+    walks = []
+    for k in range(agent.num_subpolicies):
+        moves = [m for e in range(episodes) for m in _run_open_floor(agent, floor, k, macro_steps, seed + 1000 * e)]
+        walks.append(open_floor_walk(np.array(moves)))
+    floor.close()
+    return walks
 
 
 def _summaries(agent: PolicyActor, records: list[SubPolicyRecord], unused_below: float) -> dict[str, Any]:
@@ -405,6 +465,12 @@ def inspect_run(
                 alone[index, k] += _run_alone(agent, env, k, records[k], episode_seed, grid) / episodes
         env.close()
     summaries = _summaries(agent, records, unused_below)
+    probe = make_env(adapted.cfg.env)
+    walks = _open_floor_walks(agent, probe, episodes, seed)
+    probe.close()
+    if walks is not None:
+        for sub, walk in zip(summaries["subpolicies"], walks):
+            sub["open_floor"] = walk
     env_cfg = adapted.cfg.env
     reference = oracle_returns(env_cfg, adapted.tasks, episodes, seed) if has_oracle(env_cfg) else None
     coverage = task_coverage(
@@ -450,6 +516,15 @@ def format_report(report: dict[str, Any]) -> str:
         else:
             actions = "mean " + " ".join(f"{v:+.2f}" for v in sub.get("mean_action", []))
         lines.append(f"{sub['index']:>3} {sub['usage']:>6.2f}  {move:<32} {actions}")
+    walks = [(sub["index"], sub["open_floor"]) for sub in report["subpolicies"] if "open_floor" in sub]
+    if walks:
+        lines.append("alone on an open floor (no walls), per macro step:")
+        lines += [
+            f"{k:>3} speed along its heading {walk['speed_along_heading']:.2f}, heading "
+            f"{walk['heading_degrees']:+.0f} degrees (mean displacement "
+            f"{', '.join(f'{v:+.2f}' for v in walk['mean_displacement'])}; {walk['macro_steps']} macro steps)"
+            for k, walk in walks
+        ]
     agreement = report["agreement"]
     pairs = [f"{i}~{j} {agreement[i][j]:.2f}" for i in range(len(agreement)) for j in range(i + 1, len(agreement))]
     lines.append(f"action agreement between sub-policies: {', '.join(pairs) or '-'}")

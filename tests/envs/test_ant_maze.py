@@ -228,3 +228,24 @@ def test_render_shows_the_whole_arena_from_above() -> None:
     frames = vec.render()
     assert len(frames) == 2 and not np.array_equal(frames[0], frames[1])
     np.testing.assert_array_equal(frames[0], image)
+
+
+def test_open_floor_has_the_maze_s_body_and_start_and_nothing_in_the_way() -> None:
+    maze = AntMaze(reset_noise_scale=0.0, pose_reset_every=50)
+    floor = maze.open_floor()
+    assert floor.observation_space == maze.observation_space and floor.action_space == maze.action_space
+    assert (floor.pose_reset_every, floor.reset_noise_scale) == (50, 0.0)
+    maze_obs, _ = maze.reset(seed=0)
+    floor_obs, _ = floor.reset(seed=0)
+    np.testing.assert_allclose(floor_obs, maze_obs)  # same start, same pose
+    # Pushed left from the start (2, 0), the maze's wall at x = 0 stops the ant; the floor lets it through.
+    for env in (maze, floor):
+        qpos, qvel = env.data.qpos.copy(), env.data.qvel.copy()
+        qvel[0] = -10.0
+        env.set_state(qpos, qvel)
+        for _ in range(20):
+            _, reward, terminated, _, _ = env.step(np.zeros(8, dtype=np.float32))
+    assert maze.agent_position[0] > -0.5 and floor.agent_position[0] < -2.0
+    assert reward == 0.0 and not terminated  # the floor pays nothing and never ends
+    maze.close()
+    floor.close()

@@ -19,7 +19,15 @@ from envs.four_rooms import FREE_CELLS
 from mlsh.checkpoint import load_checkpoint, save_checkpoint
 from mlsh.errors import ConfigError
 from mlsh.evaluation import AdaptOptions
-from mlsh.inspect import format_report, goal_directed_shares, inspect_run, main, plot_report, task_coverage
+from mlsh.inspect import (
+    format_report,
+    goal_directed_shares,
+    inspect_run,
+    main,
+    open_floor_walk,
+    plot_report,
+    task_coverage,
+)
 from mlsh.trainer import train
 from tests.conftest import small_config
 
@@ -157,7 +165,30 @@ def test_goal_directed_choices_on_ant_twowalk(tmp_path: Path, monkeypatch: pytes
     assert f"in {choices['overall']:.2f} of 8 decisions" in format_report(report)
     assert report["goal_reached"] is None  # AntTwowalk flags no success
     assert "reached the goal" not in format_report(report)
+    for sub in report["subpolicies"]:  # alone on the open floor: 4 whole macro steps per 40-step episode
+        walk = sub["open_floor"]
+        assert walk["macro_steps"] == 4 and len(walk["mean_displacement"]) == 2
+        assert abs(walk["speed_along_heading"]) <= walk["mean_step_length"] + 1e-9
+        assert f"speed along its heading {walk['speed_along_heading']:.2f}" in format_report(report)
     json.dumps(report, allow_nan=False)
+
+
+def test_open_floor_walk_on_hand_made_moves() -> None:
+    straight = open_floor_walk(np.array([[3.0, 4.0], [3.0, 4.0]]))
+    assert straight["speed_along_heading"] == pytest.approx(5.0)
+    assert straight["heading_degrees"] == pytest.approx(np.degrees(np.arctan2(4, 3)))
+    # A zigzag covers 5 per macro step but only 3 of it along its mean heading (+x).
+    zigzag = open_floor_walk(np.array([[3.0, 4.0], [3.0, -4.0]]))
+    assert zigzag["mean_displacement"] == pytest.approx([3.0, 0.0])
+    assert zigzag["speed_along_heading"] == pytest.approx(3.0) and zigzag["mean_step_length"] == pytest.approx(5.0)
+    assert zigzag["heading_degrees"] == pytest.approx(0.0) and zigzag["macro_steps"] == 2
+    assert open_floor_walk(np.zeros((3, 2)))["speed_along_heading"] == 0.0  # standing still: no heading
+
+
+def test_bandits_have_no_open_floor(bandits_run: Path) -> None:
+    report, _ = inspect_run(bandits_run, num_tasks=1, episodes=1, adapt=AdaptOptions(iters=1))
+    assert all("open_floor" not in sub for sub in report["subpolicies"])
+    assert "open floor" not in format_report(report)
 
 
 def test_goal_reached_share_on_ant_maze(tmp_path: Path) -> None:
