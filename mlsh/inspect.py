@@ -195,17 +195,16 @@ def open_floor_walk(moves: np.ndarray) -> dict[str, Any]:
 
     Returns:
         ``mean_displacement`` ``[2]``, ``heading_degrees`` (of the mean; 0 is +x, 90 is +y), ``speed_along_heading``
-        (the mean of each displacement projected on the mean's direction: a sub-policy that zigzags or turns
-        scores less than its distance covered), ``mean_step_length`` and ``macro_steps`` (M).
+        (the mean of each displacement projected on the mean's direction, which is the mean's length: a
+        sub-policy that zigzags or turns scores less than the distance it covers, ``mean_step_length``) and
+        ``macro_steps`` (M).
     """
     moves = np.asarray(moves, dtype=float)[:, :2]
     mean = moves.mean(axis=0)
-    length = float(np.linalg.norm(mean))
-    along = float((moves @ (mean / length)).mean()) if length > 0 else 0.0
     return {
         "mean_displacement": mean.tolist(),
         "heading_degrees": float(np.degrees(np.arctan2(mean[1], mean[0]))),
-        "speed_along_heading": along,
+        "speed_along_heading": float(np.linalg.norm(mean)),
         "mean_step_length": float(np.linalg.norm(moves, axis=1).mean()),
         "macro_steps": len(moves),
     }

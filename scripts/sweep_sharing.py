@@ -72,7 +72,8 @@ def train_command(args: argparse.Namespace, mode: str, seed: int, run_dir: Path)
     return [*py, f"seed={seed}", f"hydra.run.dir={run_dir}", *train_overrides(args, mode)]
 
 
-def _run(command: list[str], log: Path) -> None:
+def run_logged(command: list[str], log: Path) -> None:
+    """Runs ``command`` (one torch thread), its output appended to ``log``; raises if it fails."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with open(log, "a") as handle:
         done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
@@ -88,21 +89,21 @@ def run_one(args: argparse.Namespace, mode: str, seed: int) -> dict[str, Any]:
     summary = run_dir / "summary.json"
     finished = summary.exists() and json.loads(summary.read_text()).get("finished", False)
     if not finished:
-        _run(train_command(args, mode, seed, run_dir), log)
+        run_logged(train_command(args, mode, seed, run_dir), log)
         if not json.loads(summary.read_text()).get("finished", False):  # stopped by a signal: never evaluate it
             raise RuntimeError(f"the training in {run_dir} stopped before its budget; rerun the sweep to continue it")
     result_file, inspect_file = run_dir / "evaluation.json", run_dir / "inspect.json"
     if not result_file.exists():
         evaluation = [f"num_tasks={args.num_tasks}", "seed=0", f"output={result_file}", *QUIET]
-        _run([sys.executable, "-m", "mlsh.evaluate", f"checkpoint={run_dir}", *evaluation], log)
+        run_logged([sys.executable, "-m", "mlsh.evaluate", f"checkpoint={run_dir}", *evaluation], log)
     if not inspect_file.exists():
         inspection = [f"num_tasks={args.inspect_tasks}", "seed=0", f"output={inspect_file}"]
-        _run([sys.executable, "-m", "mlsh.inspect", f"checkpoint={run_dir}", *inspection], log)
+        run_logged([sys.executable, "-m", "mlsh.inspect", f"checkpoint={run_dir}", *inspection], log)
     skills = None
     if args.env == "MovementBandits":
         skills_file = run_dir / "bandit_skills.json"
         if not skills_file.exists():
-            _run([sys.executable, str(Path(__file__).with_name("bandit_skills.py")), "--run", str(run_dir)], log)
+            run_logged([sys.executable, str(Path(__file__).with_name("bandit_skills.py")), "--run", str(run_dir)], log)
         skills = json.loads(skills_file.read_text())["shares"]
     result = json.loads(result_file.read_text())
     report = json.loads(inspect_file.read_text())
@@ -126,17 +127,22 @@ def missing_goal_skills(shares: list[dict[str, float]]) -> int:
     return sum(all(share[goal] < 0.5 for share in shares) for goal in shares[0])
 
 
-def training_curve(run_dir: Path) -> list[tuple[int, float]]:
-    """``(env step, rollout/ep_rew_mean)`` pairs from a run's TensorBoard events."""
+def scalar_series(run_dir: Path, tag: str) -> list[tuple[int, float]]:
+    """``(env step, value)`` pairs of one scalar from a run's TensorBoard events (a resumed run's files merged)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     points: dict[int, float] = {}
     for events in sorted((run_dir / "tb").rglob("events.out.tfevents.*")):
         accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
         accumulator.Reload()
-        if "rollout/ep_rew_mean" in accumulator.Tags()["scalars"]:
-            points.update((e.step, e.value) for e in accumulator.Scalars("rollout/ep_rew_mean"))
+        if tag in accumulator.Tags()["scalars"]:
+            points.update((e.step, e.value) for e in accumulator.Scalars(tag))
     return sorted(points.items())
+
+
+def training_curve(run_dir: Path) -> list[tuple[int, float]]:
+    """``(env step, rollout/ep_rew_mean)`` pairs from a run's TensorBoard events."""
+    return scalar_series(run_dir, "rollout/ep_rew_mean")
 
 
 def parameter_count(run_dir: Path) -> int:

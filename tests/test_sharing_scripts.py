@@ -78,14 +78,14 @@ def test_the_sweep_resumes_a_run_dir_that_holds_a_config_but_no_checkpoint(tmp_p
     fresh = sweep_sharing.train_command(args, "trunk", 0, run_dir)
     assert "sub.sharing=trunk" in fresh and f"hydra.run.dir={run_dir}" in fresh
     run_dir.mkdir(parents=True)
-    sweep_sharing._run(fresh, tmp_path / "sweep.log")
+    sweep_sharing.run_logged(fresh, tmp_path / "sweep.log")
     # A training stopped before its first checkpoint leaves its config.yaml: the sweep resumes it, where a fresh
     # command would be refused (the dir holds a run).
     (run_dir / "checkpoint.pt").unlink()
     (run_dir / "summary.json").unlink()
     again = sweep_sharing.train_command(args, "trunk", 0, run_dir)
     assert again[-1] == f"resume={run_dir}"
-    sweep_sharing._run(again, tmp_path / "sweep.log")
+    sweep_sharing.run_logged(again, tmp_path / "sweep.log")
     assert (run_dir / "checkpoint.pt").is_file()
     assert '"finished": true' in (run_dir / "summary.json").read_text()
 
@@ -114,7 +114,7 @@ def test_the_sweep_never_evaluates_a_training_stopped_before_its_budget(tmp_path
         calls.append(command)
         (tmp_path / "trunk" / "seed0" / "summary.json").write_text('{"finished": false, "iteration": 3}')
 
-    monkeypatch.setattr(sweep_sharing, "_run", stopped_training)
+    monkeypatch.setattr(sweep_sharing, "run_logged", stopped_training)
     args = sweep_sharing.parse_args(["--env", "MovementBandits", "--out", str(tmp_path)])
     with pytest.raises(RuntimeError, match="stopped before its budget; rerun the sweep to continue it"):
         sweep_sharing.run_one(args, "trunk", 0)

@@ -1,0 +1,207 @@
+"""AntMaze's targets, per training seed: sub-policies used, their headings and speed, held-out mazes solved.
+
+    python scripts/ant_maze_table.py runs/antmaze/s0 runs/antmaze/s1 runs/antmaze/s2 --out runs/antmaze/table
+    python scripts/ant_maze_table.py runs/antmaze/s0 --eval-seeds 0 1 2 --scratch --out runs/antmaze/table
+
+Each run dir is a finished (or stopped) ``python -m mlsh.train env=AntMaze`` run. For every evaluation
+seed the script runs ``python -m mlsh.inspect`` on ``--num-tasks`` held-out mazes with ``--episodes``
+episodes each: fresh masters adapt over the frozen sub-policies, then it measures each sub-policy's
+usage under them, its heading and speed alone on an open floor (``open_floor``: the maze's walls cut a
+fast walk short), and the share of the adapted masters' episodes that reach the goal. With
+``--scratch`` it also runs ``python -m mlsh.evaluate ... baselines=[scratch]`` on the same mazes and
+seed: the success rate in the last adaptation iteration of MLSH and of PPO from scratch, same steps.
+
+One row per run, the targets checked beside it:
+
+* *used*: the sub-policies chosen in at least ``--min-usage`` (10%) of the adapted masters' steps,
+  usage averaged over the evaluation seeds; the target asks for 3 or more;
+* *distinct*: every pair of used sub-policies heads at least ``--min-angle`` (30) degrees apart on the
+  open floor;
+* *fast*: each used sub-policy covers at least ``--min-speed`` (15) units per 200-step macro step
+  along its own heading, alone on the open floor (mean over the evaluation seeds' macro steps);
+* *goal reached*: the adapted masters' episodes that reach the goal, per evaluation seed and overall
+  (target 50%);
+* *training*: env steps and the training's own time (the sum of its iterations' durations, from the
+  ``time/fps`` scalar; pauses between resumes are not counted).
+
+Outputs are cached per run and seed under ``--out``: a rerun does only what is missing. Writes
+``table.md`` and ``results.json`` into ``--out`` and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sweep_sharing import run_logged, scalar_series  # noqa: E402
+
+QUIET = ["plot=false", "tensorboard=false"]
+
+
+def angle_between(a: float, b: float) -> float:
+    """The smaller angle between two headings, in degrees (0-180)."""
+    return abs((a - b + 180.0) % 360.0 - 180.0)
+
+
+def training_time_and_steps(run_dir: Path) -> tuple[float, int]:
+    """The training's own seconds (sum over iterations of env steps / ``time/fps``) and its env steps."""
+    fps = scalar_series(run_dir, "time/fps")
+    seconds, previous = 0.0, 0
+    for step, value in fps:
+        if value > 0:
+            seconds += (step - previous) / value
+        previous = step
+    return seconds, previous
+
+
+def merge_inspections(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per sub-policy, over the evaluation seeds' ``mlsh.inspect`` reports: mean usage, and the open-floor walk
+    pooled by macro step (each report's mean displacement weighted by its macro steps). The speed along the
+    pooled heading is the pooled mean's length, as a projection is linear."""
+    merged = []
+    for k in range(len(reports[0]["subpolicies"])):
+        subs = [report["subpolicies"][k] for report in reports]
+        walks = [sub["open_floor"] for sub in subs]
+        steps = sum(walk["macro_steps"] for walk in walks)
+        mean = [sum(w["mean_displacement"][i] * w["macro_steps"] for w in walks) / steps for i in range(2)]
+        merged.append(
+            {
+                "index": k,
+                "usage": statistics.fmean(sub["usage"] for sub in subs),
+                "heading_degrees": math.degrees(math.atan2(mean[1], mean[0])),
+                "speed_along_heading": math.hypot(*mean),
+                "mean_displacement": mean,
+                "macro_steps": steps,
+            }
+        )
+    return merged
+
+
+def targets(subs: list[dict[str, Any]], reached: list[float], args: argparse.Namespace) -> dict[str, Any]:
+    """The issue's targets on one run's merged sub-policies and goal-reached shares."""
+    used = [s for s in subs if s["usage"] >= args.min_usage]
+    closest = min(
+        (angle_between(a["heading_degrees"], b["heading_degrees"]) for i, a in enumerate(used) for b in used[i + 1 :]),
+        default=math.nan,
+    )
+    return {
+        "used": [s["index"] for s in used],
+        "closest_headings_degrees": closest,
+        "enough_used": len(used) >= 3,
+        "distinct": len(used) >= 2 and closest >= args.min_angle,
+        "fast": bool(used) and all(s["speed_along_heading"] >= args.min_speed for s in used),
+        "goal_reached": statistics.fmean(reached) if reached else math.nan,
+        "solves_mazes": bool(reached) and statistics.fmean(reached) >= 0.5,
+    }
+
+
+def measure_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Inspects (and with ``--scratch`` evaluates) one run on every evaluation seed, reusing cached outputs."""
+    out = Path(args.out) / run_dir.name
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "table.log"
+    reports, scratch = [], []
+    for seed in args.eval_seeds:
+        common = [f"checkpoint={run_dir}", f"num_tasks={args.num_tasks}", f"seed={seed}"]
+        inspect_file = out / f"inspect_seed{seed}.json"
+        if not inspect_file.exists():
+            command = ["-m", "mlsh.inspect", *common, f"episodes={args.episodes}", f"output={inspect_file}"]
+            run_logged([sys.executable, *command], log)
+        reports.append(json.loads(inspect_file.read_text()))
+        if args.scratch:
+            evaluate_file = out / f"evaluate_seed{seed}.json"
+            if not evaluate_file.exists():
+                command = ["-m", "mlsh.evaluate", *common, "oracle=false", "baselines=[scratch]", *QUIET]
+                run_logged([sys.executable, *command, f"output={evaluate_file}"], log)
+            methods = json.loads(evaluate_file.read_text())["methods"]
+            scratch.append({name: methods[name]["success_curve"][-1] for name in ("mlsh", "scratch")})
+    subs = merge_inspections(reports)
+    reached = [report["goal_reached"]["overall"] for report in reports]
+    seconds, steps = training_time_and_steps(run_dir)
+    return {
+        "run_dir": str(run_dir),
+        "env_steps": steps,
+        "training_seconds": seconds,
+        "subpolicies": subs,
+        "goal_reached_per_seed": reached,
+        "last_iteration_success": scratch,
+        "targets": targets(subs, reached, args),
+    }
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "**no**"
+
+
+def format_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    """One Markdown row per run; the sub-policies as ``k: heading / speed (usage)``."""
+    header = (
+        f"| run | env steps | training time | sub-policies: heading (deg) / speed along it (units per macro step) "
+        f"/ usage | >= 3 used (>= {args.min_usage:.0%}) | headings >= {args.min_angle:g} deg apart | "
+        f"used ones >= {args.min_speed:g} | goal reached (per eval seed) | >= 50% |"
+    )
+    lines = [header, "|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        t = row["targets"]
+        subs = "; ".join(
+            f"{s['index']}: {s['heading_degrees']:+.0f} / {s['speed_along_heading']:.1f} / {s['usage']:.2f}"
+            for s in row["subpolicies"]
+        )
+        per_seed = " ".join(f"{r:.2f}" for r in row["goal_reached_per_seed"])
+        closest = "-" if math.isnan(t["closest_headings_degrees"]) else f"{t['closest_headings_degrees']:.0f}"
+        lines.append(
+            f"| {Path(row['run_dir']).name} | {row['env_steps']:,} | {row['training_seconds'] / 60:.0f} min | {subs} | "
+            f"{_yes(t['enough_used'])} ({len(t['used'])}) | {_yes(t['distinct'])} (closest {closest}) | "
+            f"{_yes(t['fast'])} | {t['goal_reached']:.2f} ({per_seed}) | {_yes(t['solves_mazes'])} |"
+        )
+    if any(row["last_iteration_success"] for row in rows):
+        lines += ["", "| run | success in the last adaptation iteration: MLSH | PPO from scratch, same steps |"]
+        lines.append("|---|---|---|")
+        for row in rows:
+            pairs = row["last_iteration_success"]
+            if pairs:
+                mlsh, scratch = (" ".join(_share(p[name]) for p in pairs) for name in ("mlsh", "scratch"))
+                lines.append(f"| {Path(row['run_dir']).name} | {mlsh} | {scratch} |")
+    return "\n".join(lines)
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", help="AntMaze run dirs, one per training seed")
+    parser.add_argument("--eval-seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--num-tasks", type=int, default=8, help="held-out mazes per evaluation seed")
+    parser.add_argument("--episodes", type=int, default=2, help="episodes per maze and per sub-policy alone")
+    parser.add_argument("--scratch", action="store_true", help="also PPO from scratch, same mazes")
+    parser.add_argument("--min-usage", type=float, default=0.10)
+    parser.add_argument("--min-angle", type=float, default=30.0)
+    parser.add_argument("--min-speed", type=float, default=15.0)
+    parser.add_argument("--out", default="runs/antmaze/table")
+    args = parser.parse_args(argv)
+    missing = [run for run in args.runs if not (Path(run) / "checkpoint.pt").is_file()]
+    if missing:
+        parser.error(f"no checkpoint.pt in {', '.join(missing)}; pass the run dirs that mlsh.train printed.")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    rows = [measure_run(Path(run), args) for run in args.runs]
+    table = format_table(rows, args)
+    out = Path(args.out)
+    (out / "table.md").write_text(table + "\n")
+    (out / "results.json").write_text(json.dumps(rows, indent=1))
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""scripts/ant_maze_table.py: AntMaze's targets per run, from mlsh.inspect's reports (hand-made, then a tiny run)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlsh.trainer import train
+from tests.conftest import small_config
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+import ant_maze_table  # noqa: E402
+
+
+def _report(subs: list[tuple[float, tuple[float, float], int]], reached: float) -> dict:
+    """An inspection report with (usage, open-floor mean displacement, macro steps) per sub-policy."""
+    return {
+        "subpolicies": [
+            {"usage": usage, "open_floor": {"mean_displacement": list(move), "macro_steps": steps}}
+            for usage, move, steps in subs
+        ],
+        "goal_reached": {"overall": reached},
+    }
+
+
+def test_angle_between_wraps_around() -> None:
+    assert ant_maze_table.angle_between(170.0, -170.0) == pytest.approx(20.0)
+    assert ant_maze_table.angle_between(-45.0, 45.0) == pytest.approx(90.0)
+    assert ant_maze_table.angle_between(0.0, 180.0) == pytest.approx(180.0)
+
+
+def test_inspections_pool_by_macro_step_and_targets_are_checked() -> None:
+    spare = (0.05, (1.0, 0.0), 10)
+    seed0 = _report([(0.4, (16.0, 0.0), 10), (0.3, (12.0, 12.0), 10), (0.25, (0.0, -20.0), 10), spare], 0.5)
+    seed1 = _report([(0.4, (14.0, 0.0), 30), (0.3, (12.0, 12.0), 10), (0.15, (0.0, -20.0), 10), spare], 0.75)
+    subs = ant_maze_table.merge_inspections([seed0, seed1])
+    assert subs[0]["mean_displacement"] == pytest.approx([14.5, 0.0])  # (16 x 10 + 14 x 30) / 40
+    assert subs[0]["speed_along_heading"] == pytest.approx(14.5) and subs[0]["macro_steps"] == 40
+    assert subs[1]["heading_degrees"] == pytest.approx(45.0)
+    assert subs[1]["speed_along_heading"] == pytest.approx(math.hypot(12, 12))
+    assert subs[2]["usage"] == pytest.approx(0.2) and subs[2]["heading_degrees"] == pytest.approx(-90.0)
+    args = type("Args", (), {"min_usage": 0.10, "min_angle": 30.0, "min_speed": 15.0})()
+    t = ant_maze_table.targets(subs, [0.5, 0.75], args)
+    assert t["used"] == [0, 1, 2] and t["enough_used"]  # the fourth is used 5%
+    assert t["closest_headings_degrees"] == pytest.approx(45.0) and t["distinct"]
+    assert not t["fast"]  # sub-policy 0 covers 14.5 < 15
+    assert t["goal_reached"] == pytest.approx(0.625) and t["solves_mazes"]
+    assert not ant_maze_table.targets(subs, [0.25, 0.5], args)["solves_mazes"]
+
+
+def test_run_dirs_without_a_checkpoint_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        ant_maze_table.parse_args([str(tmp_path)])
+    assert f"no checkpoint.pt in {tmp_path}; pass the run dirs that mlsh.train printed." in capsys.readouterr().err
+
+
+def test_table_of_a_tiny_ant_maze_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = small_config("mlsh/AntMaze-v0", macro_len=10)
+    cfg.env.max_episode_steps = 20
+    run = tmp_path / "tiny"
+    train(cfg, run)
+    out = tmp_path / "table"
+    argv = [str(run), "--eval-seeds", "0", "--num-tasks", "1", "--episodes", "1", "--scratch", "--out", str(out)]
+    ant_maze_table.main(argv)
+    table = capsys.readouterr().out
+    assert (out / "tiny" / "inspect_seed0.json").is_file() and (out / "tiny" / "evaluate_seed0.json").is_file()
+    (row,) = json.loads((out / "results.json").read_text())
+    assert row["env_steps"] == 800 and row["training_seconds"] > 0
+    assert [s["macro_steps"] for s in row["subpolicies"]] == [2, 2]  # one 20-step episode of 10-step macro steps
+    assert len(row["goal_reached_per_seed"]) == 1 and set(row["last_iteration_success"][0]) == {"mlsh", "scratch"}
+    assert table.splitlines()[2].startswith("| tiny | 800 | ")
+    assert "PPO from scratch, same steps" in table
+    log = (out / "tiny" / "table.log").read_text()
+    ant_maze_table.main(argv)  # cached: the second call runs neither command again
+    assert (out / "tiny" / "table.log").read_text() == log and capsys.readouterr().out == table
