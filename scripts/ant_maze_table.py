@@ -9,7 +9,8 @@ episodes each: fresh masters adapt over the frozen sub-policies, then it measure
 usage under them, its heading and speed alone on an open floor (``open_floor``: the maze's walls cut a
 fast walk short), and the share of the adapted masters' episodes that reach the goal. With
 ``--scratch`` it also runs ``python -m mlsh.evaluate ... baselines=[scratch]`` on the same mazes and
-seed: the success rate in the last adaptation iteration of MLSH and of PPO from scratch, same steps.
+seed (``--scratch 0``: on evaluation seed 0 only): the success rate in the last adaptation iteration of
+MLSH and of PPO from scratch, same steps.
 
 One row per run, the targets checked beside it:
 
@@ -114,7 +115,7 @@ def measure_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
             command = ["-m", "mlsh.inspect", *common, f"episodes={args.episodes}", f"output={inspect_file}"]
             run_logged([sys.executable, *command], log)
         reports.append(json.loads(inspect_file.read_text()))
-        if args.scratch:
+        if args.scratch is not None and (not args.scratch or seed in args.scratch):
             evaluate_file = out / f"evaluate_seed{seed}.json"
             if not evaluate_file.exists():
                 command = ["-m", "mlsh.evaluate", *common, "oracle=false", "baselines=[scratch]", *QUIET]
@@ -181,7 +182,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--num-tasks", type=int, default=8, help="held-out mazes per evaluation seed")
     parser.add_argument("--episodes", type=int, default=2, help="episodes per maze and per sub-policy alone")
-    parser.add_argument("--scratch", action="store_true", help="also PPO from scratch, same mazes")
+    parser.add_argument(
+        "--scratch", type=int, nargs="*", help="also PPO from scratch (same mazes): every eval seed, or those given"
+    )
     parser.add_argument("--min-usage", type=float, default=0.10)
     parser.add_argument("--min-angle", type=float, default=30.0)
     parser.add_argument("--min-speed", type=float, default=15.0)

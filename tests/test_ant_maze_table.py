@@ -65,14 +65,17 @@ def test_table_of_a_tiny_ant_maze_run(tmp_path: Path, capsys: pytest.CaptureFixt
     run = tmp_path / "tiny"
     train(cfg, run)
     out = tmp_path / "table"
-    argv = [str(run), "--eval-seeds", "0", "--num-tasks", "1", "--episodes", "1", "--scratch", "--out", str(out)]
+    argv = [str(run), "--eval-seeds", "0", "1", "--num-tasks", "1", "--episodes", "1", "--scratch", "0"]
+    argv += ["--out", str(out)]
     ant_maze_table.main(argv)
     table = capsys.readouterr().out
-    assert (out / "tiny" / "inspect_seed0.json").is_file() and (out / "tiny" / "evaluate_seed0.json").is_file()
+    assert (out / "tiny" / "inspect_seed1.json").is_file() and (out / "tiny" / "evaluate_seed0.json").is_file()
+    assert not (out / "tiny" / "evaluate_seed1.json").exists()  # --scratch 0: PPO from scratch on seed 0 only
     (row,) = json.loads((out / "results.json").read_text())
     assert row["env_steps"] == 800 and row["training_seconds"] > 0
-    assert [s["macro_steps"] for s in row["subpolicies"]] == [2, 2]  # one 20-step episode of 10-step macro steps
-    assert len(row["goal_reached_per_seed"]) == 1 and set(row["last_iteration_success"][0]) == {"mlsh", "scratch"}
+    assert [s["macro_steps"] for s in row["subpolicies"]] == [4, 4]  # 2 seeds x 20 steps / 10-step macro steps
+    assert len(row["goal_reached_per_seed"]) == 2 and len(row["last_iteration_success"]) == 1
+    assert set(row["last_iteration_success"][0]) == {"mlsh", "scratch"}
     assert table.splitlines()[2].startswith("| tiny | 800 | ")
     assert "PPO from scratch, same steps" in table
     log = (out / "tiny" / "table.log").read_text()
