@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -200,13 +200,19 @@ def open_floor_walk(moves: np.ndarray) -> dict[str, Any]:
         ``macro_steps`` (M).
     """
     moves = np.asarray(moves, dtype=float)[:, :2]
-    mean = moves.mean(axis=0)
+    step_length = float(np.linalg.norm(moves, axis=1).mean())
+    return {**walk_of_mean(moves.mean(axis=0), len(moves)), "mean_step_length": step_length}
+
+
+def walk_of_mean(mean: Sequence[float], macro_steps: int) -> dict[str, Any]:
+    """:func:`open_floor_walk`'s figures that follow from the mean displacement of ``macro_steps`` macro steps
+    alone (all but ``mean_step_length``): also for walks pooled from several reports."""
+    x, y = float(mean[0]), float(mean[1])
     return {
-        "mean_displacement": mean.tolist(),
-        "heading_degrees": float(np.degrees(np.arctan2(mean[1], mean[0]))),
-        "speed_along_heading": float(np.linalg.norm(mean)),
-        "mean_step_length": float(np.linalg.norm(moves, axis=1).mean()),
-        "macro_steps": len(moves),
+        "mean_displacement": [x, y],
+        "heading_degrees": float(np.degrees(np.arctan2(y, x))),
+        "speed_along_heading": float(np.hypot(x, y)),
+        "macro_steps": int(macro_steps),
     }
 
 
@@ -462,11 +468,11 @@ def inspect_run(
                 reached.append((index, episode_run.reached))
             for k in range(agent.num_subpolicies):
                 alone[index, k] += _run_alone(agent, env, k, records[k], episode_seed, grid) / episodes
-        env.close()
+        if index < len(adapted.tasks) - 1:
+            env.close()
     summaries = _summaries(agent, records, unused_below)
-    probe = make_env(adapted.cfg.env)
-    walks = _open_floor_walks(agent, probe, episodes, seed)
-    probe.close()
+    walks = _open_floor_walks(agent, env, episodes, seed)  # the last task's env: any task's floor is the same
+    env.close()
     if walks is not None:
         for sub, walk in zip(summaries["subpolicies"], walks):
             sub["open_floor"] = walk

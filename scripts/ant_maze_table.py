@@ -42,6 +42,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sweep_sharing import run_logged, scalar_series  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from mlsh.inspect import walk_of_mean  # noqa: E402
+
 QUIET = ["plot=false", "tensorboard=false"]
 
 
@@ -63,24 +66,16 @@ def training_time_and_steps(run_dir: Path) -> tuple[float, int]:
 
 def merge_inspections(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per sub-policy, over the evaluation seeds' ``mlsh.inspect`` reports: mean usage, and the open-floor walk
-    pooled by macro step (each report's mean displacement weighted by its macro steps). The speed along the
-    pooled heading is the pooled mean's length, as a projection is linear."""
+    pooled by macro step (each report's mean displacement weighted by its macro steps), its heading and speed
+    derived as ``mlsh.inspect`` derives them (:func:`mlsh.inspect.walk_of_mean`)."""
     merged = []
     for k in range(len(reports[0]["subpolicies"])):
         subs = [report["subpolicies"][k] for report in reports]
         walks = [sub["open_floor"] for sub in subs]
         steps = sum(walk["macro_steps"] for walk in walks)
         mean = [sum(w["mean_displacement"][i] * w["macro_steps"] for w in walks) / steps for i in range(2)]
-        merged.append(
-            {
-                "index": k,
-                "usage": statistics.fmean(sub["usage"] for sub in subs),
-                "heading_degrees": math.degrees(math.atan2(mean[1], mean[0])),
-                "speed_along_heading": math.hypot(*mean),
-                "mean_displacement": mean,
-                "macro_steps": steps,
-            }
-        )
+        usage = statistics.fmean(sub["usage"] for sub in subs)
+        merged.append({"index": k, "usage": usage, **walk_of_mean(mean, steps)})
     return merged
 
 
@@ -91,14 +86,15 @@ def targets(subs: list[dict[str, Any]], reached: list[float], args: argparse.Nam
         (angle_between(a["heading_degrees"], b["heading_degrees"]) for i, a in enumerate(used) for b in used[i + 1 :]),
         default=math.nan,
     )
+    reached_share = statistics.fmean(reached) if reached else math.nan
     return {
         "used": [s["index"] for s in used],
         "closest_headings_degrees": closest,
         "enough_used": len(used) >= 3,
         "distinct": len(used) >= 2 and closest >= args.min_angle,
         "fast": bool(used) and all(s["speed_along_heading"] >= args.min_speed for s in used),
-        "goal_reached": statistics.fmean(reached) if reached else math.nan,
-        "solves_mazes": bool(reached) and statistics.fmean(reached) >= 0.5,
+        "goal_reached": reached_share,
+        "solves_mazes": reached_share >= 0.5,  # False for nan
     }
 
 
