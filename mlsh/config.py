@@ -128,6 +128,10 @@ class SubConfig(PPOConfig):
     tasks that happen to come first (docs: results, bandits)."""
     lr_ramp_start: float = 0.25
     """The sub-policies' learning rate at the first iteration, as a share of ``lr`` (with ``lr_ramp_steps``)."""
+    lr_end: float = 1.0
+    """The sub-policies' learning rate at the end of the budget (``train.total_timesteps``), as a share of ``lr``:
+    after the ramp, the rate falls linearly from ``lr`` to ``lr_end * lr``. 1 keeps it constant; 0 anneals it to
+    zero, as CleanRL's MuJoCo PPO does. Resuming with a larger budget stretches the rest of the fall."""
     hidden_obs: list[int] = field(default_factory=list)
     """Indices of flat observation entries the sub-policies (actors and critics) do not see, e.g. ``[0,1]``, the
     Ant's torso x and y, so that walking does not depend on where in the arena it happens; the masters see every
@@ -481,6 +485,12 @@ def validate(cfg: Config) -> None:
     _require(
         not isinstance(start, bool) and isinstance(start, (int, float)) and 0 < start <= 1,
         f"sub.lr_ramp_start must be a share of sub.lr in (0, 1], got {start!r}; set e.g. sub.lr_ramp_start=0.25.",
+    )
+    end = cfg.sub.lr_end
+    _require(
+        not isinstance(end, bool) and isinstance(end, (int, float)) and 0 <= end <= 1,
+        f"sub.lr_end must be a share of sub.lr in [0, 1], got {end!r}; set e.g. sub.lr_end=0.1 (or 1 for a "
+        f"constant rate).",
     )
     log_std = cfg.sub.init_log_std
     _require(

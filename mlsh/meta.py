@@ -332,13 +332,17 @@ class MetaLearner:
         return {"meta/reinits": float(self.reinits)}
 
     def sub_lr(self) -> float:
-        """The sub-policies' learning rate at this iteration: ``sub.lr``, or on its linear ramp from
-        ``sub.lr_ramp_start * sub.lr`` over the first ``sub.lr_ramp_steps`` env steps."""
+        """The sub-policies' learning rate at this iteration: ``sub.lr``, on its linear ramp from
+        ``sub.lr_ramp_start * sub.lr`` over the first ``sub.lr_ramp_steps`` env steps, then on its linear fall to
+        ``sub.lr_end * sub.lr`` at ``train.total_timesteps``."""
         ppo = self.cfg.sub
-        if ppo.lr_ramp_steps <= 0 or self.timesteps >= ppo.lr_ramp_steps:
+        if ppo.lr_ramp_steps > 0 and self.timesteps < ppo.lr_ramp_steps:
+            return ppo.lr * (ppo.lr_ramp_start + (1.0 - ppo.lr_ramp_start) * self.timesteps / ppo.lr_ramp_steps)
+        if ppo.lr_end == 1.0:
             return ppo.lr
-        share = ppo.lr_ramp_start + (1.0 - ppo.lr_ramp_start) * self.timesteps / ppo.lr_ramp_steps
-        return ppo.lr * share
+        fall = max(self.cfg.train.total_timesteps - ppo.lr_ramp_steps, 1)
+        done = min(max(self.timesteps - ppo.lr_ramp_steps, 0) / fall, 1.0)
+        return ppo.lr * (1.0 - (1.0 - ppo.lr_end) * done)
 
     def _slots(self, batch: RolloutBatch) -> torch.Tensor:
         """``[L, B]``: the local slot of every sample."""

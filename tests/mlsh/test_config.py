@@ -67,6 +67,7 @@ def test_flat_ppo_algo_is_one_subpolicy_without_warmup() -> None:
         ({"train": {"torch_threads": -2}}, "train.torch_threads must be null or an integer >= 0, got -2"),
         ({"sub": {"lr_ramp_steps": -5}}, "sub.lr_ramp_steps must be a whole number of env steps, 0 or more, got -5"),
         ({"sub": {"lr_ramp_start": 0}}, "sub.lr_ramp_start must be a share of sub.lr in (0, 1], got 0"),
+        ({"sub": {"lr_end": 1.5}}, "sub.lr_end must be a share of sub.lr in [0, 1], got 1.5"),
         ({"sub": {"init_log_std": 3.0}}, "sub.init_log_std must be a number in [-5, 2] (the log of the initial"),
     ],
 )

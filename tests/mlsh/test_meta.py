@@ -346,3 +346,16 @@ def test_the_sub_policies_learning_rate_ramps_up_linearly_then_stays() -> None:
     assert learner.sub_optimizer.param_groups[0]["lr"] == pytest.approx(lr)
     cfg = small_config()  # no ramp: the rate is sub.lr from the start
     assert MetaLearner(cfg).train_iteration()["train/learning_rate"] == cfg.sub.lr
+
+
+def test_the_sub_policies_learning_rate_falls_linearly_to_its_end_share_after_the_ramp() -> None:
+    cfg = small_config()
+    cfg.sub.lr_ramp_steps = cfg.steps_per_iteration
+    cfg.sub.lr_ramp_start = 0.5
+    cfg.sub.lr_end = 0.2
+    cfg.train.total_timesteps = 5 * cfg.steps_per_iteration
+    learner = MetaLearner(cfg)
+    rates = [learner.train_iteration()["train/learning_rate"] for _ in range(5)]
+    lr = cfg.sub.lr
+    # ramp at iteration 0; from 1 iteration to 5 the fall of 0.8 * lr takes 4 iterations
+    assert rates == pytest.approx([0.5 * lr, lr, 0.8 * lr, 0.6 * lr, 0.4 * lr])
