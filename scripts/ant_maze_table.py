@@ -53,11 +53,25 @@ def angle_between(a: float, b: float) -> float:
     return abs((a - b + 180.0) % 360.0 - 180.0)
 
 
+def checkpoint_steps(run_dir: Path) -> int:
+    """The env steps the run's checkpoint holds (its iteration x the env steps per iteration)."""
+    from mlsh.checkpoint import load_checkpoint
+    from mlsh.config import config_from_dict
+
+    payload = load_checkpoint(run_dir)
+    return int(payload["learner"]["iteration"]) * config_from_dict(payload["config"]).steps_per_iteration
+
+
 def training_time_and_steps(run_dir: Path) -> tuple[float, int]:
-    """The training's own seconds (sum over iterations of env steps / ``time/fps``) and its env steps."""
+    """The training's own seconds (sum over iterations of env steps / ``time/fps``) and its env steps, both up to
+    the checkpoint: a copy of a checkpoint taken mid-run, with the run's ``tb`` copied later, counts to its own
+    point."""
     fps = scalar_series(run_dir, "time/fps")
+    until = checkpoint_steps(run_dir)
     seconds, previous = 0.0, 0
     for step, value in fps:
+        if step > until:
+            break
         if value > 0:
             seconds += (step - previous) / value
         previous = step

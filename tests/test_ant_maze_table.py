@@ -81,3 +81,21 @@ def test_table_of_a_tiny_ant_maze_run(tmp_path: Path, capsys: pytest.CaptureFixt
     log = (out / "tiny" / "table.log").read_text()
     ant_maze_table.main(argv)  # cached: the second call runs neither command again
     assert (out / "tiny" / "table.log").read_text() == log and capsys.readouterr().out == table
+
+
+def test_a_checkpoint_copied_mid_run_counts_steps_and_time_to_its_own_point(tmp_path: Path) -> None:
+    import shutil
+
+    cfg = small_config("mlsh/AntMaze-v0", macro_len=10)
+    cfg.env.max_episode_steps = 20
+    run = tmp_path / "run"
+    train(cfg, run, max_iterations=2)  # 2 iterations of the budget's 800 steps, then stopped (resumable)
+    mid = tmp_path / "mid"
+    shutil.copytree(run, mid)
+    train(cfg, run, resume=True)
+    shutil.rmtree(mid / "tb")
+    shutil.copytree(run / "tb", mid / "tb")  # the run's events to its end, beside the mid-run checkpoint
+    seconds, steps = ant_maze_table.training_time_and_steps(mid)
+    full_seconds, full_steps = ant_maze_table.training_time_and_steps(run)
+    assert (steps, full_steps) == (2 * cfg.steps_per_iteration, 800)
+    assert 0 < seconds < full_seconds
