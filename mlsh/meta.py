@@ -338,8 +338,6 @@ class MetaLearner:
         ppo = self.cfg.sub
         if ppo.lr_ramp_steps > 0 and self.timesteps < ppo.lr_ramp_steps:
             return ppo.lr * (ppo.lr_ramp_start + (1.0 - ppo.lr_ramp_start) * self.timesteps / ppo.lr_ramp_steps)
-        if ppo.lr_end == 1.0:
-            return ppo.lr
         fall = max(self.cfg.train.total_timesteps - ppo.lr_ramp_steps, 1)
         done = min(max(self.timesteps - ppo.lr_ramp_steps, 0) / fall, 1.0)
         return ppo.lr * (1.0 - (1.0 - ppo.lr_end) * done)
