@@ -10,7 +10,9 @@ usage under them, its heading and speed alone on an open floor (``open_floor``: 
 fast walk short), and the share of the adapted masters' episodes that reach the goal. With
 ``--scratch`` it also runs ``python -m mlsh.evaluate ... baselines=[scratch]`` on the same mazes and
 seed (``--scratch 0``: on evaluation seed 0 only): the success rate in the last adaptation iteration of
-MLSH and of PPO from scratch, same steps.
+MLSH and of PPO from scratch, same steps. ``--master lr=0.003 gamma=0.5 gae_lambda=0.5`` gives the fresh
+masters those PPO settings instead of the run's (``master.<key>=<value>`` on both commands); such rows
+are cached apart from those with the run's own settings, and the table names the settings beside the run.
 
 One row per run, the targets checked beside it:
 
@@ -43,7 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sweep_sharing import run_logged, scalar_series  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mlsh.inspect import walk_of_mean  # noqa: E402
+from mlsh.errors import MLSHError  # noqa: E402
+from mlsh.inspect import check_command, walk_of_mean  # noqa: E402
 
 QUIET = ["plot=false", "tensorboard=false"]
 
@@ -114,12 +117,13 @@ def targets(subs: list[dict[str, Any]], reached: list[float], args: argparse.Nam
 
 def measure_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Inspects (and with ``--scratch`` evaluates) one run on every evaluation seed, reusing cached outputs."""
-    out = Path(args.out) / run_dir.name
+    out = Path(args.out) / row_name(run_dir, args.master)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "table.log"
     reports, scratch = [], []
     for seed in args.eval_seeds:
         common = [f"checkpoint={run_dir}", f"num_tasks={args.num_tasks}", f"seed={seed}"]
+        common += [f"master.{setting}" for setting in args.master]
         inspect_file = out / f"inspect_seed{seed}.json"
         if not inspect_file.exists():
             command = ["-m", "mlsh.inspect", *common, f"episodes={args.episodes}", f"output={inspect_file}"]
@@ -137,6 +141,8 @@ def measure_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     seconds, steps = training_time_and_steps(run_dir)
     return {
         "run_dir": str(run_dir),
+        "name": row_name(run_dir, args.master),
+        "master_settings": list(args.master),
         "env_steps": steps,
         "training_seconds": seconds,
         "subpolicies": subs,
@@ -144,6 +150,12 @@ def measure_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
         "last_iteration_success": scratch,
         "targets": targets(subs, reached, args),
     }
+
+
+def row_name(run_dir: Path, master: list[str]) -> str:
+    """A run's row and cache folder: its dir name, with the masters' settings appended when they are not the run's
+    (``run__master_lr-0.003_gamma-0.5``: an override's value cannot hold ``=``)."""
+    return "__master_".join([run_dir.name, "_".join(master).replace("=", "-")] if master else [run_dir.name])
 
 
 def _yes(flag: bool) -> str:
@@ -167,7 +179,7 @@ def format_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         per_seed = " ".join(f"{r:.2f}" for r in row["goal_reached_per_seed"])
         closest = "-" if math.isnan(t["closest_headings_degrees"]) else f"{t['closest_headings_degrees']:.0f}"
         lines.append(
-            f"| {Path(row['run_dir']).name} | {row['env_steps']:,} | {row['training_seconds'] / 60:.0f} min | {subs} | "
+            f"| {_label(row)} | {row['env_steps']:,} | {row['training_seconds'] / 60:.0f} min | {subs} | "
             f"{_yes(t['enough_used'])} ({len(t['used'])}) | {_yes(t['distinct'])} (closest {closest}) | "
             f"{_yes(t['fast'])} | {t['goal_reached']:.2f} ({per_seed}) | {_yes(t['solves_mazes'])} |"
         )
@@ -178,8 +190,14 @@ def format_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
             pairs = row["last_iteration_success"]
             if pairs:
                 mlsh, scratch = (" ".join(_share(p[name]) for p in pairs) for name in ("mlsh", "scratch"))
-                lines.append(f"| {Path(row['run_dir']).name} | {mlsh} | {scratch} |")
+                lines.append(f"| {_label(row)} | {mlsh} | {scratch} |")
     return "\n".join(lines)
+
+
+def _label(row: dict[str, Any]) -> str:
+    """The run's dir name, and the masters' settings where they replace the run's."""
+    name = Path(row["run_dir"]).name
+    return f"{name} (masters: {' '.join(row['master_settings'])})" if row.get("master_settings") else name
 
 
 def _share(value: float | None) -> str:
@@ -198,11 +216,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--min-usage", type=float, default=0.10)
     parser.add_argument("--min-angle", type=float, default=30.0)
     parser.add_argument("--min-speed", type=float, default=15.0)
+    parser.add_argument(
+        "--master",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="the fresh masters' PPO settings instead of the run's, e.g. lr=0.003 gamma=0.5 gae_lambda=0.5",
+    )
     parser.add_argument("--out", default="runs/antmaze/table")
     args = parser.parse_args(argv)
     missing = [run for run in args.runs if not (Path(run) / "checkpoint.pt").is_file()]
     if missing:
         parser.error(f"no checkpoint.pt in {', '.join(missing)}; pass the run dirs that mlsh.train printed.")
+    args.master = [setting.removeprefix("master.") for setting in args.master]
+    malformed = [s for s in args.master if s.count("=") != 1 or not s.split("=")[0] or not s.split("=")[1]]
+    if malformed:
+        parser.error(f"--master takes KEY=VALUE settings, got {' '.join(malformed)}; e.g. --master lr=0.003 gamma=0.5.")
+    for run in args.runs:  # every check mlsh.inspect makes (the settings' names and values), before any work
+        probe = Path(args.out) / row_name(Path(run), args.master) / "check.json"  # never written
+        try:
+            check_command([f"checkpoint={run}", f"output={probe}", *(f"master.{s}" for s in args.master)])
+        except MLSHError as error:
+            parser.error(str(error))
     return args
 
 

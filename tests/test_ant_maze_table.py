@@ -99,3 +99,30 @@ def test_a_checkpoint_copied_mid_run_counts_steps_and_time_to_its_own_point(tmp_
     full_seconds, full_steps = ant_maze_table.training_time_and_steps(run)
     assert (steps, full_steps) == (2 * cfg.steps_per_iteration, 800)
     assert 0 < seconds < full_seconds
+
+
+def test_master_settings_are_checked_before_any_work_and_name_their_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = small_config("mlsh/AntMaze-v0", macro_len=10)
+    cfg.env.max_episode_steps = 20
+    run = tmp_path / "tiny"
+    train(cfg, run)
+    out = tmp_path / "table"
+    for bad, message in (
+        (["lr"], "--master takes KEY=VALUE settings, got lr; e.g. --master lr=0.003 gamma=0.5."),
+        (["master.lr=fast"], "master.lr must be a number, got 'fast'; fix the override master.lr=..."),
+        (["learning_rate=0.1"], "Unknown setting 'master.learning_rate'"),
+    ):
+        with pytest.raises(SystemExit):
+            ant_maze_table.parse_args([str(run), "--master", *bad, "--out", str(out)])
+        assert message in capsys.readouterr().err
+    assert not out.exists()  # nothing written before the checks
+    argv = [str(run), "--eval-seeds", "0", "--num-tasks", "1", "--episodes", "1", "--out", str(out)]
+    ant_maze_table.main([*argv, "--master", "lr=0.003", "master.gamma=0.5"])
+    table = capsys.readouterr().out
+    report = json.loads((out / "tiny__master_lr-0.003_gamma-0.5" / "inspect_seed0.json").read_text())
+    assert report["master_settings"] == {"lr": 0.003, "gamma": 0.5}
+    (row,) = json.loads((out / "results.json").read_text())
+    assert row["master_settings"] == ["lr=0.003", "gamma=0.5"]
+    assert table.splitlines()[2].startswith("| tiny (masters: lr=0.003 gamma=0.5) | 800 | ")
