@@ -258,12 +258,16 @@ class MetaLearner:
             sub_slots * self.cfg.train.envs_per_slot * self.cfg.train.rollout_len
         )
         if self.dist is not None:  # episodes and sub-policy samples of every process (rank 0 logs them)
+            goals = 0.0 if stats.goals is None else float(stats.goals.sum())
             local = [stats.returns.sum(), stats.lengths.sum(), len(stats.returns), metrics["train/subpolicy_samples"]]
+            local.append(goals)
             totals = self.dist.all_reduce(torch.tensor(np.asarray(local, dtype=np.float64), device=self.device))
-            ret_sum, len_sum, episodes, samples = totals.tolist()
+            ret_sum, len_sum, episodes, samples, goal_sum = totals.tolist()
             if episodes:
                 metrics["rollout/ep_rew_mean"] = ret_sum / episodes
                 metrics["rollout/ep_len_mean"] = len_sum / episodes
+                if stats.goals is not None:  # the same env on every process
+                    metrics["rollout/success_rate"] = goal_sum / episodes
             metrics["train/subpolicy_samples"] = samples
         self.iteration += 1
         return metrics
@@ -418,6 +422,8 @@ class MetaLearner:
         if len(stats.returns):
             metrics["rollout/ep_rew_mean"] = float(stats.returns.mean())
             metrics["rollout/ep_len_mean"] = float(stats.lengths.mean())
+            if stats.goals is not None:  # envs that say when the goal is reached (AntMaze): SB3's scalar
+                metrics["rollout/success_rate"] = float(stats.goals.mean())
             pos = np.asarray(positions)[stats.slots]
             for name, sel in (("warmup", pos < warmup), ("joint", pos >= warmup), ("after_warmup", pos == warmup)):
                 if sel.any():

@@ -11,7 +11,7 @@ import torch
 
 from mlsh.errors import ConfigError
 from mlsh.meta import MetaLearner
-from tests.conftest import RANDOM_END_ID, small_config
+from tests.conftest import GOAL_ID, RANDOM_END_ID, small_config
 
 
 def _params(module: torch.nn.Module) -> list[torch.Tensor]:
@@ -359,3 +359,14 @@ def test_the_sub_policies_learning_rate_falls_linearly_to_its_end_share_after_th
     lr = cfg.sub.lr
     # ramp at iteration 0; from 1 iteration to 5 the fall of 0.8 * lr takes 4 iterations
     assert rates == pytest.approx([0.5 * lr, lr, 0.8 * lr, 0.6 * lr, 0.4 * lr])
+
+
+def test_success_rate_is_the_share_of_episodes_that_reached_the_goal() -> None:
+    # GoalCountEnv (tests/conftest.py): 5 four-step episodes per env in the first 20-step rollout; task 0 never
+    # reaches, task 1 in its 2nd and 4th episodes, task 2 in every one. Every slot ends as many episodes.
+    learner = MetaLearner(small_config(GOAL_ID, num_slots=4))
+    learner._new_task = lambda slot: [0, 1, 2, 2][slot]
+    metrics = learner.train_iteration()
+    assert learner.tasks == [0, 1, 2, 2]
+    assert metrics["rollout/success_rate"] == pytest.approx((0.0 + 0.4 + 1.0 + 1.0) / 4)
+    assert "rollout/success_rate" not in MetaLearner(small_config()).train_iteration()  # bandits say nothing
