@@ -22,7 +22,8 @@ Spots collapsed or unused sub-policies. Fresh masters first adapt on unseen task
   (the mean of each macro step's displacement projected on it, units per macro step). In a maze the
   walls cut a fast walk short, so the displacement alone above is lower than the gait's;
 * **goal reached** (envs whose ``info`` has ``is_success`` or ``goal_reached``: AntMaze, AntObstacles):
-  the share of the adapted masters' episodes in which it became true, overall and per task;
+  the share of the adapted masters' episodes in which it became true, overall and per task, and (envs with
+  a goal position) the median over those episodes of the closest the agent came to the goal;
 * **task coverage** (any env): per task, the best return a single sub-policy gets alone ("always k"
   instead of the master) and the adapted master's return, against a reference: the env's oracle on
   that task where it has one, else the best adapted return over the evaluated tasks. A task is
@@ -127,17 +128,28 @@ class Episode(NamedTuple):
 
     decisions: list[tuple[int, np.ndarray]]  # (chosen sub-policy, unit goal direction) per decision
     reached: bool | None  # mlsh.envs.success became true; None: the env reports none
+    closest: float | None  # the smallest distance from the agent to the goal; None without a goal or a position
+
+
+def goal_distance(env: gym.Env) -> float | None:
+    """Distance from the agent to ``env.unwrapped.goal_position``; None without a goal or a position."""
+    goal = getattr(env.unwrapped, "goal_position", None)
+    position = agent_position(env)[0]
+    if goal is None or position is None:
+        return None
+    return float(np.linalg.norm(np.asarray(goal, dtype=float) - position[:2]))
 
 
 def _run_with_master(
     agent: PolicyActor, env: gym.Env, records: list[SubPolicyRecord], seed: int, grid: bool
 ) -> Episode:
-    """One episode under the adapted master: its decisions (empty for envs without a goal) and whether
-    it reached the goal."""
+    """One episode under the adapted master: its decisions (empty for envs without a goal), whether it
+    reached the goal, and how close it came."""
     obs, _ = env.reset(seed=seed)
     state, start = None, np.ones(1, dtype=bool)
     decisions: list[tuple[int, np.ndarray]] = []
     reached: bool | None = None
+    closest = goal_distance(env)
     while True:
         # predict's convention: the master decides at an episode start or when no steps are left.
         decides = bool(start[0]) or int(state[1][0]) <= 0
@@ -153,9 +165,12 @@ def _run_with_master(
         reached_now = success(info)
         if reached_now is not None:
             reached = bool(reached) or reached_now
+        distance = goal_distance(env) if closest is not None else None
+        if distance is not None and closest is not None:
+            closest = min(closest, distance)
         start = np.zeros(1, dtype=bool)
         if terminated or truncated:
-            return Episode(decisions, reached)
+            return Episode(decisions, reached, closest)
 
 
 def _modes(agent: PolicyActor, obs: np.ndarray) -> np.ndarray:
@@ -309,14 +324,24 @@ def _goal_directed_choices(
     return goal_directed_shares(means, np.array(directions), np.array(chosen), np.array(tasks), num_tasks)
 
 
-def _goal_reached(reached: list[tuple[int, bool]], num_tasks: int) -> dict[str, Any] | None:
-    """Share of episodes that reached the goal, overall and per task; None where the env never flags it."""
+def _goal_reached(reached: list[tuple[int, bool, float | None]], num_tasks: int) -> dict[str, Any] | None:
+    """Share of episodes that reached the goal, overall and per task, and the median over episodes of the
+    closest each came to the goal (where the env has a goal position); None where the env never flags it."""
     if not reached:
         return None
-    tasks = np.array([task for task, _ in reached])
-    hits = np.array([hit for _, hit in reached], dtype=float)
+    tasks = np.array([task for task, _, _ in reached])
+    hits = np.array([hit for _, hit, _ in reached], dtype=float)
     per_task = [float(hits[tasks == t].mean()) if np.any(tasks == t) else None for t in range(num_tasks)]
-    return {"overall": float(hits.mean()), "per_task": per_task, "episodes": len(hits)}
+    shares: dict[str, Any] = {"overall": float(hits.mean()), "per_task": per_task, "episodes": len(hits)}
+    if all(closest is not None for _, _, closest in reached):
+        closest = np.array([c for _, _, c in reached], dtype=float)
+        shares["closest_approach"] = {
+            "median": float(np.median(closest)),
+            "per_task": [
+                float(np.median(closest[tasks == t])) if np.any(tasks == t) else None for t in range(num_tasks)
+            ],
+        }
+    return shares
 
 
 def task_coverage(
@@ -446,7 +471,8 @@ def inspect_run(
     result = evaluation.to_dict()
     records: list[SubPolicyRecord] = []
     decisions: list[tuple[int, int, np.ndarray]] = []  # (task index, chosen sub-policy, unit goal direction)
-    reached: list[tuple[int, bool]] = []  # (task index, goal reached) per episode, where the env flags it
+    # (task index, goal reached, closest distance to the goal) per episode, where the env flags reaching it
+    reached: list[tuple[int, bool, float | None]] = []
     grid = False
     alone = np.zeros((len(adapted.tasks), 0))
     for index, task in enumerate(adapted.tasks):
@@ -465,7 +491,7 @@ def inspect_run(
             episode_run = _run_with_master(agent, env, records, episode_seed, grid)
             decisions += [(index, sub, direction) for sub, direction in episode_run.decisions]
             if episode_run.reached is not None:
-                reached.append((index, episode_run.reached))
+                reached.append((index, episode_run.reached, episode_run.closest))
             for k in range(agent.num_subpolicies):
                 alone[index, k] += _run_alone(agent, env, k, records[k], episode_seed, grid) / episodes
         if index < len(adapted.tasks) - 1:
@@ -555,6 +581,12 @@ def format_report(report: dict[str, Any]) -> str:
         if shares is not None:
             per_task = " ".join("-" if v is None else f"{v:.2f}" for v in shares["per_task"])
             lines.append(f"{what} in {shares['overall']:.2f} of {shares[count]} {count} (per task: {per_task})")
+    closest = (report.get("goal_reached") or {}).get("closest_approach")
+    if closest is not None:
+        per_task = " ".join("-" if v is None else f"{v:.1f}" for v in closest["per_task"])
+        lines.append(
+            f"closest approach to the goal, median over episodes: {closest['median']:.1f} (per task: {per_task})"
+        )
     return "\n".join(lines)
 
 

@@ -23,7 +23,8 @@ One row per run, the targets checked beside it:
 * *fast*: each used sub-policy covers at least ``--min-speed`` (15) units per 200-step macro step
   along its own heading, alone on the open floor (mean over the evaluation seeds' macro steps);
 * *goal reached*: the adapted masters' episodes that reach the goal, per evaluation seed and overall
-  (target 50%);
+  (target 50%); *closest approach*: per evaluation seed, the median over those episodes of the closest
+  the ant came to the goal (the goal region's radius is 2);
 * *training*: env steps and the training's own time (the sum of its iterations' durations, from the
   ``time/fps`` scalar; pauses between resumes are not counted).
 
@@ -138,6 +139,7 @@ def measure_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
             scratch.append({name: methods[name]["success_curve"][-1] for name in ("mlsh", "scratch")})
     subs = merge_inspections(reports)
     reached = [report["goal_reached"]["overall"] for report in reports]
+    closest = [report["goal_reached"].get("closest_approach", {}).get("median") for report in reports]
     seconds, steps = training_time_and_steps(run_dir)
     return {
         "run_dir": str(run_dir),
@@ -147,6 +149,7 @@ def measure_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
         "training_seconds": seconds,
         "subpolicies": subs,
         "goal_reached_per_seed": reached,
+        "closest_approach_per_seed": closest,
         "last_iteration_success": scratch,
         "targets": targets(subs, reached, args),
     }
@@ -167,9 +170,9 @@ def format_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     header = (
         f"| run | env steps | training time | sub-policies: heading (deg) / speed along it (units per macro step) "
         f"/ usage | >= 3 used (>= {args.min_usage:.0%}) | headings >= {args.min_angle:g} deg apart | "
-        f"used ones >= {args.min_speed:g} | goal reached (per eval seed) | >= 50% |"
+        f"used ones >= {args.min_speed:g} | goal reached (per eval seed) | >= 50% | closest approach (units) |"
     )
-    lines = [header, "|---|---|---|---|---|---|---|---|---|"]
+    lines = [header, "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         t = row["targets"]
         subs = "; ".join(
@@ -181,7 +184,8 @@ def format_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         lines.append(
             f"| {_label(row)} | {row['env_steps']:,} | {row['training_seconds'] / 60:.0f} min | {subs} | "
             f"{_yes(t['enough_used'])} ({len(t['used'])}) | {_yes(t['distinct'])} (closest {closest}) | "
-            f"{_yes(t['fast'])} | {t['goal_reached']:.2f} ({per_seed}) | {_yes(t['solves_mazes'])} |"
+            f"{_yes(t['fast'])} | {t['goal_reached']:.2f} ({per_seed}) | {_yes(t['solves_mazes'])} | "
+            f"{' '.join('-' if c is None else f'{c:.1f}' for c in row.get('closest_approach_per_seed', []))} |"
         )
     if any(row["last_iteration_success"] for row in rows):
         lines += ["", "| run | success in the last adaptation iteration: MLSH | PPO from scratch, same steps |"]

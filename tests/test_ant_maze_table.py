@@ -75,6 +75,7 @@ def test_table_of_a_tiny_ant_maze_run(tmp_path: Path, capsys: pytest.CaptureFixt
     assert row["env_steps"] == 800 and row["training_seconds"] > 0
     assert [s["macro_steps"] for s in row["subpolicies"]] == [4, 4]  # 2 seeds x 20 steps / 10-step macro steps
     assert len(row["goal_reached_per_seed"]) == 2 and len(row["last_iteration_success"]) == 1
+    assert len(row["closest_approach_per_seed"]) == 2 and all(c > 0 for c in row["closest_approach_per_seed"])
     assert set(row["last_iteration_success"][0]) == {"mlsh", "scratch"}
     assert table.splitlines()[2].startswith("| tiny | 800 | ")
     assert "PPO from scratch, same steps" in table

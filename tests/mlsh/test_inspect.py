@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from PIL import Image
 
 import mlsh.envs
 import mlsh.inspect
+from envs.ant_maze import LAYOUTS, START_XY
 from envs.four_rooms import FREE_CELLS
 from mlsh.checkpoint import load_checkpoint, save_checkpoint
 from mlsh.errors import ConfigError
@@ -197,16 +199,25 @@ def test_goal_reached_share_on_ant_maze(tmp_path: Path) -> None:
     cfg.env.kwargs = {"goal_radius": 100.0}  # the whole arena is the goal region: every episode reaches it
     train(cfg, tmp_path)
     report, _ = inspect_run(tmp_path, num_tasks=2, episodes=2, adapt=AdaptOptions(iters=1))
+    closest = report["goal_reached"].pop("closest_approach")
     assert report["goal_reached"] == {"overall": 1.0, "per_task": [1.0, 1.0], "episodes": 4}
     assert "adapted masters reached the goal in 1.00 of 4 episodes (per task: 1.00 1.00)" in format_report(report)
+    # Each episode ends on its first step (0.05 s), so the closest it came is about its start's distance to the goal.
+    start_distances = [math.dist(START_XY, layout.goal) for layout in LAYOUTS]
+    for distance in closest["per_task"]:
+        assert min(abs(distance - d) for d in start_distances) < 0.5
+    assert min(closest["per_task"]) <= closest["median"] <= max(closest["per_task"])
 
 
 def test_goal_reached_counts_episodes_per_task() -> None:
     assert mlsh.envs.success({"goal_reached": np.bool_(True)}) is True
     assert mlsh.envs.success({"is_success": 0.0, "goal_reached": True}) is False  # Gymnasium's key first
     assert mlsh.envs.success({"distance_to_goal": 3.0}) is None
-    shares = mlsh.inspect._goal_reached([(0, True), (0, False), (2, True)], num_tasks=3)
+    shares = mlsh.inspect._goal_reached([(0, True, 1.5), (0, False, 7.5), (2, True, 0.5)], num_tasks=3)
+    closest = shares.pop("closest_approach")
     assert shares == {"overall": pytest.approx(2 / 3), "per_task": [0.5, None, 1.0], "episodes": 3}
+    assert closest == {"median": 1.5, "per_task": [4.5, None, 0.5]}
+    assert "closest_approach" not in mlsh.inspect._goal_reached([(0, True, None)], num_tasks=1)  # no goal position
     assert mlsh.inspect._goal_reached([], num_tasks=3) is None
 
 
