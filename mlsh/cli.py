@@ -77,6 +77,17 @@ def split_overrides(argv: list[str]) -> list[str]:
     return [*parsed.overrides, *unknown]
 
 
+def info_request(argv: list[str]) -> str | None:
+    """``"help"`` for ``--help`` / ``-h``, ``"cfg"`` for ``--cfg <part>`` / ``-c <part>``, else None: for the
+    commands that read a run, which answer them themselves (Hydra does for ``mlsh.train``)."""
+    from hydra._internal.utils import get_args_parser
+
+    parsed, _ = get_args_parser().parse_known_intermixed_args(argv)
+    if parsed.help:
+        return "help"
+    return "cfg" if parsed.cfg else None
+
+
 def override_value(overrides: list[str], key: str) -> str | None:
     """Value of the last ``key=value`` (also ``+key=`` / ``++key=``) in ``overrides``."""
     value = None

@@ -25,7 +25,7 @@ from mlsh import pretrained
 from mlsh.actor import PolicyActor
 from mlsh.checkpoint import checkpoint_path, write_atomic
 from mlsh.checks import check_writable, finite_number
-from mlsh.cli import compose_config, fail, run_cli, split_overrides
+from mlsh.cli import compose_config, config_dir, fail, info_request, run_cli, split_overrides
 from mlsh.config import Config, EnvConfig, config_from_dict
 from mlsh.errors import ConfigError
 from mlsh.evaluation import (
@@ -99,7 +99,18 @@ class DryRun(Exception):
 def parse_job(config_name: str, argv: list[str] | None = None) -> dict[str, Any]:
     """The settings of a command that reads a run (``configs/<config_name>.yaml`` and the command line,
     ``argv`` or ``sys.argv``), refusing a missing checkpoint."""
-    data = compose_config(config_name, split_overrides(sys.argv[1:] if argv is None else argv))
+    argv = sys.argv[1:] if argv is None else argv
+    overrides = split_overrides(argv)
+    request = info_request(argv)
+    if request == "help":  # the settings with their comments, then nothing else
+        print((config_dir() / f"{config_name}.yaml").read_text(), end="")
+        raise SystemExit(0)
+    data = compose_config(config_name, overrides)
+    if request == "cfg":  # every setting as this command line would use it, then nothing else
+        import yaml
+
+        print(yaml.safe_dump(data, sort_keys=False), end="")
+        raise SystemExit(0)
     if data.get("checkpoint") in (None, "???"):
         fail("checkpoint is required; pass checkpoint=<run dir>.")
     if not isinstance(data["checkpoint"], str) or not data["checkpoint"].strip():

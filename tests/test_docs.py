@@ -120,11 +120,13 @@ _ENVS_MADE: set[str] = set()
 
 def check_run_reader(config_name: str, overrides: list[str]) -> None:
     """What ``python -m mlsh.evaluate`` / ``mlsh.inspect`` check before loading the run."""
-    from mlsh.cli import compose_config, split_overrides
+    from mlsh.cli import compose_config, info_request, split_overrides
     from mlsh.config import Config, config_from_dict, replace_section
     from mlsh.evaluation import BASELINES, SPLITS, master_overrides
 
     data = compose_config(config_name, split_overrides(overrides))
+    if info_request(overrides) is not None:  # --help, --cfg: the settings are printed, nothing is read
+        return
     assert data["checkpoint"] not in (None, "???"), "checkpoint=<run dir> is required"
     replace_section(Config(), "master", master_overrides(data["master"]))
     if config_name == "evaluate":

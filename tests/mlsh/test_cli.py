@@ -131,6 +131,24 @@ def test_hydra_flags_still_work(tmp_path: Path) -> None:
     assert "macro_len: 5" in shown.stdout and "num_subpolicies: 2" in shown.stdout
 
 
+@pytest.mark.parametrize("module", ["mlsh.evaluate", "mlsh.inspect"])
+def test_commands_that_read_a_run_answer_help_and_cfg_without_work(tmp_path: Path, module: str) -> None:
+    # The error for an unknown setting sends users to `--cfg job`: it must list the settings, not run the command.
+    run = tmp_path / "run"
+    run.mkdir()
+    shown = _run(module, "--cfg", "job", f"checkpoint={run}", "num_tasks=3", "master.lr=0.003", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert f"checkpoint: {run}\n" in shown.stdout and "\nnum_tasks: 3\n" in shown.stdout
+    assert "\nmaster:\n  lr: 0.003\n" in shown.stdout
+    helped = _run(module, "--help", cwd=tmp_path)
+    assert helped.returncode == 0, helped.stderr
+    assert helped.stdout.startswith(f"# Settings of `python -m {module} checkpoint=<run dir> [key=value ...]`.")
+    assert "num_tasks:" in helped.stdout
+    assert list(run.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # nothing written
+    unknown = _run(module, "--cfg", "job", "master.nope=1", cwd=tmp_path)
+    assert unknown.returncode == 2 and "Unknown setting 'master.nope'" in unknown.stderr
+
+
 def test_evaluate_errors(tmp_path: Path) -> None:
     missing = _run("mlsh.evaluate", cwd=tmp_path)
     assert missing.returncode == 2 and "checkpoint is required" in missing.stderr
