@@ -47,10 +47,19 @@ def test_inspections_pool_by_macro_step_and_targets_are_checked() -> None:
     args = type("Args", (), {"min_usage": 0.10, "min_angle": 30.0, "min_speed": 15.0})()
     t = ant_maze_table.targets(subs, [0.5, 0.75], args)
     assert t["used"] == [0, 1, 2] and t["enough_used"]  # the fourth is used 5%
-    assert t["closest_headings_degrees"] == pytest.approx(45.0) and t["distinct"]
+    assert t["closest_headings_degrees"] == pytest.approx(45.0) and t["distinct"] and t["trio"] == [0, 1, 2]
     assert not t["fast"]  # sub-policy 0 covers 14.5 < 15
     assert t["goal_reached"] == pytest.approx(0.625) and t["solves_mazes"]
     assert not ant_maze_table.targets(subs, [0.25, 0.5], args)["solves_mazes"]
+    # A fourth used sub-policy close to sub-policy 1 (+40 degrees) and faster: the trio takes it instead.
+    near = {"index": 3, "usage": 0.2, "heading_degrees": 40.0, "speed_along_heading": 16.0}
+    fast_subs = [{**subs[0], "speed_along_heading": 15.5}, {**subs[1], "speed_along_heading": 12.0}, subs[2], near]
+    t = ant_maze_table.targets(fast_subs, [0.5], args)
+    assert t["closest_headings_degrees"] == pytest.approx(5.0) and t["trio"] == [0, 2, 3]
+    assert t["distinct"] and t["fast"] and t["trio_closest_degrees"] == pytest.approx(40.0)
+    crowded = [{**sub, "heading_degrees": 10.0 * i} for i, sub in enumerate(fast_subs)]  # 0-30 degrees: no trio
+    t = ant_maze_table.targets(crowded, [0.5], args)
+    assert t["trio"] is None and not t["distinct"] and not t["fast"]
 
 
 def test_run_dirs_without_a_checkpoint_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
