@@ -145,7 +145,8 @@ class AntMaze(AntTaskEnv[int]):
     ## Rewards
     ``reward_type="dense"`` (the paper's): the torso's velocity toward the goal along each axis,
     ``sum_i v_i sign(goal_i - xy_i)`` (``info["reward_velocity"]``), minus ``0.1 |a|^2``
-    (``info["reward_ctrl"]``, negative). ``reward_type="sparse"``: 1 on the step that enters the goal
+    (``info["reward_ctrl"]``, negative), plus ``goal_bonus`` (default 0, the paper's) on the step that
+    enters the goal region. ``reward_type="sparse"``: 1 on the step that enters the goal
     region (torso within ``goal_radius`` of the goal point), else 0 (``info["reward_goal"]``).
     ``info["distance_to_goal"]`` and ``info["goal_reached"]`` are reported in both modes.
 
@@ -161,7 +162,7 @@ class AntMaze(AntTaskEnv[int]):
     rewards falling over early). Truncation after ``max_episode_steps`` (T = 1000, 50 s).
 
     ## Arguments
-    ``reward_type`` ("dense" or "sparse"), ``goal_radius`` (2.0), ``block_size`` (15.2),
+    ``reward_type`` ("dense" or "sparse"), ``goal_radius`` (2.0), ``goal_bonus`` (0.0), ``block_size`` (15.2),
     ``ctrl_cost_weight`` (0.1), ``train_layouts`` (indices of the layouts :meth:`sample_task` draws from;
     None, the default, is the paper's 9; e.g. ``[4]``, straight right only, trains one direction), and
     those of :class:`envs.ant_base.AntTaskEnv`: ``xml_file``,
@@ -179,6 +180,7 @@ class AntMaze(AntTaskEnv[int]):
         self,
         reward_type: str = "dense",
         goal_radius: float = 2.0,
+        goal_bonus: float = 0.0,
         block_size: float = 15.2,
         ctrl_cost_weight: float = 0.1,
         train_layouts: Sequence[int] | None = None,
@@ -188,6 +190,9 @@ class AntMaze(AntTaskEnv[int]):
             raise ValueError(f"AntMaze reward_type must be 'dense' or 'sparse', got {reward_type!r}.")
         if not 0.0 < block_size <= CELL_SIZE:
             raise ValueError(f"AntMaze block_size must be in (0, {CELL_SIZE}], got {block_size!r}.")
+        if not (isinstance(goal_bonus, int | float) and 0.0 <= goal_bonus < float("inf")):
+            raise ValueError(f"AntMaze goal_bonus must be a finite number >= 0, got {goal_bonus!r}; e.g. 100.")
+        self.goal_bonus = float(goal_bonus)
         self.reward_type = reward_type
         self.goal_radius = float(goal_radius)
         self.block_size = float(block_size)
@@ -254,7 +259,7 @@ class AntMaze(AntTaskEnv[int]):
         toward = (velocity * np.sign(goal - xy_before)).sum(axis=1)
         ctrl = -self.ctrl_cost_weight * np.square(action[:, :ANT_NU]).sum(axis=1)
         sparse = reached.astype(np.float64)
-        reward = sparse if self.reward_type == "sparse" else toward + ctrl
+        reward = sparse if self.reward_type == "sparse" else toward + ctrl + self.goal_bonus * sparse
         terms = {
             "reward_velocity": toward,
             "reward_ctrl": ctrl,

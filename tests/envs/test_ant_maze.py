@@ -178,6 +178,20 @@ def test_sparse_reward_is_one_on_entering_the_goal_region_which_ends_the_episode
     assert env.step(np.zeros(8))[1] == 0.0
 
 
+def test_goal_bonus_is_added_to_the_dense_reward_on_entering_the_goal_region() -> None:
+    env = gym.make(ENV_ID, goal_bonus=100.0)
+    env.reset(seed=0, options={"task": 4})  # goal (48, 0)
+    _, reward, terminated, _, info = env.step(np.zeros(8))
+    assert not terminated and reward == pytest.approx(info["reward_velocity"] + info["reward_ctrl"])
+    env.unwrapped.place_ant((46.5, 0.0))
+    _, reward, terminated, _, info = env.step(np.zeros(8))
+    assert terminated and info["goal_reached"]
+    assert reward == pytest.approx(info["reward_velocity"] + info["reward_ctrl"] + 100.0)
+    for bad in (-1.0, float("inf"), "big"):
+        with pytest.raises(ValueError, match="AntMaze goal_bonus must be a finite number >= 0"):
+            AntMaze(goal_bonus=bad)
+
+
 def test_pose_reset_sets_a_flipped_ant_upright_where_it_stands() -> None:
     env = AntMaze(pose_reset_every=5)
     env.reset(seed=0, options={"task": 4})
