@@ -206,6 +206,12 @@ def video_env(env_cfg: EnvConfig) -> gym.Env:
         raise ConfigError(f"'{env_cfg.id}' cannot render rgb_array frames ({exc}); run without video=true.") from exc
 
 
+def env_override(data: dict[str, Any]) -> EnvConfig | None:
+    """The env a command that reads a run evaluates on instead of the run's: ``env=<Name>`` composes
+    ``configs/env/<Name>.yaml`` (Hydra's env group), of which only the env section matters; None without it."""
+    return config_from_dict({"env": data["env"]}).env if data.get("env") else None
+
+
 def adapt_options(data: dict[str, Any], deterministic: bool = False) -> AdaptOptions:
     """The adaptation settings of a command that reads a run (``adapt_iters``, ``envs_per_task``, ``master``,
     ``device``)."""
@@ -261,8 +267,7 @@ def _evaluate(argv: list[str], dry_run: bool) -> None:
     deterministic, baseline_scratch = check_bool(data, "deterministic"), check_bool(data, "baseline_scratch")
     plot, tensorboard, overwrite = (check_bool(data, k) for k in ("plot", "tensorboard", "overwrite"))
     video = check_video_settings(data)
-    # env=<Name> composes configs/env/<Name>.yaml (Hydra's env group); only its env section matters here.
-    env = config_from_dict({"env": data["env"]}).env if data.get("env") else None
+    env = env_override(data)
     out = CommandOutput(data, f"eval/evaluation_seed{data['seed']}.json", 32 * 2**20, overwrite, dry_run)
 
     def before_work(cfg: Config) -> None:  # every argument has been checked: claim the output, then work

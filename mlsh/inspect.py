@@ -52,7 +52,7 @@ from mlsh.actor import PolicyActor
 from mlsh.checkpoint import write_atomic
 from mlsh.checks import finite_number
 from mlsh.cli import run_cli
-from mlsh.config import Config
+from mlsh.config import Config, EnvConfig
 from mlsh.envs import make_env, success
 from mlsh.errors import ConfigError
 from mlsh.evaluate import (
@@ -61,6 +61,7 @@ from mlsh.evaluate import (
     check_bool,
     check_video_settings,
     command_videos,
+    env_override,
     parse_job,
     video_env,
 )
@@ -423,6 +424,7 @@ def inspect_run(
     unused_below: float = 0.05,
     covered_fraction: float = 0.5,
     uncovered_share: float = 0.2,
+    env: EnvConfig | None = None,
     before_work: Callable[[Config], None] | None = None,
     on_adapted: Callable[[AdaptedMasters], None] | None = None,
 ) -> tuple[dict[str, Any], list[SubPolicyRecord]]:
@@ -436,6 +438,7 @@ def inspect_run(
         covered_fraction: share of a task's reference (oracle, else best adapted return) that its best
             single sub-policy or its adapted master must reach for the task to count as covered.
         uncovered_share: share of uncovered tasks at which the ``uncovered`` flag is raised.
+        env: inspect on this env (default: the run's), e.g. a transfer task; it must have the run's spaces.
         before_work: called once every argument has been checked, before any work (see :func:`evaluate_run`).
         on_adapted: called with the adapted masters once they are trained (videos of them, say).
 
@@ -461,6 +464,7 @@ def inspect_run(
         seed=seed,
         adapt=adapt,
         compare=CompareOptions(oracle=False),
+        env=env,
         keep_masters=True,
         before_work=before_work,
     )
@@ -671,6 +675,7 @@ def _inspect(argv: list[str], dry_run: bool) -> None:
             unused_below=data["unused_below"],
             covered_fraction=data["covered_fraction"],
             uncovered_share=data["uncovered_share"],
+            env=env_override(data),
             before_work=before_work,
             on_adapted=film if video else None,
         )

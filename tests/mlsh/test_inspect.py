@@ -19,6 +19,7 @@ import mlsh.inspect
 from envs.ant_maze import LAYOUTS, START_XY
 from envs.four_rooms import FREE_CELLS
 from mlsh.checkpoint import load_checkpoint, save_checkpoint
+from mlsh.config import EnvConfig
 from mlsh.errors import ConfigError
 from mlsh.evaluation import AdaptOptions
 from mlsh.inspect import (
@@ -207,6 +208,24 @@ def test_goal_reached_share_on_ant_maze(tmp_path: Path) -> None:
     for distance in closest["per_task"]:
         assert min(abs(distance - d) for d in start_distances) < 0.5
     assert min(closest["per_task"]) <= closest["median"] <= max(closest["per_task"])
+
+
+def test_an_ant_maze_run_is_inspected_on_the_obstacle_course(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # Transfer (issue: the paper's obstacle course): env=AntObstacles adapts the masters on the course.
+    cfg = small_config("mlsh/AntMaze-v0", macro_len=10)
+    cfg.env.max_episode_steps = 20
+    train(cfg, tmp_path / "run")
+    course = EnvConfig(id="mlsh/AntObstacles-v0", kwargs={"goal_radius": 100.0}, max_episode_steps=20)
+    report, _ = inspect_run(tmp_path / "run", num_tasks=1, episodes=1, adapt=AdaptOptions(iters=1), env=course)
+    assert report["env_id"] == "mlsh/AntObstacles-v0"
+    assert report["goal_reached"]["overall"] == 1.0  # the whole course is the goal region
+    assert all("open_floor" in sub for sub in report["subpolicies"])
+    output = tmp_path / "course.json"
+    argv = [f"checkpoint={tmp_path / 'run'}", "env=AntObstacles", "+env.max_episode_steps=20", "num_tasks=1"]
+    argv += ["episodes=1", "adapt_iters=1"]
+    mlsh.inspect._inspect([*argv, f"output={output}"], dry_run=False)
+    assert json.loads(output.read_text())["env_id"] == "mlsh/AntObstacles-v0"
+    assert "(mlsh/AntObstacles-v0)" in capsys.readouterr().out
 
 
 def test_goal_reached_counts_episodes_per_task() -> None:
