@@ -109,6 +109,10 @@ class PPOConfig:
 SHARING_MODES = ("separate", "trunk", "conditioned", "hashed")
 
 
+PPO_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(PPOConfig))
+"""The settings of a :class:`PPOConfig` (``master.*``; ``sub.*`` has more)."""
+
+
 @dataclass
 class SubConfig(PPOConfig):
     """PPO settings of the sub-policies (``sub.*``), and how much the K sub-policies share."""
@@ -196,6 +200,11 @@ class Config:
     init_from: str | None = None
     """A run (directory or checkpoint) whose sub-policies and observation normaliser this run starts
     from; masters, optimisers and the schedule start afresh (:func:`mlsh.trainer.init_from_run`)."""
+    adapt_master: dict[str, Any] = field(default_factory=lambda: dict.fromkeys(PPO_KEYS))
+    """PPO settings of the fresh masters when the trained run is evaluated or adapted (``mlsh.evaluate``,
+    ``mlsh.inspect``, ``MLSHAgent.adapt``), any key of ``master``; null keeps ``master``'s. Training
+    ignores them; a command's own ``master.<key>=`` overrides them. Set when the run starts (e.g.
+    ``adapt_master.gamma=0.5``)."""
 
     @property
     def steps_per_iteration(self) -> int:
@@ -268,6 +277,7 @@ def config_from_dict(data: dict[str, Any]) -> Config:
         ConfigError: unknown key or impossible value, with a sentence naming the fix.
     """
     cfg = _build(Config(), data, "")
+    cfg = dataclasses.replace(cfg, adapt_master={**dict.fromkeys(PPO_KEYS), **cfg.adapt_master})  # every key
     validate(cfg)
     return cfg
 
@@ -433,8 +443,15 @@ def validate(cfg: Config) -> None:
         m.task_sampling in TASK_SAMPLING,
         f"mlsh.task_sampling must be iid, balanced or auto, got {m.task_sampling!r}; set e.g. mlsh.task_sampling=iid.",
     )
-    for level in ("master", "sub"):
-        p: PPOConfig = getattr(cfg, level)
+    unknown = sorted(set(cfg.adapt_master) - set(PPO_KEYS))
+    _require(
+        not unknown,
+        f"Unknown setting 'adapt_master.{unknown[0] if unknown else ''}': its keys are master's "
+        f"({', '.join(PPO_KEYS)}); check the spelling.",
+    )
+    given = {key: value for key, value in cfg.adapt_master.items() if value is not None}
+    adapted = _build(cfg.master, given, "adapt_master.")
+    for level, p in (("master", cfg.master), ("sub", cfg.sub), ("adapt_master", adapted)):
         _require(p.lr > 0, f"{level}.lr must be positive, got {p.lr}.")
         _require(p.vf_coef >= 0, f"{level}.vf_coef must be 0 or more, got {p.vf_coef}; set e.g. {level}.vf_coef=0.5.")
         _require(

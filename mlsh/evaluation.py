@@ -599,13 +599,19 @@ def master_overrides(master: Mapping[str, Any] | None) -> dict[str, Any]:
     return {key: value for key, value in (master or {}).items() if value is not None}
 
 
+def adapt_master_settings(cfg: Config, master: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The fresh masters' PPO settings that replace the run's ``master.*`` when it is evaluated or adapted: the
+    run's ``adapt_master`` (its non-null values), then those ``master`` gives (a command's ``master.<key>=``)."""
+    return {**master_overrides(cfg.adapt_master), **master_overrides(master)}
+
+
 def with_master_settings(cfg: Config, master: Mapping[str, Any] | None) -> Config:
-    """``cfg`` with the fresh masters' PPO settings replaced where ``master`` gives a value.
+    """``cfg`` with the fresh masters' PPO settings replaced: :func:`adapt_master_settings`.
 
     Raises:
         ConfigError: an unknown key or an impossible value, naming ``master.<key>``.
     """
-    return replace_section(cfg, "master", master_overrides(master))
+    return replace_section(cfg, "master", adapt_master_settings(cfg, master))
 
 
 def _as_evaluated(cfg: Config, envs_per_task: int | None, master: Mapping[str, Any], device: str | None) -> Config:
@@ -784,7 +790,7 @@ def evaluate_run(
     path, payload, cfg = _load_run(run_dir)
     if cfg.train.torch_threads:  # as in training: small MLPs run fastest single-threaded
         torch.set_num_threads(cfg.train.torch_threads)
-    master_settings = master_overrides(adapt.master)
+    master_settings = adapt_master_settings(cfg, adapt.master)
     cfg = _as_evaluated(cfg, adapt.envs_per_task, master_settings, adapt.device)
     check_device(cfg.device)  # the run's own, unless device= replaced it
     iters = cfg.mlsh.warmup_iters if adapt.iters is None else adapt.iters

@@ -48,6 +48,8 @@ def test_config_has_the_papers_settings_and_uses_the_batched_env(name: str) -> N
         )
         assert cfg.train.normalize_reward and cfg.train.total_timesteps == 16_000_000
         assert (cfg.master.lr, cfg.master.gamma, cfg.master.gae_lambda) == (0.01, 0.99, 0.98)  # the paper's in training
+        given = {key: value for key, value in cfg.adapt_master.items() if value is not None}
+        assert given == {"lr": 0.003, "gamma": 0.5, "gae_lambda": 0.5}  # fresh masters on held-out mazes
     cfg.mlsh.num_slots, cfg.train.envs_per_slot = 2, 1
     learner = MetaLearner(cfg)
     assert isinstance(learner.vec_env, AntBatchVectorEnv)

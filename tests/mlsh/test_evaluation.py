@@ -18,11 +18,12 @@ import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import agents.agent
 import mlsh.evaluation
 from agents import MLSHAgent, flat_ppo_config
 from mlsh.checkpoint import checkpoint_path, load_checkpoint
 from mlsh.cli import compose_config, run_cli
-from mlsh.config import Config, ConfigError, PPOConfig
+from mlsh.config import Config, ConfigError, PPOConfig, config_from_dict
 from mlsh.errors import CheckpointError
 from mlsh.evaluate import main as evaluate_main
 from mlsh.evaluation import (
@@ -335,6 +336,46 @@ def test_master_settings_reach_the_mlsh_baseline_runs(
     )
     assert len(seen) == 2 and seen[1][0] == 0  # MLSH, then the no-warmup run
     assert all(lr == 0.002 and gamma == 0.5 for _, lr, gamma in seen)
+
+
+def test_a_runs_adapt_master_settings_reach_its_fresh_masters_and_a_commands_master_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = small_config()
+    cfg.adapt_master = {**cfg.adapt_master, "lr": 0.002, "gamma": 0.5}
+    train(cfg, tmp_path / "run")
+    seen = []
+    adapt = mlsh.evaluation.adapt_masters
+
+    def recording(cfg: Config, *args: Any, **kwargs: Any) -> Any:
+        seen.append((cfg.master.lr, cfg.master.gamma, cfg.master.gae_lambda))
+        return adapt(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(mlsh.evaluation, "adapt_masters", recording)
+    common = {"num_tasks": 1, "compare": CompareOptions(oracle=False)}
+    result = evaluate_run(tmp_path / "run", adapt=AdaptOptions(iters=1), **common)
+    lam = cfg.master.gae_lambda  # the run's own, not given
+    assert seen[-1] == (0.002, 0.5, lam) and result.master_settings == {"lr": 0.002, "gamma": 0.5}
+    result = evaluate_run(tmp_path / "run", adapt=AdaptOptions(iters=1, master={"gamma": 0.9}), **common)
+    assert seen[-1] == (0.002, 0.9, lam) and result.master_settings == {"lr": 0.002, "gamma": 0.9}
+    monkeypatch.setattr(agents.agent, "adapt_masters", recording)
+    agent = MLSHAgent.load(tmp_path / "run")
+    agent.adapt(gym.make("mlsh/MovementBandits-v0"), iterations=1)  # MLSHAgent.adapt: the same settings
+    assert seen[-1] == (0.002, 0.5, lam)
+    assert load_checkpoint(checkpoint_path(tmp_path / "run"))["config"]["master"]["lr"] == 0.01  # training's own
+
+
+def test_adapt_master_is_checked_like_master() -> None:
+    for settings, message in [
+        ({"lrr": 0.1}, "Unknown setting 'adapt_master.lrr': its keys are master's"),
+        ({"gamma": 2.0}, r"adapt_master.gamma must lie in \[0, 1\], got 2.0."),
+        ({"lr": "fast"}, "adapt_master.lr must be a number"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            config_from_dict({"adapt_master": settings})
+    filled = config_from_dict({"adapt_master": {"lr": 0.003}}).adapt_master  # every key, null where not given
+    assert set(filled) == {f.name for f in dataclasses.fields(PPOConfig)} and filled["lr"] == 0.003
+    assert {k: v for k, v in filled.items() if v is not None} == {"lr": 0.003}
 
 
 def test_master_section_has_every_ppo_setting_and_ignores_an_env_configs() -> None:
