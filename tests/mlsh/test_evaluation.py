@@ -7,6 +7,7 @@ import csv
 import dataclasses
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -315,17 +316,24 @@ def test_master_settings_replace_the_runs_while_adapting(suite_runs: dict[str, P
             evaluate_run(suite_runs["mlsh"], adapt=AdaptOptions(iters=1, master=settings), **common)
 
 
-def test_master_settings_reach_the_mlsh_baseline_runs(
-    suite_runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    seen = []
+def _record_adaptations(monkeypatch: pytest.MonkeyPatch, what: Callable[[Config], Any]) -> list[Any]:
+    """Records ``what(cfg)`` of every master adaptation (``mlsh.evaluation`` and ``MLSHAgent.adapt``)."""
+    seen: list[Any] = []
     adapt = mlsh.evaluation.adapt_masters
 
     def recording(cfg: Config, *args: Any, **kwargs: Any) -> Any:
-        seen.append((cfg.mlsh.warmup_iters, cfg.master.lr, cfg.master.gamma))
+        seen.append(what(cfg))
         return adapt(cfg, *args, **kwargs)
 
     monkeypatch.setattr(mlsh.evaluation, "adapt_masters", recording)
+    monkeypatch.setattr(agents.agent, "adapt_masters", recording)
+    return seen
+
+
+def test_master_settings_reach_the_mlsh_baseline_runs(
+    suite_runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = _record_adaptations(monkeypatch, lambda cfg: (cfg.mlsh.warmup_iters, cfg.master.lr, cfg.master.gamma))
     evaluate_run(
         suite_runs["mlsh"],
         num_tasks=2,
@@ -344,21 +352,13 @@ def test_a_runs_adapt_master_settings_reach_its_fresh_masters_and_a_commands_mas
     cfg = small_config()
     cfg.adapt_master = {**cfg.adapt_master, "lr": 0.002, "gamma": 0.5}
     train(cfg, tmp_path / "run")
-    seen = []
-    adapt = mlsh.evaluation.adapt_masters
-
-    def recording(cfg: Config, *args: Any, **kwargs: Any) -> Any:
-        seen.append((cfg.master.lr, cfg.master.gamma, cfg.master.gae_lambda))
-        return adapt(cfg, *args, **kwargs)
-
-    monkeypatch.setattr(mlsh.evaluation, "adapt_masters", recording)
+    seen = _record_adaptations(monkeypatch, lambda cfg: (cfg.master.lr, cfg.master.gamma, cfg.master.gae_lambda))
     common = {"num_tasks": 1, "compare": CompareOptions(oracle=False)}
     result = evaluate_run(tmp_path / "run", adapt=AdaptOptions(iters=1), **common)
     lam = cfg.master.gae_lambda  # the run's own, not given
     assert seen[-1] == (0.002, 0.5, lam) and result.master_settings == {"lr": 0.002, "gamma": 0.5}
     result = evaluate_run(tmp_path / "run", adapt=AdaptOptions(iters=1, master={"gamma": 0.9}), **common)
     assert seen[-1] == (0.002, 0.9, lam) and result.master_settings == {"lr": 0.002, "gamma": 0.9}
-    monkeypatch.setattr(agents.agent, "adapt_masters", recording)
     agent = MLSHAgent.load(tmp_path / "run")
     agent.adapt(gym.make("mlsh/MovementBandits-v0"), iterations=1)  # MLSHAgent.adapt: the same settings
     assert seen[-1] == (0.002, 0.5, lam)
