@@ -112,16 +112,27 @@ def _count(visits: dict[tuple[int, ...], int], position: np.ndarray | None) -> N
         visits[key] = visits.get(key, 0) + 1
 
 
-def goal_direction(env: gym.Env) -> np.ndarray | None:
-    """Unit vector ``[2]`` from the agent to ``env.unwrapped.goal_position``; None without a goal or a
-    position, or with the agent exactly on the goal."""
+def _goal_offset(env: gym.Env) -> np.ndarray | None:
+    """``env.unwrapped.goal_position`` minus the agent's position ``[2]``; None without a goal or a position."""
     goal = getattr(env.unwrapped, "goal_position", None)
     position = agent_position(env)[0]
     if goal is None or position is None:
         return None
-    offset = np.asarray(goal, dtype=float) - position[:2]
-    length = float(np.linalg.norm(offset))
-    return offset / length if length > 0 else None
+    return np.asarray(goal, dtype=float) - position[:2]
+
+
+def goal_direction(env: gym.Env) -> np.ndarray | None:
+    """Unit vector ``[2]`` from the agent to ``env.unwrapped.goal_position``; None without a goal or a
+    position, or with the agent exactly on the goal."""
+    offset = _goal_offset(env)
+    length = 0.0 if offset is None else float(np.linalg.norm(offset))
+    return offset / length if offset is not None and length > 0 else None
+
+
+def goal_distance(env: gym.Env) -> float | None:
+    """Distance from the agent to ``env.unwrapped.goal_position``; None without a goal or a position."""
+    offset = _goal_offset(env)
+    return None if offset is None else float(np.linalg.norm(offset))
 
 
 class Episode(NamedTuple):
@@ -130,15 +141,6 @@ class Episode(NamedTuple):
     decisions: list[tuple[int, np.ndarray]]  # (chosen sub-policy, unit goal direction) per decision
     reached: bool | None  # mlsh.envs.success became true; None: the env reports none
     closest: float | None  # the smallest distance from the agent to the goal; None without a goal or a position
-
-
-def goal_distance(env: gym.Env) -> float | None:
-    """Distance from the agent to ``env.unwrapped.goal_position``; None without a goal or a position."""
-    goal = getattr(env.unwrapped, "goal_position", None)
-    position = agent_position(env)[0]
-    if goal is None or position is None:
-        return None
-    return float(np.linalg.norm(np.asarray(goal, dtype=float) - position[:2]))
 
 
 def _run_with_master(
@@ -166,8 +168,8 @@ def _run_with_master(
         reached_now = success(info)
         if reached_now is not None:
             reached = bool(reached) or reached_now
-        distance = goal_distance(env) if closest is not None else None
-        if distance is not None and closest is not None:
+        distance = goal_distance(env)
+        if closest is not None and distance is not None:
             closest = min(closest, distance)
         start = np.zeros(1, dtype=bool)
         if terminated or truncated:

@@ -12,7 +12,8 @@ fast walk short), and the share of the adapted masters' episodes that reach the 
 seed (``--scratch 0``: on evaluation seed 0 only): the success rate in the last adaptation iteration of
 MLSH and of PPO from scratch, same steps. ``--master lr=0.003 gamma=0.5 gae_lambda=0.5`` gives the fresh
 masters those PPO settings instead of the run's (``master.<key>=<value>`` on both commands); such rows
-are cached apart from those with the run's own settings, and the table names the settings beside the run.
+are cached apart from those with the run's own settings. The table names the fresh masters' settings beside
+the run wherever they are not its ``master.*`` (``--master``, or the run's own ``adapt_master``).
 
 One row per run, the targets checked beside it:
 
@@ -163,7 +164,8 @@ def measure_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     return {
         "run_dir": str(run_dir),
         "name": row_name(run_dir, args.master),
-        "master_settings": list(args.master),
+        # the fresh masters' settings where they are not the run's master.*: --master, or the run's adapt_master
+        "master_settings": [f"{key}={value}" for key, value in (reports[0].get("master_settings") or {}).items()],
         "env_steps": steps,
         "training_seconds": seconds,
         "subpolicies": subs,
