@@ -168,9 +168,9 @@ def _run_with_master(
         reached_now = success(info)
         if reached_now is not None:
             reached = bool(reached) or reached_now
-        distance = goal_distance(env)
-        if closest is not None and distance is not None:
-            closest = min(closest, distance)
+        if closest is not None:  # envs with a goal and a position only
+            distance = goal_distance(env)
+            closest = closest if distance is None else min(closest, distance)
         start = np.zeros(1, dtype=bool)
         if terminated or truncated:
             return Episode(decisions, reached, closest)

@@ -259,8 +259,8 @@ class MetaLearner:
         )
         if self.dist is not None:  # episodes and sub-policy samples of every process (rank 0 logs them)
             goals = 0.0 if stats.goals is None else float(stats.goals.sum())
-            local = [stats.returns.sum(), stats.lengths.sum(), len(stats.returns), metrics["train/subpolicy_samples"]]
-            local.append(goals)
+            samples = metrics["train/subpolicy_samples"]
+            local = [stats.returns.sum(), stats.lengths.sum(), len(stats.returns), samples, goals]
             totals = self.dist.all_reduce(torch.tensor(np.asarray(local, dtype=np.float64), device=self.device))
             ret_sum, len_sum, episodes, samples, goal_sum = totals.tolist()
             if episodes:

@@ -163,7 +163,6 @@ def measure_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     seconds, steps = training_time_and_steps(run_dir)
     return {
         "run_dir": str(run_dir),
-        "name": row_name(run_dir, args.master),
         # the fresh masters' settings where they are not the run's master.*: --master, or the run's adapt_master
         "master_settings": [f"{key}={value}" for key, value in (reports[0].get("master_settings") or {}).items()],
         "env_steps": steps,
