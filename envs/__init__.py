@@ -5,6 +5,7 @@ from __future__ import annotations
 from gymnasium.envs.registration import register, registry
 
 from envs.ant_maze import AntMaze
+from envs.ant_movement import AntMovement
 from envs.ant_obstacles import AntObstacles
 from envs.ant_twowalk import AntTwowalk
 from envs.base import TaskEnv
@@ -16,6 +17,7 @@ from envs.single_task import SingleTask
 __all__ = [
     "TaskEnv",
     "AntMaze",
+    "AntMovement",
     "AntObstacles",
     "AntTwowalk",
     "FourRooms",
@@ -35,6 +37,7 @@ _ENVS = {
 _ANT_ENVS = {
     "mlsh/AntTwowalk-v0": ("envs.ant_twowalk:AntTwowalk", "envs.ant_twowalk:AntTwowalkVector", 1000),
     "mlsh/AntMaze-v0": ("envs.ant_maze:AntMaze", "envs.ant_maze:AntMazeVector", 1000),
+    "mlsh/AntMovement-v0": ("envs.ant_movement:AntMovement", "envs.ant_movement:AntMovementVector", 1000),
     "mlsh/AntObstacles-v0": ("envs.ant_obstacles:AntObstacles", "envs.ant_obstacles:AntObstaclesVector", 2000),
 }
 
