@@ -26,7 +26,7 @@ from envs.ant_base import (
     add_outer_walls,
     add_top_camera,
 )
-from envs.base import validate_index_task
+from envs.base import check_nonnegative_number, validate_index_task
 from envs.mujoco_batch import AntBatchVectorEnv
 
 Cell = tuple[int, int]
@@ -109,12 +109,57 @@ def _key(layout: MazeLayout) -> tuple[frozenset[Cell], tuple[float, float]]:
     return frozenset(layout.open_cells), layout.goal
 
 
+def _moves_left(cells: Sequence[Cell]) -> bool:
+    """Whether a walk of cells has a move left (to a lower column)."""
+    return any(b[1] < a[1] for a, b in zip(cells, cells[1:]))
+
+
+def of_training_kind(layout: MazeLayout) -> bool:
+    """Whether a layout is of the paper's kind (all 9 training layouts are): a walk of at most 3 moves, none
+    of them left, each toward the goal along its axis (the x or y of the goal lies beyond the cell the move
+    leaves, in the move's direction). The paper's dense reward pays for every such move; a walk that must
+    first move away from the goal, or left, is one that no training layout teaches."""
+    cells = layout.open_cells
+    if len(cells) > 4 or _moves_left(cells):
+        return False
+    for a, b in zip(cells, cells[1:]):
+        (ax, ay), (bx, by) = cell_center(a), cell_center(b)
+        if (bx - ax) * (layout.goal[0] - ax) + (by - ay) * (layout.goal[1] - ay) <= 0:
+            return False
+    return True
+
+
 _FAMILY = enumerate_layouts()
 _PAPER_KEYS = [_key(layout) for layout in PAPER_LAYOUTS]
 assert all(key in {_key(layout) for layout in _FAMILY} for key in _PAPER_KEYS), "paper layouts are in the family"
 # Task i is LAYOUTS[i]: the paper's 9 first (training), then every other layout of the family (held out).
 LAYOUTS: tuple[MazeLayout, ...] = PAPER_LAYOUTS + tuple(lay for lay in _FAMILY if _key(lay) not in _PAPER_KEYS)
 NUM_TRAIN_LAYOUTS = len(PAPER_LAYOUTS)
+
+
+def layout_kind(layout: MazeLayout) -> str:
+    """What kind of maze a layout is, beside the training layouts: ``"training_kind"`` (:func:`of_training_kind`),
+    else ``"left"`` (a move left), ``"long"`` (4 or more moves, none left) or ``"away"`` (at most 3 moves, none
+    left, one away from the goal along its axis)."""
+    if of_training_kind(layout):
+        return "training_kind"
+    if _moves_left(layout.open_cells):
+        return "left"
+    return "long" if len(layout.open_cells) > 4 else "away"
+
+
+def held_out_kinds() -> dict[str, int]:
+    """How many held-out layouts (every one after the paper's 9) are of each :func:`layout_kind`."""
+    counts = dict.fromkeys(("training_kind", "left", "long", "away"), 0)
+    for layout in LAYOUTS[NUM_TRAIN_LAYOUTS:]:
+        counts[layout_kind(layout)] += 1
+    return counts
+
+
+# The held-out layouts of the training kind (of_training_kind), the test_layouts="training_kind" draws.
+TRAINING_KIND_LAYOUTS: tuple[int, ...] = tuple(
+    i for i in range(NUM_TRAIN_LAYOUTS, len(LAYOUTS)) if of_training_kind(LAYOUTS[i])
+)
 
 
 class AntMaze(AntTaskEnv[int]):
@@ -132,8 +177,11 @@ class AntMaze(AntTaskEnv[int]):
     right-right-down, up-then-right, down-then-right), drawn by :meth:`sample_task` for training. Tasks
     9 and above are the rest of a deterministically enumerated family (every walk from the start cell,
     every wall or block face of its last cell other than the one it was entered by; see
-    :func:`enumerate_layouts`), drawn by :meth:`sample_test_task` as held-out mazes. Some of them need
-    walking left, which no training layout does.
+    :func:`enumerate_layouts`), drawn by :meth:`sample_test_task` as held-out mazes. Most of them are of
+    another kind than the training layouts: longer walks, walks that need walking left, or that first lead
+    away from the goal, where the dense reward pays for the wrong way. ``test_layouts="training_kind"``
+    draws only the 33 of the training kind (:func:`of_training_kind`: at most 3 moves, none left, each
+    toward the goal).
 
     ## Action Space
     ``Box(-1, 1, (8,), float32)``: torques of Ant-v5's eight hip and ankle motors (gear 150).
@@ -164,7 +212,8 @@ class AntMaze(AntTaskEnv[int]):
     ## Arguments
     ``reward_type`` ("dense" or "sparse"), ``goal_radius`` (2.0), ``goal_bonus`` (0.0), ``block_size`` (15.2),
     ``ctrl_cost_weight`` (0.1), ``train_layouts`` (indices of the layouts :meth:`sample_task` draws from;
-    None, the default, is the paper's 9; e.g. ``[4]``, straight right only, trains one direction), and
+    None, the default, is the paper's 9; e.g. ``[4]``, straight right only, trains one direction),
+    ``test_layouts`` (None, every held-out layout, or ``"training_kind"``), and
     those of :class:`envs.ant_base.AntTaskEnv`: ``xml_file``,
     ``flip_handling``, ``pose_reset_every``, ``reset_noise_scale``, ``healthy_z_range``, ``render_mode``
     (None or "rgb_array": a top-down view of the whole arena, absent blocks hidden, goal region green),
@@ -184,21 +233,21 @@ class AntMaze(AntTaskEnv[int]):
         block_size: float = 15.2,
         ctrl_cost_weight: float = 0.1,
         train_layouts: Sequence[int] | None = None,
+        test_layouts: str | None = None,
         **kwargs: Any,
     ) -> None:
         if reward_type not in ("dense", "sparse"):
             raise ValueError(f"AntMaze reward_type must be 'dense' or 'sparse', got {reward_type!r}.")
         if not 0.0 < block_size <= CELL_SIZE:
             raise ValueError(f"AntMaze block_size must be in (0, {CELL_SIZE}], got {block_size!r}.")
-        if not (isinstance(goal_bonus, int | float) and 0.0 <= goal_bonus < float("inf")):
-            raise ValueError(f"AntMaze goal_bonus must be a finite number >= 0, got {goal_bonus!r}; e.g. 100.")
-        self.goal_bonus = float(goal_bonus)
+        self.goal_bonus = check_nonnegative_number(goal_bonus, "AntMaze goal_bonus", 100)
         self.reward_type = reward_type
         self.goal_radius = float(goal_radius)
         self.block_size = float(block_size)
         self.ctrl_cost_weight = float(ctrl_cost_weight)
         self.layouts = LAYOUTS
         self._train_layouts = _check_train_layouts(train_layouts)
+        self._test_layouts = _check_test_layouts(test_layouts)
         # blocked[t, j]: whether BLOCK_CELLS[j] holds a block in layout t.
         self._blocked = np.array([[cell not in lay.open_cells for cell in BLOCK_CELLS] for lay in LAYOUTS])
         self._goals = np.array([lay.goal for lay in LAYOUTS])
@@ -225,7 +274,7 @@ class AntMaze(AntTaskEnv[int]):
         return list(self._train_layouts)
 
     def sample_test_task(self, rng: np.random.Generator) -> int:
-        return NUM_TRAIN_LAYOUTS + int(rng.integers(len(LAYOUTS) - NUM_TRAIN_LAYOUTS))
+        return self._test_layouts[int(rng.integers(len(self._test_layouts)))]
 
     def validate_task(self, task: Any) -> int:
         meaning = f"index into envs.ant_maze.LAYOUTS: 0-{NUM_TRAIN_LAYOUTS - 1} paper layouts, the rest held out"
@@ -286,6 +335,19 @@ def _check_train_layouts(train_layouts: Sequence[int] | None) -> tuple[int, ...]
     if not layouts:
         raise ValueError(message)
     return layouts
+
+
+def _check_test_layouts(test_layouts: str | None) -> tuple[int, ...]:
+    """The held-out layouts :meth:`AntMaze.sample_test_task` draws from: every layout after the paper's 9 by
+    default, or ``"training_kind"``: :data:`TRAINING_KIND_LAYOUTS`."""
+    if test_layouts is None:
+        return tuple(range(NUM_TRAIN_LAYOUTS, len(LAYOUTS)))
+    if test_layouts == "training_kind":
+        return TRAINING_KIND_LAYOUTS
+    raise ValueError(
+        f"AntMaze test_layouts must be null (every held-out layout) or 'training_kind', got {test_layouts!r}; "
+        "e.g. +env.kwargs.test_layouts=training_kind."
+    )
 
 
 def _block_name(cell: Cell) -> str:

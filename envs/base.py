@@ -32,6 +32,15 @@ import numpy as np
 TaskT = TypeVar("TaskT")
 
 
+def check_nonnegative_number(value: Any, name: str, example: float) -> float:
+    """``value`` as a float when it is a finite number >= 0 (bools refused), else ``ValueError`` naming ``name``
+    (``"<Env> <argument>"``) and an ``example``."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not (number and 0.0 <= value < float("inf")):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}; e.g. {example}.")
+    return float(value)
+
+
 def validate_index_task(task: Any, num_choices: int, meaning: str, env_name: str) -> int:
     """``task`` as an int in ``[0, num_choices)`` (bools refused), or ``ValueError`` naming what is accepted."""
     choices = " or ".join(str(i) for i in range(num_choices)) if num_choices <= 3 else f"an int in [0, {num_choices})"

@@ -162,6 +162,13 @@ def small_config(env_id: str = "mlsh/MovementBandits-v0", **mlsh: Any) -> Config
     )
 
 
+def tiny_ant_maze_config() -> Config:
+    """:func:`small_config` on AntMaze with 10-step macro steps and 20-step episodes: an Ant run in seconds."""
+    cfg = small_config("mlsh/AntMaze-v0", macro_len=10)
+    cfg.env.max_episode_steps = 20
+    return cfg
+
+
 def start_train_and_evaluate(
     run_dir: Path, train_args: Sequence[str], eval_args: str, seed: int = 0
 ) -> subprocess.Popen[str]:

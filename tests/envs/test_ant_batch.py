@@ -19,7 +19,7 @@ from mlsh.envs import make_vec_env
 from mlsh.trainer import train
 from tests.conftest import small_config
 
-ANT_IDS = ["mlsh/AntTwowalk-v0", "mlsh/AntMaze-v0", "mlsh/AntObstacles-v0"]
+ANT_IDS = ["mlsh/AntTwowalk-v0", "mlsh/AntMaze-v0", "mlsh/AntMovement-v0", "mlsh/AntObstacles-v0"]
 SHORT = {"pose_reset_every": 7}  # pose resets and truncations within a few dozen steps
 
 

@@ -13,9 +13,14 @@ from envs.ant_maze import (
     NUM_TRAIN_LAYOUTS,
     PAPER_LAYOUTS,
     START_CELL,
+    TRAINING_KIND_LAYOUTS,
     AntMaze,
+    MazeLayout,
     cell_center,
     enumerate_layouts,
+    held_out_kinds,
+    layout_kind,
+    of_training_kind,
 )
 
 ENV_ID = "mlsh/AntMaze-v0"
@@ -76,6 +81,26 @@ def test_train_layouts_restricts_the_training_draws_and_refuses_bad_indices() ->
     for bad in ([], [len(LAYOUTS)], [-1], ["4"], [True], 4):
         with pytest.raises(ValueError, match=r"non-empty list of layout .*env\.kwargs\.train_layouts=\[4\]"):
             AntMaze(train_layouts=bad)
+
+
+def test_test_layouts_of_the_training_kind_are_the_held_out_short_forward_walks() -> None:
+    assert all(of_training_kind(layout) for layout in PAPER_LAYOUTS)  # the rule describes the training layouts
+    assert len(TRAINING_KIND_LAYOUTS) == 33 and min(TRAINING_KIND_LAYOUTS) >= NUM_TRAIN_LAYOUTS
+    up_right_down = LAYOUTS[NUM_TRAIN_LAYOUTS:].index(MazeLayout(((1, 0), (0, 0), (0, 1), (1, 1)), (32.0, 0.0)))
+    assert NUM_TRAIN_LAYOUTS + up_right_down not in TRAINING_KIND_LAYOUTS  # up leads away from the goal's y = 0
+    assert not of_training_kind(MazeLayout(((1, 0), (1, 1), (0, 1), (0, 0)), (0.0, 16.0)))  # a move left
+    rng = np.random.default_rng(0)
+    assert {AntMaze(test_layouts="training_kind").sample_test_task(rng) for _ in range(2000)} == set(
+        TRAINING_KIND_LAYOUTS
+    )
+    a, b = np.random.default_rng(5), np.random.default_rng(5)  # the default draws as before the setting existed
+    assert [AntMaze().sample_test_task(a) for _ in range(50)] == [
+        NUM_TRAIN_LAYOUTS + int(b.integers(len(LAYOUTS) - NUM_TRAIN_LAYOUTS)) for _ in range(50)
+    ]
+    assert held_out_kinds() == {"training_kind": 33, "left": 58, "long": 58, "away": 4}
+    assert layout_kind(LAYOUTS[NUM_TRAIN_LAYOUTS + up_right_down]) == "away"
+    with pytest.raises(ValueError, match=r"test_layouts must be null .* got 'near'; e.g. \+env.kwargs.test_layouts="):
+        AntMaze(test_layouts="near")
 
 
 def test_every_layouts_goal_is_reachable_along_its_open_cells() -> None:
@@ -187,7 +212,7 @@ def test_goal_bonus_is_added_to_the_dense_reward_on_entering_the_goal_region() -
     _, reward, terminated, _, info = env.step(np.zeros(8))
     assert terminated and info["goal_reached"]
     assert reward == pytest.approx(info["reward_velocity"] + info["reward_ctrl"] + 100.0)
-    for bad in (-1.0, float("inf"), "big"):
+    for bad in (-1.0, float("inf"), "big", True):
         with pytest.raises(ValueError, match="AntMaze goal_bonus must be a finite number >= 0"):
             AntMaze(goal_bonus=bad)
 
