@@ -224,6 +224,7 @@ class PolicyActor:
         state: AgentState | None = None,
         episode_start: np.ndarray | None = None,
         deterministic: bool = False,
+        greedy_master: bool = False,
     ) -> tuple[np.ndarray, AgentState]:
         """Stable-Baselines3's ``predict``: actions for one observation or a batch of them.
 
@@ -233,6 +234,8 @@ class PolicyActor:
                 [n])``; None starts every env afresh.
             episode_start: ``[n]`` bools; true resets that env's state, so its master decides now.
             deterministic: the master's and sub-policies' most likely choices instead of samples.
+            greedy_master: the master's most likely choice, the sub-policies' actions sampled (unless
+                ``deterministic``).
 
         Returns:
             ``(action, state)``: ``action`` has the action space's shape, with a leading ``n`` for a batch.
@@ -254,6 +257,7 @@ class PolicyActor:
             self.policy.subpolicy_snapshot(),
             deterministic,
             generator=self.generator,
+            master_deterministic=deterministic or greedy_master,
         )
         action = self._env_action(step.action)
         clock = advance_macro_clock(clock, macro_len)  # an episode end comes with the next call's episode_start

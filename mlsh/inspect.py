@@ -144,10 +144,15 @@ class Episode(NamedTuple):
 
 
 def _run_with_master(
-    agent: PolicyActor, env: gym.Env, records: list[SubPolicyRecord], seed: int, grid: bool
+    agent: PolicyActor,
+    env: gym.Env,
+    records: list[SubPolicyRecord],
+    seed: int,
+    grid: bool,
+    deterministic: bool | str = False,
 ) -> Episode:
     """One episode under the adapted master: its decisions (empty for envs without a goal), whether it
-    reached the goal, and how close it came."""
+    reached the goal, and how close it came; ``deterministic`` as :func:`inspect_run`'s."""
     obs, _ = env.reset(seed=seed)
     state, start = None, np.ones(1, dtype=bool)
     decisions: list[tuple[int, np.ndarray]] = []
@@ -157,7 +162,7 @@ def _run_with_master(
         # predict's convention: the master decides at an episode start or when no steps are left.
         decides = bool(start[0]) or int(state[1][0]) <= 0
         direction = goal_direction(env) if decides else None
-        action, state = agent.predict(obs, state, start)
+        action, state = agent.predict(obs, state, start, deterministic is True, greedy_master=deterministic == "master")
         sub = int(state[0][0])
         if direction is not None:
             decisions.append((sub, direction))
@@ -426,6 +431,7 @@ def inspect_run(
     unused_below: float = 0.05,
     covered_fraction: float = 0.5,
     uncovered_share: float = 0.2,
+    deterministic: bool | str = False,
     env: EnvConfig | None = None,
     before_work: Callable[[Config], None] | None = None,
     on_adapted: Callable[[AdaptedMasters], None] | None = None,
@@ -440,6 +446,9 @@ def inspect_run(
         covered_fraction: share of a task's reference (oracle, else best adapted return) that its best
             single sub-policy or its adapted master must reach for the task to count as covered.
         uncovered_share: share of uncovered tasks at which the ``uncovered`` flag is raised.
+        deterministic: the adapted masters' episodes with most likely choices: False samples every choice
+            and action (as in training), True takes the masters' and the sub-policies' most likely ones,
+            ``"master"`` the masters' only (the sub-policies' actions still sampled).
         env: inspect on this env (default: the run's), e.g. a transfer task; it must have the run's spaces.
         before_work: called once every argument has been checked, before any work (see :func:`evaluate_run`).
         on_adapted: called with the adapted masters once they are trained (videos of them, say).
@@ -451,6 +460,11 @@ def inspect_run(
         ConfigError: a bad argument, before any work (see :func:`mlsh.evaluation.evaluate_run`).
     """
     check_positive_int("episodes", episodes, 2)
+    if not (isinstance(deterministic, bool) or deterministic == "master"):
+        raise ConfigError(
+            f"deterministic must be false, true or master, got {deterministic!r}; e.g. deterministic=master takes "
+            "the masters' most likely choices."
+        )
     if not finite_number(unused_below) or not 0 <= unused_below <= 1:
         raise ConfigError(f"unused_below must be a share in [0, 1], got {unused_below!r}; set e.g. unused_below=0.05.")
     for name, value, example in (
@@ -494,7 +508,7 @@ def inspect_run(
         grid = agent_position(env)[1]
         for episode in range(episodes):
             episode_seed = seed + 1000 * index + episode
-            episode_run = _run_with_master(agent, env, records, episode_seed, grid)
+            episode_run = _run_with_master(agent, env, records, episode_seed, grid, deterministic)
             decisions += [(index, sub, direction) for sub, direction in episode_run.decisions]
             if episode_run.reached is not None:
                 reached.append((index, episode_run.reached, episode_run.closest))
@@ -517,12 +531,14 @@ def inspect_run(
         "run_dir": result["run_dir"],
         "env_id": result["env_id"],
         "num_tasks": num_tasks,
+        "tasks": result["tasks"],
         "episodes": episodes,
         "seed": seed,
         "adapt_iters": result["adapt_iters"],
         "master_settings": result["master_settings"],
         "steps_per_task_per_iter": result["steps_per_task_per_iter"],
         "return_after_adaptation": result["return_after_adaptation"],
+        "deterministic": deterministic,
         "grid": grid,
         **summaries,
         "goal_directed_choices": _goal_directed_choices(summaries["subpolicies"], decisions, len(adapted.tasks)),
@@ -533,6 +549,13 @@ def inspect_run(
     return report, records
 
 
+def _choices_text(deterministic: bool | str) -> str:
+    """How the adapted masters' episodes chose, where not by sampling (the header of :func:`format_report`)."""
+    if deterministic == "master":
+        return "; their episodes with the masters' most likely choices"
+    return "; their episodes with most likely choices and actions" if deterministic is True else ""
+
+
 def format_report(report: dict[str, Any]) -> str:
     """A table, one row per sub-policy, then the flags."""
     lines = [
@@ -540,7 +563,7 @@ def format_report(report: dict[str, Any]) -> str:
         f"masters adapted {report['adapt_iters']} iterations of {report['steps_per_task_per_iter']} steps each"
         f"{master_settings_text(report.get('master_settings'))}; "
         f"return after adaptation "
-        f"{report['return_after_adaptation']:.2f}",
+        f"{report['return_after_adaptation']:.2f}{_choices_text(report.get('deterministic', False))}",
         f"{'k':>3} {'usage':>6}  {'mean displacement / macro step':<32} {'actions (alone)'}",
     ]
     for sub in report["subpolicies"]:
@@ -677,6 +700,7 @@ def _inspect(argv: list[str], dry_run: bool) -> None:
             unused_below=data["unused_below"],
             covered_fraction=data["covered_fraction"],
             uncovered_share=data["uncovered_share"],
+            deterministic=data["deterministic"],
             env=env_override(data),
             before_work=before_work,
             on_adapted=film if video else None,

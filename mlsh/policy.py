@@ -558,6 +558,7 @@ class HierarchicalPolicy(nn.Module):
         deterministic: bool = False,
         decide_t: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        master_deterministic: bool | None = None,
     ) -> PolicyStep:
         """One step of every env: each slot's master chooses where its env is at a decision point, then
         each env's active sub-policy acts (the one policy step of rollouts, agents, inspection and videos).
@@ -570,13 +571,16 @@ class HierarchicalPolicy(nn.Module):
             deterministic: most likely choices and actions instead of samples.
             decide_t: ``decide`` on ``obs``'s device, if the caller has it.
             generator: the random stream of the draws (``None``: torch's global one).
+            master_deterministic: the masters' most likely choices (or samples) whatever ``deterministic`` says
+                of the sub-policies' actions; ``None``: as ``deterministic``.
         """
         master_logprob = master_value = None
+        greedy_master = deterministic if master_deterministic is None else master_deterministic
         if decide.any():
             if decide_t is None:
                 decide_t = torch.as_tensor(decide, device=obs.device)
             choice, logprob, value = self.choose_subpolicies(
-                obs.view(self.num_slots, -1, obs.shape[-1]), deterministic, generator
+                obs.view(self.num_slots, -1, obs.shape[-1]), greedy_master, generator
             )
             sub_idx = torch.where(decide_t, choice.view(-1), sub_idx)
             master_logprob = torch.where(decide_t, logprob.view(-1), 0.0)

@@ -123,6 +123,19 @@ def test_batched_predict_equals_one_env_at_a_time(tiny_run: Path) -> None:
         agent.predict(np.zeros(4, dtype=np.float32))
 
 
+def test_greedy_master_takes_the_most_likely_sub_policy_and_samples_actions(tiny_run: Path) -> None:
+    agent = MLSHAgent.load(tiny_run, device="cpu")
+    obs = np.random.default_rng(4).random((64, 6), dtype=np.float32)
+    start = np.ones(64, dtype=bool)
+    most_likely, state = agent.predict(obs, episode_start=start, deterministic=True)
+    greedy = [agent.predict(obs, episode_start=start, greedy_master=True) for _ in range(2)]
+    for _, greedy_state in greedy:
+        np.testing.assert_array_equal(greedy_state[0], state[0])  # the master's argmax, every time
+    assert not np.array_equal(greedy[0][0], most_likely)  # the sub-policies' actions are still sampled
+    sampled = [agent.predict(obs, episode_start=start)[1][0] for _ in range(2)]
+    assert not all(np.array_equal(s, state[0]) for s in sampled)  # the untrained master's samples vary
+
+
 def test_subpolicy_acts_like_the_agent_with_that_subpolicy_active(tiny_run: Path) -> None:
     agent = MLSHAgent.load(tiny_run, device="cpu")
     obs = np.random.default_rng(3).random((16, 6), dtype=np.float32)

@@ -29,8 +29,8 @@ def _run(module: str, *args: str, cwd: Path, timeout: float = 120) -> subprocess
     [
         (
             ["env=Nope"],
-            "Unknown env 'Nope'; available: AntMaze, AntObstacles, AntTwowalk, FourRooms, GymAnt, KeyDoor, "
-            "MovementBandits",
+            "Unknown env 'Nope'; available: AntMaze, AntMovement, AntObstacles, AntTwowalk, FourRooms, GymAnt, "
+            "KeyDoor, MovementBandits",
         ),
         (["algo=Nope"], "Unknown algo 'Nope'; available: flat_ppo, mlsh"),
         (["mlsh.nope=3"], "Unknown setting 'mlsh.nope'"),

@@ -32,7 +32,7 @@ from mlsh.inspect import (
     task_coverage,
 )
 from mlsh.trainer import train
-from tests.conftest import small_config
+from tests.conftest import small_config, tiny_ant_maze_config
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +61,30 @@ def test_usage_displacement_and_agreement(bandits_run: Path) -> None:
     assert agreement.shape == (2, 2) and np.allclose(agreement, agreement.T) and np.allclose(np.diag(agreement), 1.0)
     assert report["goal_directed_choices"] is None  # MovementBandits has no goal_position
     json.dumps(report, allow_nan=False)
+
+
+def test_deterministic_master_makes_every_master_episode_step_greedy(
+    bandits_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[bool, bool]] = []  # (deterministic, greedy_master) of each PolicyActor.predict
+    predict = mlsh.inspect.PolicyActor.predict
+
+    def spy(self: Any, obs: Any, state: Any = None, start: Any = None, deterministic: bool = False, **kw: Any) -> Any:
+        calls.append((deterministic, kw.get("greedy_master", False)))
+        return predict(self, obs, state, start, deterministic, **kw)
+
+    monkeypatch.setattr(mlsh.inspect.PolicyActor, "predict", spy)
+    report, _ = inspect_run(bandits_run, num_tasks=2, episodes=2, adapt=AdaptOptions(iters=1), deterministic="master")
+    # The master's episodes (2 tasks x 2 episodes x 10 steps) are greedy; the other calls are the sub-policies'
+    # most likely actions recorded alone (deterministic=True), none samples the master.
+    assert calls.count((False, True)) == 2 * 2 * 10 and (False, False) not in calls
+    assert report["deterministic"] == "master"
+    assert sum(s["usage"] for s in report["subpolicies"]) == pytest.approx(1.0)
+    assert "their episodes with the masters' most likely choices" in format_report(report)
+    with pytest.raises(ConfigError, match=r"deterministic must be false, true or master, got 'yes'; e.g. determ"):
+        inspect_run(bandits_run, num_tasks=2, deterministic="yes")
+    with pytest.raises(ConfigError, match=r"deterministic must be false, true or master, got 1;"):
+        inspect_run(bandits_run, num_tasks=2, deterministic=1)  # 1 == True, but not a setting of it
 
 
 def test_identical_subpolicies_are_flagged_alike(bandits_run: Path, tmp_path: Path) -> None:
@@ -195,8 +219,7 @@ def test_bandits_have_no_open_floor(bandits_run: Path) -> None:
 
 
 def test_goal_reached_share_on_ant_maze(tmp_path: Path) -> None:
-    cfg = small_config("mlsh/AntMaze-v0", macro_len=10)
-    cfg.env.max_episode_steps = 20
+    cfg = tiny_ant_maze_config()
     cfg.env.kwargs = {"goal_radius": 100.0}  # the whole arena is the goal region: every episode reaches it
     train(cfg, tmp_path)
     report, _ = inspect_run(tmp_path, num_tasks=2, episodes=2, adapt=AdaptOptions(iters=1))
@@ -212,8 +235,7 @@ def test_goal_reached_share_on_ant_maze(tmp_path: Path) -> None:
 
 def test_an_ant_maze_run_is_inspected_on_the_obstacle_course(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     # Transfer (issue: the paper's obstacle course): env=AntObstacles adapts the masters on the course.
-    cfg = small_config("mlsh/AntMaze-v0", macro_len=10)
-    cfg.env.max_episode_steps = 20
+    cfg = tiny_ant_maze_config()
     train(cfg, tmp_path / "run")
     course = EnvConfig(id="mlsh/AntObstacles-v0", kwargs={"goal_radius": 100.0}, max_episode_steps=20)
     report, _ = inspect_run(tmp_path / "run", num_tasks=1, episodes=1, adapt=AdaptOptions(iters=1), env=course)
