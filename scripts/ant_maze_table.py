@@ -3,14 +3,19 @@
     python scripts/ant_maze_table.py runs/antmaze/s0 runs/antmaze/s1 runs/antmaze/s2 --out runs/antmaze/table
     python scripts/ant_maze_table.py runs/antmaze/s0 --eval-seeds 0 1 2 --scratch --out runs/antmaze/table
 
-Each run dir is a finished (or stopped) ``python -m mlsh.train env=AntMaze`` run. For every evaluation
+Each run dir is a finished (or stopped) ``python -m mlsh.train env=AntMaze`` run, or a run of another Ant task
+(AntMovement), whose sub-policies are then measured on the mazes. For every evaluation
 seed the script runs ``python -m mlsh.inspect`` on ``--num-tasks`` held-out mazes with ``--episodes``
 episodes each: fresh masters adapt over the frozen sub-policies, then it measures each sub-policy's
 usage under them, its heading and speed alone on an open floor (``open_floor``: the maze's walls cut a
 fast walk short), and the share of the adapted masters' episodes that reach the goal. With
 ``--scratch`` it also runs ``python -m mlsh.evaluate ... baselines=[scratch]`` on the same mazes and
 seed (``--scratch 0``: on evaluation seed 0 only): the success rate in the last adaptation iteration of
-MLSH and of PPO from scratch, same steps. ``--master lr=0.003 gamma=0.5 gae_lambda=0.5`` gives the fresh
+MLSH and of PPO from scratch, same steps. ``--deterministic master`` measures the adapted masters' episodes
+with their most likely choices (``mlsh.inspect deterministic=master``; such rows are cached apart too).
+``--test-layouts training_kind`` draws the held-out mazes from the 33 of the training layouts' kind
+(``+env.kwargs.test_layouts=training_kind``; ``envs.ant_maze.of_training_kind``) instead of all 153.
+``--master lr=0.003 gamma=0.5 gae_lambda=0.5`` gives the fresh
 masters those PPO settings instead of the run's (``master.<key>=<value>`` on both commands); such rows
 are cached apart from those with the run's own settings. The table names the fresh masters' settings beside
 the run wherever they are not its ``master.*`` (``--master``, or the run's own ``adapt_master``).
@@ -26,7 +31,8 @@ One row per run, the targets checked beside it:
   step along its own heading, alone on the open floor (mean over the evaluation seeds' macro steps);
 * *goal reached*: the adapted masters' episodes that reach the goal, per evaluation seed and overall
   (target 50%); *closest approach*: per evaluation seed, the median over those episodes of the closest
-  the ant came to the goal (the goal region's radius is 2);
+  the ant came to the goal (the goal region's radius is 2); a second table splits the goal reaches between
+  the held-out mazes of the training layouts' kind and the others;
 * *training*: env steps and the training's own time (the sum of its iterations' durations, from the
   ``time/fps`` scalar; pauses between resumes are not counted).
 
@@ -54,6 +60,7 @@ from mlsh.errors import MLSHError  # noqa: E402
 from mlsh.inspect import check_command, walk_of_mean  # noqa: E402
 
 QUIET = ["plot=false", "tensorboard=false"]
+MAZE_ID = "mlsh/AntMaze-v0"
 
 
 def angle_between(a: float, b: float) -> float:
@@ -130,6 +137,22 @@ def targets(subs: list[dict[str, Any]], reached: list[float], args: argparse.Nam
     }
 
 
+def reached_by_kind(reports: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """Episodes that reached the goal and episodes run, ``[reached, run]``, on the held-out mazes of the
+    training layouts' kind (``envs.ant_maze.of_training_kind``) and on the others, over every report."""
+    from envs.ant_maze import LAYOUTS, of_training_kind
+
+    counts = {"training_kind": [0, 0], "other": [0, 0]}
+    for report in reports:
+        for task, share in zip(report["tasks"], report["goal_reached"]["per_task"]):
+            if share is None:
+                continue
+            kind = counts["training_kind" if of_training_kind(LAYOUTS[task]) else "other"]
+            kind[0] += round(share * report["episodes"])
+            kind[1] += report["episodes"]
+    return counts
+
+
 def _closest(subs: Sequence[dict[str, Any]]) -> float:
     """The smallest angle between the headings of two of ``subs`` (nan for fewer than two)."""
     pairs = itertools.combinations(subs, 2)
@@ -138,16 +161,17 @@ def _closest(subs: Sequence[dict[str, Any]]) -> float:
 
 def measure_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Inspects (and with ``--scratch`` evaluates) one run on every evaluation seed, reusing cached outputs."""
-    out = Path(args.out) / row_name(run_dir, args.master)
+    out = Path(args.out) / row_name(run_dir, args.master, args.deterministic, args.test_layouts)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "table.log"
-    reports, scratch = [], []
+    reports, scratch, scratch_reaches = [], [], []
+    settings = [f"master.{setting}" for setting in args.master] + held_out_env(run_dir, args.test_layouts)
     for seed in args.eval_seeds:
-        common = [f"checkpoint={run_dir}", f"num_tasks={args.num_tasks}", f"seed={seed}"]
-        common += [f"master.{setting}" for setting in args.master]
+        common = [f"checkpoint={run_dir}", f"num_tasks={args.num_tasks}", f"seed={seed}", *settings]
         inspect_file = out / f"inspect_seed{seed}.json"
         if not inspect_file.exists():
             command = ["-m", "mlsh.inspect", *common, f"episodes={args.episodes}", f"output={inspect_file}"]
+            command += [f"deterministic={args.deterministic}"]
             run_logged([sys.executable, *command], log)
         reports.append(json.loads(inspect_file.read_text()))
         if args.scratch is not None and (not args.scratch or seed in args.scratch):
@@ -157,6 +181,12 @@ def measure_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
                 run_logged([sys.executable, *command, f"output={evaluate_file}"], log)
             methods = json.loads(evaluate_file.read_text())["methods"]
             scratch.append({name: methods[name]["success_curve"][-1] for name in ("mlsh", "scratch")})
+            scratch_reaches.append(
+                {
+                    name: [methods[name]["goal_reaches_total"], methods[name]["episodes_total"]]
+                    for name in ("mlsh", "scratch")
+                }
+            )
     subs = merge_inspections(reports)
     reached = [report["goal_reached"]["overall"] for report in reports]
     closest = [report["goal_reached"].get("closest_approach", {}).get("median") for report in reports]
@@ -165,20 +195,44 @@ def measure_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
         "run_dir": str(run_dir),
         # the fresh masters' settings where they are not the run's master.*: --master, or the run's adapt_master
         "master_settings": [f"{key}={value}" for key, value in (reports[0].get("master_settings") or {}).items()],
+        "deterministic": args.deterministic,
+        "test_layouts": args.test_layouts,
         "env_steps": steps,
         "training_seconds": seconds,
         "subpolicies": subs,
         "goal_reached_per_seed": reached,
         "closest_approach_per_seed": closest,
+        "goal_reached_by_kind": reached_by_kind(reports),
         "last_iteration_success": scratch,
+        # [goal reaches, episodes] over the whole adaptation run, per evaluation seed with --scratch
+        "adaptation_goal_reaches": scratch_reaches,
         "targets": targets(subs, reached, args),
     }
 
 
-def row_name(run_dir: Path, master: list[str]) -> str:
+def row_name(run_dir: Path, master: list[str], deterministic: str = "false", test_layouts: str = "all") -> str:
     """A run's row and cache folder: its dir name, with the masters' settings appended when they are not the run's
-    (``run__master_lr-0.003_gamma-0.5``: an override's value cannot hold ``=``)."""
-    return "__master_".join([run_dir.name, "_".join(master).replace("=", "-")] if master else [run_dir.name])
+    (``run__master_lr-0.003_gamma-0.5``: an override's value cannot hold ``=``), ``__deterministic-<value>``
+    when the masters' episodes take most likely choices, and ``__test-<family>`` for another held-out family."""
+    name = "__master_".join([run_dir.name, "_".join(master).replace("=", "-")] if master else [run_dir.name])
+    name = name if deterministic == "false" else f"{name}__deterministic-{deterministic}"
+    return name if test_layouts == "all" else f"{name}__test-{test_layouts}"
+
+
+def held_out_env(run_dir: Path, test_layouts: str) -> list[str]:
+    """The overrides that put the inspections on the held-out mazes of ``test_layouts``: none for an AntMaze run and
+    ``all``; else the AntMaze env, with an AntMaze run's own env arguments and time limit, and ``test_layouts``
+    (a run of another Ant task, AntMovement say, is measured on the mazes with its sub-policies)."""
+    from mlsh.checkpoint import load_checkpoint
+
+    env = load_checkpoint(run_dir)["config"]["env"]
+    maze = env["id"] == MAZE_ID
+    if maze and test_layouts == "all":
+        return []
+    own = [f"+env.kwargs.{key}={json.dumps(value)}" for key, value in (env.get("kwargs") or {}).items() if maze]
+    own += [f"+env.max_episode_steps={env['max_episode_steps']}"] if env.get("max_episode_steps") else []
+    own = [o for o in own if "test_layouts=" not in o]
+    return ["env=AntMaze", *own] + ([f"+env.kwargs.test_layouts={test_layouts}"] if test_layouts != "all" else [])
 
 
 def _yes(flag: bool) -> str:
@@ -211,21 +265,37 @@ def format_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
             f"{_yes(t['fast'])} | {t['goal_reached']:.2f} ({per_seed}) | {_yes(t['solves_mazes'])} | "
             f"{' '.join('-' if c is None else f'{c:.1f}' for c in row.get('closest_approach_per_seed', []))} |"
         )
+    lines += ["", "| run | goal reached: held-out mazes of the training kind | of another kind |", "|---|---|---|"]
+    for row in rows:
+        kinds = row["goal_reached_by_kind"]
+        lines.append(f"| {_label(row)} | {_count(*kinds['training_kind'])} | {_count(*kinds['other'])} |")
     if any(row["last_iteration_success"] for row in rows):
-        lines += ["", "| run | success in the last adaptation iteration: MLSH | PPO from scratch, same steps |"]
-        lines.append("|---|---|---|")
+        lines += [
+            "",
+            "| run | success in the last adaptation iteration: MLSH | PPO from scratch, same steps | goal reaches over "
+            "the whole adaptation run: MLSH | PPO from scratch |",
+            "|---|---|---|---|---|",
+        ]
         for row in rows:
-            pairs = row["last_iteration_success"]
+            pairs, reaches = row["last_iteration_success"], row.get("adaptation_goal_reaches", [])
             if pairs:
                 mlsh, scratch = (" ".join(_share(p[name]) for p in pairs) for name in ("mlsh", "scratch"))
-                lines.append(f"| {_label(row)} | {mlsh} | {scratch} |")
+                totals = (" ".join(_count(*r[name]) for r in reaches) or "-" for name in ("mlsh", "scratch"))
+                lines.append(f"| {_label(row)} | {mlsh} | {scratch} | {' | '.join(totals)} |")
     return "\n".join(lines)
 
 
 def _label(row: dict[str, Any]) -> str:
     """The run's dir name, and the masters' settings where they replace the run's."""
     name = Path(row["run_dir"]).name
-    return f"{name} (masters: {' '.join(row['master_settings'])})" if row.get("master_settings") else name
+    notes = [f"masters: {' '.join(row['master_settings'])}"] if row.get("master_settings") else []
+    notes += [f"deterministic={row['deterministic']}"] if row.get("deterministic", "false") != "false" else []
+    notes += [f"held-out: {row['test_layouts']}"] if row.get("test_layouts", "all") != "all" else []
+    return f"{name} ({'; '.join(notes)})" if notes else name
+
+
+def _count(reached: int, episodes: int) -> str:
+    return f"{reached} of {episodes} ({reached / episodes:.2f})" if episodes else "-"
 
 
 def _share(value: float | None) -> str:
@@ -251,6 +321,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="the fresh masters' PPO settings instead of the run's, e.g. lr=0.003 gamma=0.5 gae_lambda=0.5",
     )
+    parser.add_argument(
+        "--deterministic",
+        choices=["false", "master", "true"],
+        default="false",
+        help="mlsh.inspect's deterministic=: master takes the adapted masters' most likely choices in their episodes",
+    )
+    parser.add_argument(
+        "--test-layouts",
+        choices=["all", "training_kind"],
+        default="all",
+        help="the held-out mazes: all (every layout after the 9 training ones) or training_kind (the 33 of their "
+        "kind: at most 3 moves, none left, each toward the goal)",
+    )
     parser.add_argument("--out", default="runs/antmaze/table")
     args = parser.parse_args(argv)
     missing = [run for run in args.runs if not (Path(run) / "checkpoint.pt").is_file()]
@@ -261,9 +344,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if malformed:
         parser.error(f"--master takes KEY=VALUE settings, got {' '.join(malformed)}; e.g. --master lr=0.003 gamma=0.5.")
     for run in args.runs:  # every check mlsh.inspect makes (the settings' names and values), before any work
-        probe = Path(args.out) / row_name(Path(run), args.master) / "check.json"  # never written
-        try:
-            check_command([f"checkpoint={run}", f"output={probe}", *(f"master.{s}" for s in args.master)])
+        probe = Path(args.out) / row_name(Path(run), args.master, args.deterministic, args.test_layouts) / "check.json"
+        settings = [f"master.{s}" for s in args.master] + held_out_env(Path(run), args.test_layouts)
+        try:  # the probe is never written
+            check_command([f"checkpoint={run}", f"output={probe}", *settings])
         except MLSHError as error:
             parser.error(str(error))
     return args

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from envs.ant_maze import LAYOUTS, NUM_TRAIN_LAYOUTS, TRAINING_KIND_LAYOUTS
 from mlsh.trainer import train
-from tests.conftest import small_config
+from tests.conftest import small_config, tiny_ant_maze_config
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
@@ -62,6 +63,36 @@ def test_inspections_pool_by_macro_step_and_targets_are_checked() -> None:
     assert t["trio"] is None and not t["distinct"] and not t["fast"]
 
 
+def test_goal_reaches_split_by_the_kind_of_held_out_maze() -> None:
+    other = next(i for i in range(NUM_TRAIN_LAYOUTS, len(LAYOUTS)) if i not in TRAINING_KIND_LAYOUTS)
+    reports = [
+        {"tasks": [TRAINING_KIND_LAYOUTS[0], other], "episodes": 2, "goal_reached": {"per_task": [1.0, 0.5]}},
+        {"tasks": [TRAINING_KIND_LAYOUTS[1], other], "episodes": 2, "goal_reached": {"per_task": [0.5, None]}},
+    ]
+    assert ant_maze_table.reached_by_kind(reports) == {"training_kind": [3, 4], "other": [1, 2]}
+
+
+def test_a_run_of_another_ant_task_is_measured_on_the_mazes(tmp_path: Path) -> None:
+    for env_id, name in (("mlsh/AntMovement-v0", "move"), ("mlsh/AntMaze-v0", "maze")):
+        cfg = small_config(env_id, macro_len=10)
+        cfg.env.max_episode_steps = 20
+        cfg.env.kwargs = {"ctrl_cost_weight": 0.2}
+        train(cfg, tmp_path / name, max_iterations=1)
+    assert ant_maze_table.held_out_env(tmp_path / "move", "all") == ["env=AntMaze", "+env.max_episode_steps=20"]
+    assert ant_maze_table.held_out_env(tmp_path / "move", "training_kind") == [
+        "env=AntMaze",
+        "+env.max_episode_steps=20",
+        "+env.kwargs.test_layouts=training_kind",
+    ]
+    assert ant_maze_table.held_out_env(tmp_path / "maze", "all") == []  # the run's own env
+    assert ant_maze_table.held_out_env(tmp_path / "maze", "training_kind") == [
+        "env=AntMaze",
+        "+env.kwargs.ctrl_cost_weight=0.2",
+        "+env.max_episode_steps=20",
+        "+env.kwargs.test_layouts=training_kind",
+    ]
+
+
 def test_run_dirs_without_a_checkpoint_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         ant_maze_table.parse_args([str(tmp_path)])
@@ -69,10 +100,8 @@ def test_run_dirs_without_a_checkpoint_are_refused(tmp_path: Path, capsys: pytes
 
 
 def test_table_of_a_tiny_ant_maze_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    cfg = small_config("mlsh/AntMaze-v0", macro_len=10)
-    cfg.env.max_episode_steps = 20
     run = tmp_path / "tiny"
-    train(cfg, run)
+    train(tiny_ant_maze_config(), run)
     out = tmp_path / "table"
     argv = [str(run), "--eval-seeds", "0", "1", "--num-tasks", "1", "--episodes", "1", "--scratch", "0"]
     argv += ["--out", str(out)]
@@ -86,8 +115,11 @@ def test_table_of_a_tiny_ant_maze_run(tmp_path: Path, capsys: pytest.CaptureFixt
     assert len(row["goal_reached_per_seed"]) == 2 and len(row["last_iteration_success"]) == 1
     assert len(row["closest_approach_per_seed"]) == 2 and all(c > 0 for c in row["closest_approach_per_seed"])
     assert set(row["last_iteration_success"][0]) == {"mlsh", "scratch"}
+    ((scratch_reached, scratch_episodes),) = [seed["scratch"] for seed in row["adaptation_goal_reaches"]]
+    assert 0 <= scratch_reached <= scratch_episodes and scratch_episodes > 0
     assert table.splitlines()[2].startswith("| tiny | 800 | ")
     assert "PPO from scratch, same steps" in table
+    assert "| tiny | " in table.split("held-out mazes of the training kind | of another kind |")[1]
     log = (out / "tiny" / "table.log").read_text()
     ant_maze_table.main(argv)  # cached: the second call runs neither command again
     assert (out / "tiny" / "table.log").read_text() == log and capsys.readouterr().out == table
@@ -96,8 +128,7 @@ def test_table_of_a_tiny_ant_maze_run(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_a_checkpoint_copied_mid_run_counts_steps_and_time_to_its_own_point(tmp_path: Path) -> None:
     import shutil
 
-    cfg = small_config("mlsh/AntMaze-v0", macro_len=10)
-    cfg.env.max_episode_steps = 20
+    cfg = tiny_ant_maze_config()
     run = tmp_path / "run"
     train(cfg, run, max_iterations=2)  # 2 iterations of the budget's 800 steps, then stopped (resumable)
     mid = tmp_path / "mid"
@@ -114,10 +145,8 @@ def test_a_checkpoint_copied_mid_run_counts_steps_and_time_to_its_own_point(tmp_
 def test_master_settings_are_checked_before_any_work_and_name_their_row(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    cfg = small_config("mlsh/AntMaze-v0", macro_len=10)
-    cfg.env.max_episode_steps = 20
     run = tmp_path / "tiny"
-    train(cfg, run)
+    train(tiny_ant_maze_config(), run)
     out = tmp_path / "table"
     for bad, message in (
         (["lr"], "--master takes KEY=VALUE settings, got lr; e.g. --master lr=0.003 gamma=0.5."),
@@ -136,3 +165,13 @@ def test_master_settings_are_checked_before_any_work_and_name_their_row(
     (row,) = json.loads((out / "results.json").read_text())
     assert row["master_settings"] == ["lr=0.003", "gamma=0.5"]
     assert table.splitlines()[2].startswith("| tiny (masters: lr=0.003 gamma=0.5) | 800 | ")
+    ant_maze_table.main([*argv, "--master", "lr=0.003", "--deterministic", "master"])
+    table = capsys.readouterr().out
+    report = json.loads((out / "tiny__master_lr-0.003__deterministic-master" / "inspect_seed0.json").read_text())
+    assert report["deterministic"] == "master"
+    assert table.splitlines()[2].startswith("| tiny (masters: lr=0.003; deterministic=master) | 800 | ")
+    ant_maze_table.main([*argv, "--test-layouts", "training_kind"])
+    table = capsys.readouterr().out
+    report = json.loads((out / "tiny__test-training_kind" / "inspect_seed0.json").read_text())
+    assert report["tasks"][0] in TRAINING_KIND_LAYOUTS
+    assert table.splitlines()[2].startswith("| tiny (held-out: training_kind) | 800 | ")
