@@ -45,10 +45,14 @@ def _mlp_count(widths: list[int], copies: int) -> int:
     return copies * sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
 
 
-# -- the default is today's run, bit for bit ----------------------------------------------------------
+# -- the default is today's run, to rounding -----------------------------------------------------------
 
 # A seeded 4-iteration run (warmup, joint update, master reset) computed with the code before sharing
 # existed: sums of the sub-policies' and masters' parameters (float64), and the continuous env's returns.
+# Equal to float32 rounding, not bit for bit: torch's CPU kernels round differently on other processors
+# (a 2.8 GHz Xeon of 2026-12-01 gave relative differences up to 3e-6); a change of what is computed (one
+# more gradient step, another seed, another sampling order) moves these sums by far more than TOLERANCE.
+TOLERANCE = {"rel": 1e-5, "abs": 1e-5}
 BEFORE_SHARING = {
     "mlsh/MovementBandits-v0": (10.45474493645088, 49.98767144858371, -0.4493743742641527, None),
     CONTINUOUS_ID: (
@@ -61,16 +65,17 @@ BEFORE_SHARING = {
 
 
 @pytest.mark.parametrize("env_id", list(BEFORE_SHARING))
-def test_separate_trains_bit_for_bit_as_before_sharing_existed(env_id: str) -> None:
+def test_separate_trains_as_before_sharing_existed(env_id: str) -> None:
     learner = MetaLearner(small_config(env_id))
     assert learner.cfg.sub.sharing == "separate"
     returns = [learner.train_iteration().get("rollout/ep_rew_mean") for _ in range(4)]
     subs = torch.cat([p.detach().double().flatten() for p in learner.policy.subpolicies.parameters()])
     masters = torch.cat([p.detach().double().flatten() for p in learner.policy.masters.parameters()])
     sub_sum, sub_squares, master_sum, expected_returns = BEFORE_SHARING[env_id]
-    assert (float(subs.sum()), float((subs**2).sum()), float(masters.sum())) == (sub_sum, sub_squares, master_sum)
+    sums = (float(subs.sum()), float((subs**2).sum()), float(masters.sum()))
+    assert sums == pytest.approx((sub_sum, sub_squares, master_sum), **TOLERANCE)
     if expected_returns is not None:
-        assert returns == expected_returns
+        assert returns == pytest.approx(expected_returns, **TOLERANCE)
 
 
 # -- sizes and outputs ----------------------------------------------------------------------------------
