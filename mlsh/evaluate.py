@@ -208,8 +208,22 @@ def video_env(env_cfg: EnvConfig) -> gym.Env:
 
 def env_override(data: dict[str, Any]) -> EnvConfig | None:
     """The env a command that reads a run evaluates on instead of the run's: ``env=<Name>`` composes
-    ``configs/env/<Name>.yaml`` (Hydra's env group), of which only the env section matters; None without it."""
-    return config_from_dict({"env": data["env"]}).env if data.get("env") else None
+    ``configs/env/<Name>.yaml`` (Hydra's env group), of which only the env section matters; None without it.
+
+    Raises:
+        ConfigError: ``+env.<key>=...`` without ``env=<Name>``: the section would start from the default env,
+            not the run's.
+    """
+    section = data.get("env")
+    if not section:
+        return None
+    if "id" not in section:
+        keys = ", ".join(f"env.{key}" for key in section)
+        raise ConfigError(
+            f"{keys} changes an env that this command does not name; add env=<Name> for the run's env "
+            "(e.g. env=AntMaze +env.kwargs.test_layouts=training_kind), or drop the env override."
+        )
+    return config_from_dict({"env": section}).env
 
 
 def adapt_options(data: dict[str, Any], deterministic: bool = False) -> AdaptOptions:

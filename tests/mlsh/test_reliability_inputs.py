@@ -229,6 +229,13 @@ def test_a_stray_disk_error_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys:
         ("inspect", ["unused_below=2"], "unused_below must be a share in [0, 1], got 2"),
         ("inspect", ["device=cuda:x"], "device must be auto, cpu or cuda[:N], got 'cuda:x'"),
         ("inspect", ["num_tasks=abc"], "num_tasks must be a positive integer, got 'abc'"),
+        (
+            "inspect",
+            ["+env.kwargs.test_layouts=training_kind"],
+            "env.kwargs changes an env that this command does not name; add env=<Name> for the run's env "
+            "(e.g. env=AntMaze +env.kwargs.test_layouts=training_kind), or drop the env override.",
+        ),
+        ("evaluate", ["+env.max_episode_steps=10"], "env.max_episode_steps changes an env that this command"),
     ],
 )
 def test_evaluate_and_inspect_refuse_bad_input_in_one_line_writing_nothing(
