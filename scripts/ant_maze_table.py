@@ -43,6 +43,7 @@ Outputs are cached per run and seed under ``--out``: a rerun does only what is m
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import math
@@ -223,16 +224,22 @@ def held_out_env(run_dir: Path, test_layouts: str) -> list[str]:
     """The overrides that put the inspections on the held-out mazes of ``test_layouts``: none for an AntMaze run and
     ``all``; else the AntMaze env, with an AntMaze run's own env arguments and time limit, and ``test_layouts``
     (a run of another Ant task, AntMovement say, is measured on the mazes with its sub-policies)."""
-    from mlsh.checkpoint import load_checkpoint
-
-    env = load_checkpoint(run_dir)["config"]["env"]
+    env = _run_env(run_dir)
     maze = env["id"] == MAZE_ID
     if maze and test_layouts == "all":
         return []
-    own = [f"+env.kwargs.{key}={json.dumps(value)}" for key, value in (env.get("kwargs") or {}).items() if maze]
+    kwargs = (env.get("kwargs") or {}) if maze else {}
+    own = [f"+env.kwargs.{key}={json.dumps(value)}" for key, value in kwargs.items() if key != "test_layouts"]
     own += [f"+env.max_episode_steps={env['max_episode_steps']}"] if env.get("max_episode_steps") else []
-    own = [o for o in own if "test_layouts=" not in o]
     return ["env=AntMaze", *own] + ([f"+env.kwargs.test_layouts={test_layouts}"] if test_layouts != "all" else [])
+
+
+@functools.cache
+def _run_env(run_dir: Path) -> dict[str, Any]:
+    """A run's env section, read from its checkpoint once per run (the checks and the measurement both ask)."""
+    from mlsh.checkpoint import load_checkpoint
+
+    return load_checkpoint(run_dir)["config"]["env"]
 
 
 def _yes(flag: bool) -> str:
