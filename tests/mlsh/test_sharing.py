@@ -50,8 +50,9 @@ def _mlp_count(widths: list[int], copies: int) -> int:
 # A seeded 4-iteration run (warmup, joint update, master reset) computed with the code before sharing
 # existed: sums of the sub-policies' and masters' parameters (float64), and the continuous env's returns.
 # Equal to float32 rounding, not bit for bit: torch's CPU kernels round differently on other processors
-# (a 2.8 GHz Xeon of 2026-12-01 gave relative differences up to 3e-6); a change of what is computed (one
-# more gradient step, another seed, another sampling order) moves these sums by far more than TOLERANCE.
+# (a 2.8 GHz Xeon of 2026-12-01 gave relative differences up to 3e-6: set TOLERANCE to 0 to see them); a
+# change of what is computed (one more gradient step, another seed, another sampling order) moves these
+# sums by far more than TOLERANCE.
 TOLERANCE = {"rel": 1e-5, "abs": 1e-5}
 BEFORE_SHARING = {
     "mlsh/MovementBandits-v0": (10.45474493645088, 49.98767144858371, -0.4493743742641527, None),
