@@ -311,6 +311,17 @@ class AntTaskEnv(TaskEnv[TaskT]):
         """Seconds of simulated time per step."""
         return float(self.model.opt.timestep) * self.frame_skip
 
+    def planar_velocity(self, xy_before: np.ndarray, qpos: np.ndarray) -> np.ndarray:
+        """The torsos' (x, y) velocity over the last step, ``[n, 2]``, from ``xy_before`` to ``qpos[:, :2]``."""
+        return (qpos[:, :2] - xy_before) / self.dt
+
+    def control_cost(self, action: np.ndarray) -> np.ndarray:
+        """``-ctrl_cost_weight |a|^2`` over the ant's own actuators, ``[n]`` (negative): the dense rewards' cost term.
+
+        Subclasses that use it set ``self.ctrl_cost_weight``.
+        """
+        return -self.ctrl_cost_weight * np.square(action[:, :ANT_NU]).sum(axis=1)
+
     def set_state(self, qpos: np.ndarray, qvel: np.ndarray) -> None:
         """Sets positions and velocities and recomputes the derived quantities (``mj_forward``)."""
         self.data.qpos[:] = qpos

@@ -16,7 +16,6 @@ import mujoco
 import numpy as np
 
 from envs.ant_base import (
-    ANT_NU,
     WALL_RGBA,
     AntTaskEnv,
     ModelFields,
@@ -304,9 +303,8 @@ class AntMaze(AntTaskEnv[int]):
         xy = qpos[:, :2]
         distance = np.linalg.norm(xy - goal, axis=1)
         reached = distance <= self.goal_radius
-        velocity = (xy - xy_before) / self.dt
-        toward = (velocity * np.sign(goal - xy_before)).sum(axis=1)
-        ctrl = -self.ctrl_cost_weight * np.square(action[:, :ANT_NU]).sum(axis=1)
+        toward = (self.planar_velocity(xy_before, qpos) * np.sign(goal - xy_before)).sum(axis=1)
+        ctrl = self.control_cost(action)
         sparse = reached.astype(np.float64)
         reward = sparse if self.reward_type == "sparse" else toward + ctrl + self.goal_bonus * sparse
         terms = {

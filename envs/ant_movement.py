@@ -8,7 +8,7 @@ from typing import Any
 import mujoco
 import numpy as np
 
-from envs.ant_base import ANT_NU, AntTaskEnv, Params, add_top_camera
+from envs.ant_base import AntTaskEnv, Params, add_top_camera
 from envs.base import IndexTasks, check_nonnegative_number
 from envs.mujoco_batch import AntBatchVectorEnv
 
@@ -79,9 +79,8 @@ class AntMovement(IndexTasks, AntTaskEnv[int]):
     def outcome(
         self, params: Params, xy_before: np.ndarray, qpos: np.ndarray, action: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        velocity = (qpos[:, :2] - xy_before) / self.dt
-        along = (velocity * params["direction"]).sum(axis=1)
-        ctrl = -self.ctrl_cost_weight * np.square(action[:, :ANT_NU]).sum(axis=1)
+        along = (self.planar_velocity(xy_before, qpos) * params["direction"]).sum(axis=1)
+        ctrl = self.control_cost(action)
         terminated = np.zeros(len(qpos), dtype=bool)
         return along + ctrl, terminated, {"reward_velocity": along, "reward_ctrl": ctrl}
 
