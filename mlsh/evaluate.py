@@ -227,10 +227,11 @@ def env_override(data: dict[str, Any]) -> EnvConfig | None:
 
 
 def adapt_options(data: dict[str, Any], deterministic: bool = False) -> AdaptOptions:
-    """The adaptation settings of a command that reads a run (``adapt_iters``, ``envs_per_task``, ``master``,
-    ``device``)."""
+    """The adaptation settings of a command that reads a run (``adapt_iters``, ``adapt_macro_len``,
+    ``envs_per_task``, ``master``, ``device``)."""
     return AdaptOptions(
         iters=data["adapt_iters"],
+        macro_len=data["adapt_macro_len"],
         envs_per_task=data["envs_per_task"],
         master=data["master"],
         deterministic=deterministic,

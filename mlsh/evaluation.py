@@ -79,10 +79,11 @@ class Adaptation(NamedTuple):
 class AdaptedMasters(NamedTuple):
     """The MLSH masters adapted by :func:`evaluate_run`, to rebuild one agent per task (videos)."""
 
-    cfg: Config  # the run's settings, with the env evaluated on
+    cfg: Config  # the run's settings, with the env evaluated on (and the masters' macro step, adapt_macro_len)
     policy_state: dict[str, torch.Tensor]  # the run's shared weights and the adapted masters (member i: task i)
     tasks: list[Any]
     path: Path  # the checkpoint
+    trained_macro_len: int  # the run's own mlsh.macro_len: the macro step its sub-policies were trained for
 
 
 def sample_eval_tasks(cfg: Config, num_tasks: int, seed: int, split: str = "heldout") -> list[Any]:
@@ -535,6 +536,7 @@ class EvaluationResult:
     methods: dict[str, MethodResult]
     oracle: np.ndarray | None = None  # [num_tasks] the oracle's mean return per task
     adapted: AdaptedMasters | None = None  # the adapted masters (``keep_masters``), for videos and inspection
+    adapt_macro_len: int | None = None  # the masters' macro step when AdaptOptions.macro_len replaced the run's
 
     @property
     def mlsh(self) -> MethodResult:
@@ -568,6 +570,7 @@ class EvaluationResult:
             "adapt_iters": self.adapt_iters,
             "deterministic": self.deterministic,
             "master_settings": self.master_settings,
+            "adapt_macro_len": self.adapt_macro_len,
             "steps_per_task_per_iter": mlsh.steps_per_task_per_iter,
             "tasks": [_jsonable(t) for t in self.tasks],
             "return_after_adaptation": self.return_after_adaptation,
@@ -623,6 +626,25 @@ def _as_evaluated(cfg: Config, envs_per_task: int | None, master: Mapping[str, A
     return dataclasses.replace(cfg, device=device) if device else cfg
 
 
+def with_macro_len(cfg: Config, macro_len: int | None) -> Config:
+    """``cfg`` whose masters choose every ``macro_len`` steps (None: unchanged), for :attr:`AdaptOptions.macro_len`.
+
+    Raises:
+        ConfigError: ``macro_len`` does not divide the run's ``train.rollout_len``, with the values that do.
+    """
+    if macro_len is None:
+        return cfg
+    rollout_len = cfg.train.rollout_len
+    if rollout_len % macro_len:
+        divisors = [d for d in range(2, rollout_len) if rollout_len % d == 0 and d < cfg.mlsh.macro_len]
+        example = f"; e.g. adapt_macro_len={divisors[-1]}" if divisors else ""
+        raise ConfigError(
+            f"adapt_macro_len={macro_len} does not divide the run's train.rollout_len ({rollout_len}); choose a "
+            f"divisor of {rollout_len}{example}."
+        )
+    return dataclasses.replace(cfg, mlsh=dataclasses.replace(cfg.mlsh, macro_len=macro_len))
+
+
 def _load_run(run_dir: str | Path) -> tuple[Path, dict[str, Any], Config]:
     path = checkpoint_path(run_dir)
     payload = load_checkpoint(path)
@@ -676,6 +698,10 @@ class AdaptOptions:
         master: PPO settings of the fresh masters (``lr``, ``gamma``, ...: the keys of the run's ``master``
             section) that replace the run's while adapting, for MLSH and the MLSH baselines (``no_warmup``,
             ``every_step``) alike; None values keep the run's.
+        macro_len: the fresh masters of the evaluated run choose a sub-policy every ``macro_len`` steps instead
+            of every ``mlsh.macro_len`` (None: the run's), while adapting and when measured; it must divide the
+            run's ``train.rollout_len``. The sub-policies stay those trained for the run's macro step; the
+            baselines keep their own (``every_step`` is defined by its macro step of 1).
         deterministic: measure every method's return after adaptation with its most likely choices
             (Stable-Baselines3's ``evaluate_policy`` default) instead of samples.
         device: run on this device instead of the run's.
@@ -689,6 +715,7 @@ class AdaptOptions:
     master: Mapping[str, Any] | None = None
     deterministic: bool = False
     device: str | None = None
+    macro_len: int | None = None
 
     def __post_init__(self) -> None:
         if self.iters is not None and (not is_int(self.iters) or self.iters < 0):
@@ -702,6 +729,7 @@ class AdaptOptions:
         _check_bool("deterministic", self.deterministic)
         if self.device is not None:
             check_device(self.device)
+        check_positive_int("adapt_macro_len", self.macro_len, 100, nullable=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -792,6 +820,8 @@ def evaluate_run(
         torch.set_num_threads(cfg.train.torch_threads)
     master_settings = adapt_master_settings(cfg, adapt.master)
     cfg = _as_evaluated(cfg, adapt.envs_per_task, master_settings, adapt.device)
+    trained_macro_len = cfg.mlsh.macro_len
+    cfg = with_macro_len(cfg, adapt.macro_len)
     check_device(cfg.device)  # the run's own, unless device= replaced it
     iters = cfg.mlsh.warmup_iters if adapt.iters is None else adapt.iters
     if iters == 0 and chosen:
@@ -836,7 +866,8 @@ def evaluate_run(
         methods[name] = MethodResult.of(adaptation, steps, run_dir_used)
     adapted = None
     if keep_masters:
-        adapted = AdaptedMasters(task_cfg, {**payload["learner"]["policy"], **mlsh.masters}, tasks, path)
+        policy_state = {**payload["learner"]["policy"], **mlsh.masters}
+        adapted = AdaptedMasters(task_cfg, policy_state, tasks, path, trained_macro_len)
     return EvaluationResult(
         run_dir=str(path.parent),
         env_id=env_cfg.id,
@@ -845,6 +876,7 @@ def evaluate_run(
         adapt_iters=iters,
         deterministic=deterministic,
         master_settings=master_settings,
+        adapt_macro_len=adapt.macro_len,
         tasks=list(tasks),
         methods=methods,
         oracle=oracle_means,
@@ -874,6 +906,11 @@ def master_settings_text(settings: Mapping[str, Any] | None) -> str:
     return "; masters with " + ", ".join(f"{key}={value}" for key, value in settings.items())
 
 
+def macro_len_text(macro_len: int | None) -> str:
+    """``"; masters choose every 100 steps"`` for a report header where ``adapt_macro_len`` was given; else empty."""
+    return "" if macro_len is None else f"; masters choose every {macro_len} steps"
+
+
 def format_table(result: dict[str, Any]) -> str:
     """A plain-text table of per-task results and the means, then the methods' summary."""
     has_oracle = "oracle_return" in result
@@ -881,7 +918,8 @@ def format_table(result: dict[str, Any]) -> str:
         f"Evaluation of {result['run_dir']} on {result['num_tasks']} unseen tasks "
         f"({result['adapt_iters']} adaptation iterations of a fresh master, sub-policies frozen"
         f"{'; returns after adaptation measured with the most likely choices' if result.get('deterministic') else ''}"
-        f"{master_settings_text(result.get('master_settings'))})"
+        f"{master_settings_text(result.get('master_settings'))}"
+        f"{macro_len_text(result.get('adapt_macro_len'))})"
     ]
     header = f"{'task':>6} {'value':>12} {'return':>10}" + (f" {'oracle':>10} {'ratio':>7}" if has_oracle else "")
     lines.append(header)

@@ -72,6 +72,7 @@ from mlsh.evaluation import (
     check_positive_int,
     evaluate_run,
     has_oracle,
+    macro_len_text,
     master_settings_text,
     oracle_returns,
 )
@@ -189,8 +190,11 @@ def _modes(agent: PolicyActor, obs: np.ndarray) -> np.ndarray:
     return agent.predict(batch, mid_macro_step, deterministic=True)[0]
 
 
-def _run_alone(agent: PolicyActor, env: gym.Env, k: int, record: SubPolicyRecord, seed: int, grid: bool) -> float:
-    """One episode of sub-policy k alone (sampled actions, as the master's episodes); returns its return."""
+def _run_alone(
+    agent: PolicyActor, env: gym.Env, k: int, record: SubPolicyRecord, seed: int, grid: bool, macro_len: int
+) -> float:
+    """One episode of sub-policy k alone (sampled actions, as the master's episodes), its displacements recorded
+    per ``macro_len`` steps (the run's macro step); returns its return."""
     policy = agent.subpolicy(k)
     obs, _ = env.reset(seed=seed)
     position, _ = agent_position(env)
@@ -205,8 +209,8 @@ def _run_alone(agent: PolicyActor, env: gym.Env, k: int, record: SubPolicyRecord
         episode_return += float(reward)
         position, _ = agent_position(env)
         steps += 1
-        if position is not None and (steps % agent.macro_len == 0 or terminated or truncated):
-            if steps % agent.macro_len == 0:  # only whole macro steps: a cut one would bias the mean
+        if position is not None and (steps % macro_len == 0 or terminated or truncated):
+            if steps % macro_len == 0:  # only whole macro steps: a cut one would bias the mean
                 record.displacements.append(position - macro_start)
             macro_start = position
         if terminated or truncated:
@@ -239,35 +243,41 @@ def walk_of_mean(mean: Sequence[float], macro_steps: int) -> dict[str, Any]:
     }
 
 
-def _run_open_floor(agent: PolicyActor, floor: gym.Env, k: int, macro_steps: int, seed: int) -> list[np.ndarray]:
-    """Sub-policy k alone on the open floor for ``macro_steps`` whole macro steps (sampled actions, as
-    :func:`_run_alone`); its displacement per macro step."""
+def _run_open_floor(
+    agent: PolicyActor, floor: gym.Env, k: int, macro_steps: int, seed: int, macro_len: int
+) -> list[np.ndarray]:
+    """Sub-policy k alone on the open floor for ``macro_steps`` whole macro steps of ``macro_len`` steps (sampled
+    actions, as :func:`_run_alone`); its displacement per macro step."""
     policy = agent.subpolicy(k)
     obs, _ = floor.reset(seed=seed)
     macro_start = agent_position(floor)[0]
     moves = []
-    for step in range(1, macro_steps * agent.macro_len + 1):
+    for step in range(1, macro_steps * macro_len + 1):
         action, _ = policy.predict(obs)
         obs, *_ = floor.step(action)
-        if step % agent.macro_len == 0:
+        if step % macro_len == 0:
             position = agent_position(floor)[0]
             moves.append(position - macro_start)
             macro_start = position
     return moves
 
 
-def _open_floor_walks(agent: PolicyActor, env: gym.Env, episodes: int, seed: int) -> list[dict[str, Any]] | None:
-    """:func:`open_floor_walk` of every sub-policy over ``episodes`` episodes on ``env``'s open floor; None for
-    envs without one. An episode is as many whole macro steps as ``env``'s time limit holds (at least 1)."""
+def _open_floor_walks(
+    agent: PolicyActor, env: gym.Env, episodes: int, seed: int, macro_len: int
+) -> list[dict[str, Any]] | None:
+    """:func:`open_floor_walk` of every sub-policy over ``episodes`` episodes on ``env``'s open floor, per macro
+    step of ``macro_len`` steps (the run's); None for envs without one. An episode is as many whole macro steps as
+    ``env``'s time limit holds (at least 1)."""
     make_floor = getattr(env.unwrapped, "open_floor", None)
     if make_floor is None:
         return None
-    limit = env.spec.max_episode_steps if env.spec is not None and env.spec.max_episode_steps else agent.macro_len
-    macro_steps = max(1, int(limit) // agent.macro_len)
+    limit = env.spec.max_episode_steps if env.spec is not None and env.spec.max_episode_steps else macro_len
+    macro_steps = max(1, int(limit) // macro_len)
     floor = make_floor()
     walks = []
     for k in range(agent.num_subpolicies):
-        moves = [m for e in range(episodes) for m in _run_open_floor(agent, floor, k, macro_steps, seed + 1000 * e)]
+        runs = (_run_open_floor(agent, floor, k, macro_steps, seed + 1000 * e, macro_len) for e in range(episodes))
+        moves = [m for run in runs for m in run]
         walks.append(open_floor_walk(np.array(moves)))
     floor.close()
     return walks
@@ -486,6 +496,7 @@ def inspect_run(
     )
     adapted = evaluation.adapted
     assert adapted is not None  # keep_masters=True
+    macro_len = adapted.trained_macro_len  # sub-policies alone: per macro step of the run's, whatever the masters'
     if on_adapted is not None:
         on_adapted(adapted)
     result = evaluation.to_dict()
@@ -513,11 +524,12 @@ def inspect_run(
             if episode_run.reached is not None:
                 reached.append((index, episode_run.reached, episode_run.closest))
             for k in range(agent.num_subpolicies):
-                alone[index, k] += _run_alone(agent, env, k, records[k], episode_seed, grid) / episodes
+                alone[index, k] += _run_alone(agent, env, k, records[k], episode_seed, grid, macro_len) / episodes
         if index < len(adapted.tasks) - 1:
             env.close()
     summaries = _summaries(agent, records, unused_below)
-    walks = _open_floor_walks(agent, env, episodes, seed)  # the last task's env: any task's floor is the same
+    # The last task's env: any task's floor is the same.
+    walks = _open_floor_walks(agent, env, episodes, seed, macro_len)
     env.close()
     if walks is not None:
         for sub, walk in zip(summaries["subpolicies"], walks):
@@ -536,6 +548,7 @@ def inspect_run(
         "seed": seed,
         "adapt_iters": result["adapt_iters"],
         "master_settings": result["master_settings"],
+        "adapt_macro_len": result["adapt_macro_len"],
         "steps_per_task_per_iter": result["steps_per_task_per_iter"],
         "return_after_adaptation": result["return_after_adaptation"],
         "deterministic": deterministic,
@@ -561,7 +574,7 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [
         f"Sub-policies of {report['run_dir']} ({report['env_id']}), {report['num_tasks']} unseen tasks, "
         f"masters adapted {report['adapt_iters']} iterations of {report['steps_per_task_per_iter']} steps each"
-        f"{master_settings_text(report.get('master_settings'))}; "
+        f"{master_settings_text(report.get('master_settings'))}{macro_len_text(report.get('adapt_macro_len'))}; "
         f"return after adaptation "
         f"{report['return_after_adaptation']:.2f}{_choices_text(report.get('deterministic', False))}",
         f"{'k':>3} {'usage':>6}  {'mean displacement / macro step':<32} {'actions (alone)'}",

@@ -19,6 +19,9 @@ with their most likely choices (``mlsh.inspect deterministic=master``; such rows
 masters those PPO settings instead of the run's (``master.<key>=<value>`` on both commands); such rows
 are cached apart from those with the run's own settings. The table names the fresh masters' settings beside
 the run wherever they are not its ``master.*`` (``--master``, or the run's own ``adapt_master``).
+``--adapt-macro-len 100`` has the fresh masters choose a sub-policy every 100 steps instead of every macro
+step of the run (``adapt_macro_len=100`` on both commands, rows cached apart); the sub-policies' speeds stay
+per macro step of the run's, which the speed target counts in.
 
 One row per run, the targets checked beside it:
 
@@ -162,11 +165,11 @@ def _closest(subs: Sequence[dict[str, Any]]) -> float:
 
 def measure_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Inspects (and with ``--scratch`` evaluates) one run on every evaluation seed, reusing cached outputs."""
-    out = Path(args.out) / row_name(run_dir, args.master, args.deterministic, args.test_layouts)
+    out = Path(args.out) / row_folder(run_dir, args)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "table.log"
     reports, scratch, scratch_reaches = [], [], []
-    settings = [f"master.{setting}" for setting in args.master] + held_out_env(run_dir, args.test_layouts)
+    settings = run_overrides(run_dir, args)
     for seed in args.eval_seeds:
         common = [f"checkpoint={run_dir}", f"num_tasks={args.num_tasks}", f"seed={seed}", *settings]
         inspect_file = out / f"inspect_seed{seed}.json"
@@ -198,6 +201,7 @@ def measure_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
         "master_settings": [f"{key}={value}" for key, value in (reports[0].get("master_settings") or {}).items()],
         "deterministic": args.deterministic,
         "test_layouts": args.test_layouts,
+        "adapt_macro_len": args.adapt_macro_len,
         "env_steps": steps,
         "training_seconds": seconds,
         "subpolicies": subs,
@@ -211,13 +215,33 @@ def measure_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def row_name(run_dir: Path, master: list[str], deterministic: str = "false", test_layouts: str = "all") -> str:
+def row_name(
+    run_dir: Path,
+    master: list[str],
+    deterministic: str = "false",
+    test_layouts: str = "all",
+    adapt_macro_len: int | None = None,
+) -> str:
     """A run's row and cache folder: its dir name, with the masters' settings appended when they are not the run's
     (``run__master_lr-0.003_gamma-0.5``: an override's value cannot hold ``=``), ``__deterministic-<value>``
-    when the masters' episodes take most likely choices, and ``__test-<family>`` for another held-out family."""
+    when the masters' episodes take most likely choices, ``__test-<family>`` for another held-out family and
+    ``__macro-<N>`` when the masters choose every N steps instead of the run's macro step."""
     name = "__master_".join([run_dir.name, "_".join(master).replace("=", "-")] if master else [run_dir.name])
     name = name if deterministic == "false" else f"{name}__deterministic-{deterministic}"
-    return name if test_layouts == "all" else f"{name}__test-{test_layouts}"
+    name = name if test_layouts == "all" else f"{name}__test-{test_layouts}"
+    return name if adapt_macro_len is None else f"{name}__macro-{adapt_macro_len}"
+
+
+def row_folder(run_dir: Path, args: argparse.Namespace) -> str:
+    """:func:`row_name` of a run under the command's options."""
+    return row_name(run_dir, args.master, args.deterministic, args.test_layouts, args.adapt_macro_len)
+
+
+def run_overrides(run_dir: Path, args: argparse.Namespace) -> list[str]:
+    """The settings both commands (``mlsh.inspect``, ``mlsh.evaluate``) get for a run under the command's options:
+    the masters' PPO settings, their macro step and the held-out mazes."""
+    macro = [] if args.adapt_macro_len is None else [f"adapt_macro_len={args.adapt_macro_len}"]
+    return [f"master.{setting}" for setting in args.master] + macro + held_out_env(run_dir, args.test_layouts)
 
 
 def held_out_env(run_dir: Path, test_layouts: str) -> list[str]:
@@ -298,6 +322,7 @@ def _label(row: dict[str, Any]) -> str:
     notes = [f"masters: {' '.join(row['master_settings'])}"] if row.get("master_settings") else []
     notes += [f"deterministic={row['deterministic']}"] if row.get("deterministic", "false") != "false" else []
     notes += [f"held-out: {row['test_layouts']}"] if row.get("test_layouts", "all") != "all" else []
+    notes += [f"masters choose every {row['adapt_macro_len']} steps"] if row.get("adapt_macro_len") else []
     return f"{name} ({'; '.join(notes)})" if notes else name
 
 
@@ -341,6 +366,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the held-out mazes: all (every layout after the 9 training ones) or training_kind (the 33 of their "
         "kind: at most 3 moves, none left, each toward the goal)",
     )
+    parser.add_argument(
+        "--adapt-macro-len",
+        type=int,
+        help="mlsh.inspect's adapt_macro_len=: the fresh masters choose a sub-policy every N steps instead of every "
+        "macro step of the run (the sub-policies' speeds stay per macro step of the run's)",
+    )
     parser.add_argument("--out", default="runs/antmaze/table")
     args = parser.parse_args(argv)
     missing = [run for run in args.runs if not (Path(run) / "checkpoint.pt").is_file()]
@@ -351,10 +382,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if malformed:
         parser.error(f"--master takes KEY=VALUE settings, got {' '.join(malformed)}; e.g. --master lr=0.003 gamma=0.5.")
     for run in args.runs:  # every check mlsh.inspect makes (the settings' names and values), before any work
-        probe = Path(args.out) / row_name(Path(run), args.master, args.deterministic, args.test_layouts) / "check.json"
-        settings = [f"master.{s}" for s in args.master] + held_out_env(Path(run), args.test_layouts)
+        probe = Path(args.out) / row_folder(Path(run), args) / "check.json"
         try:  # the probe is never written
-            check_command([f"checkpoint={run}", f"output={probe}", *settings])
+            check_command([f"checkpoint={run}", f"output={probe}", *run_overrides(Path(run), args)])
         except MLSHError as error:
             parser.error(str(error))
     return args

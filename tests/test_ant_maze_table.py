@@ -175,3 +175,14 @@ def test_master_settings_are_checked_before_any_work_and_name_their_row(
     report = json.loads((out / "tiny__test-training_kind" / "inspect_seed0.json").read_text())
     assert report["tasks"][0] in TRAINING_KIND_LAYOUTS
     assert table.splitlines()[2].startswith("| tiny (held-out: training_kind) | 800 | ")
+    # The run's macro step is 10 and its rollouts 20 steps long: the masters may choose every 5, not every 3.
+    with pytest.raises(SystemExit):
+        ant_maze_table.parse_args([*argv, "--adapt-macro-len", "3"])
+    assert "adapt_macro_len=3 does not divide the run's train.rollout_len (20)" in capsys.readouterr().err
+    assert not (out / "tiny__macro-3").exists()
+    ant_maze_table.main([*argv, "--adapt-macro-len", "5"])
+    table = capsys.readouterr().out
+    report = json.loads((out / "tiny__macro-5" / "inspect_seed0.json").read_text())
+    assert report["adapt_macro_len"] == 5
+    assert [sub["open_floor"]["macro_steps"] for sub in report["subpolicies"]] == [2, 2]  # per the run's 10 steps
+    assert table.splitlines()[2].startswith("| tiny (masters choose every 5 steps) | 800 | ")

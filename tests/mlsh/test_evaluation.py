@@ -346,6 +346,24 @@ def test_master_settings_reach_the_mlsh_baseline_runs(
     assert all(lr == 0.002 and gamma == 0.5 for _, lr, gamma in seen)
 
 
+def test_adapt_macro_len_reaches_the_evaluated_runs_masters_not_the_baseline_runs(
+    suite_runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = _record_adaptations(monkeypatch, lambda cfg: cfg.mlsh.macro_len)
+    result = evaluate_run(
+        suite_runs["mlsh"],
+        num_tasks=2,
+        adapt=AdaptOptions(iters=1, macro_len=2),
+        compare=CompareOptions(
+            oracle=False, baselines=["no_warmup"], baseline_runs={"no_warmup": suite_runs["no_warmup"]}
+        ),
+    )
+    own = load_checkpoint(suite_runs["no_warmup"])["config"]["mlsh"]["macro_len"]
+    assert own != 2 and seen == [2, own]  # MLSH's masters choose every 2 steps; the baseline run keeps its own
+    assert result.to_dict()["adapt_macro_len"] == 2
+    assert "; masters choose every 2 steps)" in format_table(result.to_dict())
+
+
 def test_a_runs_adapt_master_settings_reach_its_fresh_masters_and_a_commands_master_wins(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

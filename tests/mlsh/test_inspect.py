@@ -87,6 +87,35 @@ def test_deterministic_master_makes_every_master_episode_step_greedy(
         inspect_run(bandits_run, num_tasks=2, deterministic=1)  # 1 == True, but not a setting of it
 
 
+def test_adapt_macro_len_makes_the_masters_choose_more_often_and_keeps_the_walks_per_trained_macro_step(
+    bandits_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agents: list[Any] = []
+    from_policy_state = mlsh.inspect.PolicyActor.from_policy_state
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        agents.append(from_policy_state(*args, **kwargs))
+        return agents[-1]
+
+    monkeypatch.setattr(mlsh.inspect.PolicyActor, "from_policy_state", spy)
+    report, records = inspect_run(bandits_run, num_tasks=2, episodes=2, adapt=AdaptOptions(iters=1, macro_len=1))
+    assert [agent.macro_len for agent in agents] == [1, 1]  # the run's is 5: the masters choose every step
+    assert report["adapt_macro_len"] == 1
+    assert "masters choose every 1 steps" in format_report(report)
+    # Alone, the sub-policies are still measured per macro step of the run's (5 steps): two per 10-step episode.
+    assert all(len(record.displacements) == 2 * 2 * 2 for record in records)
+    assert sum(s["usage"] for s in report["subpolicies"]) == pytest.approx(1.0)
+    plain, _ = inspect_run(bandits_run, num_tasks=1, episodes=1, adapt=AdaptOptions(iters=1))
+    assert plain["adapt_macro_len"] is None and "masters choose every" not in format_report(plain)
+    # The run's train.rollout_len is 20: a macro step must divide it, and the error names one that does.
+    with pytest.raises(ConfigError, match=r"adapt_macro_len=3 does not divide the run's train.rollout_len \(20\); "):
+        inspect_run(bandits_run, num_tasks=1, adapt=AdaptOptions(iters=1, macro_len=3))
+    with pytest.raises(ConfigError, match=r"e\.g\. adapt_macro_len=4\."):
+        inspect_run(bandits_run, num_tasks=1, adapt=AdaptOptions(iters=1, macro_len=3))
+    with pytest.raises(ConfigError, match=r"adapt_macro_len must be a positive integer or null, got 0; set e"):
+        AdaptOptions(macro_len=0)
+
+
 def test_identical_subpolicies_are_flagged_alike(bandits_run: Path, tmp_path: Path) -> None:
     payload = load_checkpoint(bandits_run)
     state = payload["learner"]["policy"]
