@@ -34,7 +34,9 @@ def test_a_route_round_a_block_bends_at_the_corner_less_the_margin() -> None:
         maze_routes.shortest_route(right_right_up, margin=8.0)
 
 
-def test_route_table_counts_the_kinds_and_its_shares_grow_with_speed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_route_table_counts_the_kinds_and_its_shares_grow_with_speed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     speeds = [5.0, 10.0, 13.0, 20.0]
     table = maze_routes.route_table(speeds, margin=1.0)
     assert [row["layouts"] for row in table.values()] == [9, 33, 120, 153]
