@@ -142,18 +142,23 @@ def targets(subs: list[dict[str, Any]], reached: list[float], args: argparse.Nam
 
 
 def reached_by_kind(reports: list[dict[str, Any]]) -> dict[str, list[int]]:
-    """Episodes that reached the goal and episodes run, ``[reached, run]``, on the held-out mazes of the
-    training layouts' kind (``envs.ant_maze.of_training_kind``) and on the others, over every report."""
-    from envs.ant_maze import LAYOUTS, of_training_kind
+    """Episodes that reached the goal and episodes run, ``[reached, run]``, over every report: on the held-out
+    mazes of the training layouts' kind (``envs.ant_maze.of_training_kind``) and on the others
+    (``training_kind``, ``other``), and by the face of its last cell the goal lies on (``face_left``: its
+    x below the cell's centre, which only a walk left reaches; ``face_right``; ``face_top_bottom``)."""
+    from envs.ant_maze import LAYOUTS, cell_center, of_training_kind
 
-    counts = {"training_kind": [0, 0], "other": [0, 0]}
+    counts = {key: [0, 0] for key in ("training_kind", "other", "face_left", "face_right", "face_top_bottom")}
     for report in reports:
         for task, share in zip(report["tasks"], report["goal_reached"]["per_task"]):
             if share is None:
                 continue
-            kind = counts["training_kind" if of_training_kind(LAYOUTS[task]) else "other"]
-            kind[0] += round(share * report["episodes"])
-            kind[1] += report["episodes"]
+            layout = LAYOUTS[task]
+            centre_x, goal_x = cell_center(layout.open_cells[-1])[0], layout.goal[0]
+            face = "face_left" if goal_x < centre_x else "face_right" if goal_x > centre_x else "face_top_bottom"
+            for key in ("training_kind" if of_training_kind(layout) else "other", face):
+                counts[key][0] += round(share * report["episodes"])
+                counts[key][1] += report["episodes"]
     return counts
 
 
@@ -296,10 +301,16 @@ def format_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
             f"{_yes(t['fast'])} | {t['goal_reached']:.2f} ({per_seed}) | {_yes(t['solves_mazes'])} | "
             f"{' '.join('-' if c is None else f'{c:.1f}' for c in row.get('closest_approach_per_seed', []))} |"
         )
-    lines += ["", "| run | goal reached: held-out mazes of the training kind | of another kind |", "|---|---|---|"]
+    lines += [
+        "",
+        "| run | goal reached: held-out mazes of the training kind | of another kind | goal on a left face "
+        "(needs a walk left) | on a right face | on a top or bottom face |",
+        "|---|---|---|---|---|---|",
+    ]
     for row in rows:
         kinds = row["goal_reached_by_kind"]
-        lines.append(f"| {_label(row)} | {_count(*kinds['training_kind'])} | {_count(*kinds['other'])} |")
+        columns = ("training_kind", "other", "face_left", "face_right", "face_top_bottom")
+        lines.append(f"| {_label(row)} | {' | '.join(_count(*kinds.get(key, [0, 0])) for key in columns)} |")
     if any(row["last_iteration_success"] for row in rows):
         lines += [
             "",

@@ -69,7 +69,17 @@ def test_goal_reaches_split_by_the_kind_of_held_out_maze() -> None:
         {"tasks": [TRAINING_KIND_LAYOUTS[0], other], "episodes": 2, "goal_reached": {"per_task": [1.0, 0.5]}},
         {"tasks": [TRAINING_KIND_LAYOUTS[1], other], "episodes": 2, "goal_reached": {"per_task": [0.5, None]}},
     ]
-    assert ant_maze_table.reached_by_kind(reports) == {"training_kind": [3, 4], "other": [1, 2]}
+    counts = ant_maze_table.reached_by_kind(reports)
+    assert {key: counts[key] for key in ("training_kind", "other")} == {"training_kind": [3, 4], "other": [1, 2]}
+    assert sum(counts[face][1] for face in ("face_left", "face_right", "face_top_bottom")) == 6  # each episode once
+
+
+def test_goal_reaches_split_by_the_face_the_goal_lies_on() -> None:
+    faces = {"face_left": 10, "face_right": 9, "face_top_bottom": 11}  # held out: goals (0, 16), (16, 16), (24, 24)
+    assert [LAYOUTS[task].goal for task in faces.values()] == [(0.0, 16.0), (16.0, 16.0), (24.0, 24.0)]
+    report = {"tasks": list(faces.values()), "episodes": 2, "goal_reached": {"per_task": [0.0, 0.5, 1.0]}}
+    counts = ant_maze_table.reached_by_kind([report])
+    assert [counts[face] for face in faces] == [[0, 2], [1, 2], [2, 2]]
 
 
 def test_a_run_of_another_ant_task_is_measured_on_the_mazes(tmp_path: Path) -> None:
