@@ -7,7 +7,8 @@ For every layout it computes the shortest route of the torso from the start to w
 narrowed by ``--margin`` at both ends (the ant's body does not fit into the corner between two blocks), by
 dynamic programming over points along each face (a straight line between two faces stays inside the open
 cell they bound, which is convex). It then prints, per kind of layout (the 9 training ones, the held-out ones
-of the training kind, those of another kind, all held-out), the median route and the share of layouts whose
+of the training kind, those of another kind, all held-out), how many have their goal on a left face (only a
+walk left reaches it; no training layout does), the median route and the share of layouts whose
 route fits in the episode's macro steps (T / N = 1000 / 200 = 5) at each speed (units per macro step,
 walking straight along the route: turns and walls only cost more). A lower bound on the speed the
 sub-policies need, not a prediction of the goal reaches.
@@ -53,12 +54,18 @@ def shortest_route(layout: MazeLayout, margin: float = 1.0, goal_radius: float =
     return max(0.0, float(cost[0]) - goal_radius)
 
 
+def goal_on_left_face(layout: MazeLayout) -> bool:
+    """Whether the goal lies on the left face of the layout's last cell, which only a walk left reaches."""
+    return layout.goal[0] < cell_center(layout.open_cells[-1])[0]
+
+
 def route_table(speeds: list[float], margin: float) -> dict[str, dict[str, object]]:
     """Per kind of layout: how many, the median and longest route, and the share that fits at each speed."""
     routes = np.array([shortest_route(layout, margin) for layout in LAYOUTS])
     index = np.arange(len(LAYOUTS))
     held = index >= NUM_TRAIN_LAYOUTS
     of_kind = np.array([training_kind(layout) for layout in LAYOUTS])
+    left = np.array([goal_on_left_face(layout) for layout in LAYOUTS])
     groups = {
         "the 9 training layouts": ~held,
         "held out, of the training kind": held & of_kind,
@@ -70,6 +77,7 @@ def route_table(speeds: list[float], margin: float) -> dict[str, dict[str, objec
         lengths = routes[chosen]
         table[name] = {
             "layouts": int(chosen.sum()),
+            "goal_on_left_face": int((chosen & left).sum()),
             "median_route": float(np.median(lengths)),
             "longest_route": float(lengths.max()),
             "fits_at_speed": {f"{speed:g}": float(np.mean(lengths <= MACRO_STEPS * speed)) for speed in speeds},
@@ -78,14 +86,16 @@ def route_table(speeds: list[float], margin: float) -> dict[str, dict[str, objec
 
 
 def format_table(table: dict[str, dict[str, object]], speeds: list[float]) -> str:
-    head = "| layouts | count | median route | longest | " + " | ".join(f"fits at {s:g}" for s in speeds) + " |"
-    lines = [head, "|" + "---|" * (4 + len(speeds))]
+    fits = " | ".join(f"fits at {speed:g}" for speed in speeds)
+    head = f"| layouts | count | goal on a left face | median route | longest | {fits} |"
+    lines = [head, "|" + "---|" * (5 + len(speeds))]
     for name, row in table.items():
         fits = row["fits_at_speed"]
         assert isinstance(fits, dict)
         shares = " | ".join(f"{fits[f'{s:g}']:.2f}" for s in speeds)
         lines.append(
-            f"| {name} | {row['layouts']} | {row['median_route']:.1f} | {row['longest_route']:.1f} | {shares} |"
+            f"| {name} | {row['layouts']} | {row['goal_on_left_face']} | {row['median_route']:.1f} | "
+            f"{row['longest_route']:.1f} | {shares} |"
         )
     return "\n".join(lines)
 

@@ -40,6 +40,7 @@ def test_route_table_counts_the_kinds_and_its_shares_grow_with_speed(
     speeds = [5.0, 10.0, 13.0, 20.0]
     table = maze_routes.route_table(speeds, margin=1.0)
     assert [row["layouts"] for row in table.values()] == [9, 33, 120, 153]
+    assert [row["goal_on_left_face"] for row in table.values()] == [0, 6, 34, 40]  # none in training
     for row in table.values():
         shares = list(row["fits_at_speed"].values())
         assert shares == sorted(shares) and shares[0] >= 0.0 and shares[-1] == 1.0
@@ -49,7 +50,8 @@ def test_route_table_counts_the_kinds_and_its_shares_grow_with_speed(
     out = tmp_path / "routes.json"
     maze_routes.main(["--speeds", "10", "15", "--json", str(out)])
     printed = capsys.readouterr().out
-    assert printed.splitlines()[0] == "| layouts | count | median route | longest | fits at 10 | fits at 15 |"
+    head = "| layouts | count | goal on a left face | median route | longest | fits at 10 | fits at 15 |"
+    assert printed.splitlines()[0] == head
     assert printed.splitlines()[2].startswith("| the 9 training layouts | 9 | ")
     assert json.loads(out.read_text())["all held out"]["layouts"] == 153
 
