@@ -136,6 +136,13 @@ LAYOUTS: tuple[MazeLayout, ...] = PAPER_LAYOUTS + tuple(lay for lay in _FAMILY i
 NUM_TRAIN_LAYOUTS = len(PAPER_LAYOUTS)
 
 
+def goal_face(layout: MazeLayout) -> str:
+    """Which face of its last cell a layout's goal lies on: ``"left"`` (its x below the cell's centre: only a walk
+    left reaches it, which no training layout asks for), ``"right"`` or ``"top_bottom"``."""
+    centre_x, goal_x = cell_center(layout.open_cells[-1])[0], layout.goal[0]
+    return "left" if goal_x < centre_x else "right" if goal_x > centre_x else "top_bottom"
+
+
 def layout_kind(layout: MazeLayout) -> str:
     """What kind of maze a layout is, beside the training layouts: ``"training_kind"`` (:func:`of_training_kind`),
     else ``"left"`` (a move left), ``"long"`` (4 or more moves, none left) or ``"away"`` (at most 3 moves, none

@@ -144,9 +144,9 @@ def targets(subs: list[dict[str, Any]], reached: list[float], args: argparse.Nam
 def reached_by_kind(reports: list[dict[str, Any]]) -> dict[str, list[int]]:
     """Episodes that reached the goal and episodes run, ``[reached, run]``, over every report: on the held-out
     mazes of the training layouts' kind (``envs.ant_maze.of_training_kind``) and on the others
-    (``training_kind``, ``other``), and by the face of its last cell the goal lies on (``face_left``: its
-    x below the cell's centre, which only a walk left reaches; ``face_right``; ``face_top_bottom``)."""
-    from envs.ant_maze import LAYOUTS, cell_center, of_training_kind
+    (``training_kind``, ``other``), and by the face of its last cell the goal lies on (``face_<face>``:
+    ``envs.ant_maze.goal_face``)."""
+    from envs.ant_maze import LAYOUTS, goal_face, of_training_kind
 
     counts = {key: [0, 0] for key in ("training_kind", "other", "face_left", "face_right", "face_top_bottom")}
     for report in reports:
@@ -154,9 +154,7 @@ def reached_by_kind(reports: list[dict[str, Any]]) -> dict[str, list[int]]:
             if share is None:
                 continue
             layout = LAYOUTS[task]
-            centre_x, goal_x = cell_center(layout.open_cells[-1])[0], layout.goal[0]
-            face = "face_left" if goal_x < centre_x else "face_right" if goal_x > centre_x else "face_top_bottom"
-            for key in ("training_kind" if of_training_kind(layout) else "other", face):
+            for key in ("training_kind" if of_training_kind(layout) else "other", f"face_{goal_face(layout)}"):
                 counts[key][0] += round(share * report["episodes"])
                 counts[key][1] += report["episodes"]
     return counts
@@ -310,7 +308,7 @@ def format_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     for row in rows:
         kinds = row["goal_reached_by_kind"]
         columns = ("training_kind", "other", "face_left", "face_right", "face_top_bottom")
-        lines.append(f"| {_label(row)} | {' | '.join(_count(*kinds.get(key, [0, 0])) for key in columns)} |")
+        lines.append(f"| {_label(row)} | {' | '.join(_count(*kinds[key]) for key in columns)} |")
     if any(row["last_iteration_success"] for row in rows):
         lines += [
             "",

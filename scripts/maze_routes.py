@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from envs.ant_maze import CELL_SIZE, LAYOUTS, NUM_TRAIN_LAYOUTS, START_XY, Cell, MazeLayout, cell_center
+from envs.ant_maze import CELL_SIZE, LAYOUTS, NUM_TRAIN_LAYOUTS, START_XY, Cell, MazeLayout, cell_center, goal_face
 from envs.ant_maze import of_training_kind as training_kind
 
 GOAL_RADIUS = 2.0
@@ -54,18 +54,13 @@ def shortest_route(layout: MazeLayout, margin: float = 1.0, goal_radius: float =
     return max(0.0, float(cost[0]) - goal_radius)
 
 
-def goal_on_left_face(layout: MazeLayout) -> bool:
-    """Whether the goal lies on the left face of the layout's last cell, which only a walk left reaches."""
-    return layout.goal[0] < cell_center(layout.open_cells[-1])[0]
-
-
 def route_table(speeds: list[float], margin: float) -> dict[str, dict[str, object]]:
     """Per kind of layout: how many, the median and longest route, and the share that fits at each speed."""
     routes = np.array([shortest_route(layout, margin) for layout in LAYOUTS])
     index = np.arange(len(LAYOUTS))
     held = index >= NUM_TRAIN_LAYOUTS
     of_kind = np.array([training_kind(layout) for layout in LAYOUTS])
-    left = np.array([goal_on_left_face(layout) for layout in LAYOUTS])
+    left = np.array([goal_face(layout) == "left" for layout in LAYOUTS])
     groups = {
         "the 9 training layouts": ~held,
         "held out, of the training kind": held & of_kind,

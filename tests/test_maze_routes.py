@@ -43,7 +43,7 @@ def test_route_table_counts_the_kinds_and_its_shares_grow_with_speed(
     assert [row["goal_on_left_face"] for row in table.values()] == [0, 6, 34, 40]  # none in training
     for row in table.values():
         shares = list(row["fits_at_speed"].values())
-        assert shares == sorted(shares) and shares[0] >= 0.0 and shares[-1] == 1.0
+        assert shares == sorted(shares) and shares[-1] == 1.0
     assert table["the 9 training layouts"]["fits_at_speed"]["10"] == 1.0  # longest paper route: 47.7 <= 5 x 10
     assert table["held out, of the training kind"]["longest_route"] <= 5 * 10.0
     assert table["held out, of another kind"]["fits_at_speed"]["10"] < 0.5

@@ -18,6 +18,7 @@ from envs.ant_maze import (
     MazeLayout,
     cell_center,
     enumerate_layouts,
+    goal_face,
     held_out_kinds,
     layout_kind,
     of_training_kind,
@@ -101,6 +102,15 @@ def test_test_layouts_of_the_training_kind_are_the_held_out_short_forward_walks(
     assert layout_kind(LAYOUTS[NUM_TRAIN_LAYOUTS + up_right_down]) == "away"
     with pytest.raises(ValueError, match=r"test_layouts must be null .* got 'near'; e.g. \+env.kwargs.test_layouts="):
         AntMaze(test_layouts="near")
+
+
+def test_goal_face_names_the_face_of_the_last_cell_the_goal_lies_on() -> None:
+    up = (START_CELL, (0, 0))  # the last cell's centre is (8, 16)
+    assert goal_face(MazeLayout(up, (0.0, 16.0))) == "left"
+    assert goal_face(MazeLayout(up, (16.0, 16.0))) == "right"
+    assert goal_face(MazeLayout(up, (8.0, 24.0))) == "top_bottom"
+    assert all(goal_face(layout) != "left" for layout in PAPER_LAYOUTS)  # no training maze needs a walk left
+    assert sum(goal_face(layout) == "left" for layout in LAYOUTS[NUM_TRAIN_LAYOUTS:]) == 40
 
 
 def test_every_layouts_goal_is_reachable_along_its_open_cells() -> None:
