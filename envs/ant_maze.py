@@ -219,7 +219,8 @@ class AntMaze(AntTaskEnv[int]):
     ``reward_type`` ("dense" or "sparse"), ``goal_radius`` (2.0), ``goal_bonus`` (0.0), ``block_size`` (15.2),
     ``ctrl_cost_weight`` (0.1), ``train_layouts`` (indices of the layouts :meth:`sample_task` draws from;
     None, the default, is the paper's 9; e.g. ``[4]``, straight right only, trains one direction),
-    ``test_layouts`` (None, every held-out layout, or ``"training_kind"``), and
+    ``test_layouts`` (None, every held-out layout, or ``"training_kind"``; either leaves out the training
+    layouts, so a layout named in ``train_layouts`` is never drawn as a held-out one), and
     those of :class:`envs.ant_base.AntTaskEnv`: ``xml_file``,
     ``flip_handling``, ``pose_reset_every``, ``reset_noise_scale``, ``healthy_z_range``, ``render_mode``
     (None or "rgb_array": a top-down view of the whole arena, absent blocks hidden, goal region green),
@@ -253,7 +254,7 @@ class AntMaze(AntTaskEnv[int]):
         self.ctrl_cost_weight = float(ctrl_cost_weight)
         self.layouts = LAYOUTS
         self._train_layouts = _check_train_layouts(train_layouts)
-        self._test_layouts = _check_test_layouts(test_layouts)
+        self._test_layouts = _check_test_layouts(test_layouts, self._train_layouts)
         # blocked[t, j]: whether BLOCK_CELLS[j] holds a block in layout t.
         self._blocked = np.array([[cell not in lay.open_cells for cell in BLOCK_CELLS] for lay in LAYOUTS])
         self._goals = np.array([lay.goal for lay in LAYOUTS])
@@ -342,17 +343,27 @@ def _check_train_layouts(train_layouts: Sequence[int] | None) -> tuple[int, ...]
     return layouts
 
 
-def _check_test_layouts(test_layouts: str | None) -> tuple[int, ...]:
+def _check_test_layouts(test_layouts: str | None, train_layouts: Sequence[int]) -> tuple[int, ...]:
     """The held-out layouts :meth:`AntMaze.sample_test_task` draws from: every layout after the paper's 9 by
-    default, or ``"training_kind"``: :data:`TRAINING_KIND_LAYOUTS`."""
+    default, or ``"training_kind"``: :data:`TRAINING_KIND_LAYOUTS`; either without the training layouts (a
+    held-out maze is never one the run trained on, also when ``train_layouts`` names layouts after the 9)."""
     if test_layouts is None:
-        return tuple(range(NUM_TRAIN_LAYOUTS, len(LAYOUTS)))
-    if test_layouts == "training_kind":
-        return TRAINING_KIND_LAYOUTS
-    raise ValueError(
-        f"AntMaze test_layouts must be null (every held-out layout) or 'training_kind', got {test_layouts!r}; "
-        "e.g. +env.kwargs.test_layouts=training_kind."
-    )
+        candidates: Sequence[int] = range(NUM_TRAIN_LAYOUTS, len(LAYOUTS))
+    elif test_layouts == "training_kind":
+        candidates = TRAINING_KIND_LAYOUTS
+    else:
+        raise ValueError(
+            f"AntMaze test_layouts must be null (every held-out layout) or 'training_kind', got {test_layouts!r}; "
+            "e.g. +env.kwargs.test_layouts=training_kind."
+        )
+    trained = set(train_layouts)
+    held_out = tuple(i for i in candidates if i not in trained)
+    if not held_out:
+        raise ValueError(
+            f"AntMaze train_layouts {list(train_layouts)!r} hold every layout of test_layouts={test_layouts!r}, "
+            "so no maze is left to hold out; train on fewer layouts or set +env.kwargs.test_layouts=null."
+        )
+    return held_out
 
 
 def _block_name(cell: Cell) -> str:

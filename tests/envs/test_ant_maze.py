@@ -84,6 +84,18 @@ def test_train_layouts_restricts_the_training_draws_and_refuses_bad_indices() ->
             AntMaze(train_layouts=bad)
 
 
+def test_held_out_draws_leave_out_layouts_named_for_training() -> None:
+    left_faces = [10, 111, 65, 95]  # held-out layouts of the training kind with the goal on a left face
+    env = AntMaze(train_layouts=[*range(NUM_TRAIN_LAYOUTS), *left_faces])
+    rng = np.random.default_rng(0)
+    test = {env.sample_test_task(rng) for _ in range(4000)}
+    assert test == set(range(NUM_TRAIN_LAYOUTS, len(LAYOUTS))) - set(left_faces)
+    kind = AntMaze(train_layouts=left_faces, test_layouts="training_kind")
+    assert {kind.sample_test_task(rng) for _ in range(2000)} == set(TRAINING_KIND_LAYOUTS) - set(left_faces)
+    with pytest.raises(ValueError, match=r"hold every layout of test_layouts='training_kind'.*train on fewer layouts"):
+        AntMaze(train_layouts=list(TRAINING_KIND_LAYOUTS), test_layouts="training_kind")
+
+
 def test_test_layouts_of_the_training_kind_are_the_held_out_short_forward_walks() -> None:
     assert all(of_training_kind(layout) for layout in PAPER_LAYOUTS)  # the rule describes the training layouts
     assert len(TRAINING_KIND_LAYOUTS) == 33 and min(TRAINING_KIND_LAYOUTS) >= NUM_TRAIN_LAYOUTS
